@@ -1,0 +1,132 @@
+//! Library lifecycle: what `C_Initialize` sets up and `C_Finalize` tears down, once per process.
+//!
+//! The state of a process lives in a [`Library`] that is allocated once and never freed, found
+//! through an atomic pointer: no global destructor runs at exit, and a forked child, which
+//! sees the parent's `Library` with a foreign pid, never takes a lock that a parent thread
+//! may have held at fork time. The child's `C_Initialize` allocates a fresh `Library` and
+//! leaves the parent's (and its connections) untouched.
+
+use std::env;
+use std::path::PathBuf;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use cryptoki_sys::CKR_CRYPTOKI_ALREADY_INITIALIZED;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// The current process's `Library`, or one inherited across `fork` (told apart by `pid`).
+static LIBRARY: AtomicPtr<Library> = AtomicPtr::new(ptr::null_mut());
+
+struct Library {
+    pid: u32,
+    /// `Some` between `C_Initialize` and `C_Finalize`. Held for a pointer copy at a time.
+    client: RwLock<Option<Arc<Client>>>,
+}
+
+/// This process's `Library`, if it has one. The pid is compared before any lock is touched.
+fn this_process() -> Option<&'static Library> {
+    let ptr = LIBRARY.load(Ordering::Acquire);
+    // SAFETY: non-NULL values of LIBRARY come from `Box::leak` and are never freed.
+    let library = unsafe { ptr.as_ref() }?;
+    (library.pid == std::process::id()).then_some(library)
+}
+
+/// This process's `Library`, created on first use (first `C_Initialize`, or the first one
+/// after a `fork`).
+fn this_process_or_new() -> &'static Library {
+    loop {
+        if let Some(library) = this_process() {
+            return library;
+        }
+        let seen = LIBRARY.load(Ordering::Acquire);
+        let fresh: &'static mut Library = Box::leak(Box::new(Library {
+            pid: std::process::id(),
+            client: RwLock::new(None),
+        }));
+        let fresh_ptr: *mut Library = fresh;
+        if LIBRARY
+            .compare_exchange(seen, fresh_ptr, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return fresh;
+        }
+        // Another thread of this process won the race; ours stays leaked (a few bytes, once).
+    }
+}
+
+/// The initialised client, for one call.
+pub(crate) fn client() -> Result<Arc<Client>> {
+    let library = this_process().ok_or(Error::NotInitialized)?;
+    let slot = library
+        .client
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
+    slot.clone().ok_or(Error::NotInitialized)
+}
+
+pub(crate) fn initialize() -> Result<()> {
+    let library = this_process_or_new();
+    let already = || Error::Rv(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    if library
+        .client
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
+    {
+        return Err(already());
+    }
+    // Connect outside the lock: other threads keep getting a quick answer meanwhile.
+    let client = Arc::new(Client::start(socket_path(), instance()));
+    let mut slot = library
+        .client
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    if slot.is_some() {
+        drop(slot);
+        client.close();
+        return Err(already());
+    }
+    *slot = Some(client);
+    Ok(())
+}
+
+pub(crate) fn finalize() -> Result<()> {
+    let library = this_process().ok_or(Error::NotInitialized)?;
+    let client = library
+        .client
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .ok_or(Error::NotInitialized)?;
+    client.close();
+    Ok(())
+}
+
+/// `KYSO_SOCKET`, else `$XDG_RUNTIME_DIR/kyso/kysod.sock`, else `/run/user/<uid>/kyso/kysod.sock`.
+fn socket_path() -> PathBuf {
+    let set = |name| env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(path) = set("KYSO_SOCKET") {
+        return path.into();
+    }
+    let runtime = set("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", crate::os::uid())));
+    runtime.join("kyso").join("kysod.sock")
+}
+
+/// A random id for this `C_Initialize`, shared by all its connections. Should the kernel's
+/// generator fail, pid, time and an address still tell clients apart (the daemon also checks
+/// the peer's pid).
+fn instance() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_ok() {
+        return u64::from_ne_bytes(bytes);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ (&bytes as *const _ as u64)
+}
