@@ -4,9 +4,9 @@
 use std::mem::size_of;
 
 use cryptoki_sys::{
-    CKF_ARRAY_ATTRIBUTE, CKR_ATTRIBUTE_TYPE_INVALID, CKR_MECHANISM_PARAM_INVALID, CK_ATTRIBUTE,
-    CK_GCM_PARAMS, CK_INFO, CK_MECHANISM, CK_MECHANISM_INFO, CK_RSA_PKCS_OAEP_PARAMS,
-    CK_SESSION_INFO, CK_SLOT_INFO, CK_TOKEN_INFO, CK_ULONG, CK_VERSION,
+    CKF_ARRAY_ATTRIBUTE, CKR_ATTRIBUTE_TYPE_INVALID, CKR_MECHANISM_PARAM_INVALID,
+    CKR_PIN_LEN_RANGE, CK_ATTRIBUTE, CK_GCM_PARAMS, CK_INFO, CK_MECHANISM, CK_MECHANISM_INFO,
+    CK_RSA_PKCS_OAEP_PARAMS, CK_SESSION_INFO, CK_SLOT_INFO, CK_TOKEN_INFO, CK_ULONG, CK_VERSION,
 };
 use kyso_proto::mechanism::{param_shape, Mechanism, MechanismParam, ParamShape};
 use kyso_proto::{Attribute, MechanismInfo, Pin, SessionInfo, SlotInfo, TokenInfo, Version};
@@ -122,7 +122,11 @@ pub(crate) unsafe fn pin(ptr: *const u8, len: CK_ULONG) -> Result<Option<Pin>> {
         return Ok(None);
     }
     // SAFETY: the caller's contract. The application's bytes are copied into a zeroizing Pin.
-    Ok(Some(Pin::new(unsafe { ffi::bytes(ptr, len) }?)))
+    let bytes = unsafe { ffi::bytes(ptr, len) }.map_err(|e| match e {
+        Error::TooLarge => Error::Rv(CKR_PIN_LEN_RANGE),
+        other => other,
+    })?;
+    Ok(Some(Pin::new(bytes)))
 }
 
 /// `src` in a fixed-size, blank-padded PKCS#11 string field: truncated (at a UTF-8

@@ -5,6 +5,20 @@
 //! Layers, outside in: this file (function lists and interfaces) → [`entry`] (the `C_*`
 //! functions) → [`ffi`]/[`convert`] (application pointers ↔ values) → [`client`] (connection
 //! pool, reconnects) → kyso-proto frames. [`state`] holds the per-process lifecycle.
+//!
+//! Behaviour worth knowing when kysod is not there:
+//! - `C_Initialize` succeeds without a daemon; the socket is `KYSO_SOCKET`, else
+//!   `$XDG_RUNTIME_DIR/kyso/kysod.sock`, else `/run/user/<uid>/kyso/kysod.sock`.
+//! - `C_GetSlotList` then answers `CKR_OK` with no slots (an application shows "no token");
+//!   `C_GetSlotInfo` → `CKR_DEVICE_ERROR`; token calls and `C_OpenSession` →
+//!   `CKR_TOKEN_NOT_PRESENT`; session calls → `CKR_DEVICE_REMOVED`; a blocking
+//!   `C_WaitForSlotEvent` → `CKR_FUNCTION_FAILED`. Nothing waits: a missing socket refuses at
+//!   once, a dead one gives EOF or `EPIPE` (sent with `MSG_NOSIGNAL`, so never `SIGPIPE`).
+//! - Slot, token, open-session and slot-event calls make one connect attempt each once the
+//!   link broke; other calls fail at once. Sessions of a previous daemon are unknown to the
+//!   next one (`CKR_SESSION_HANDLE_INVALID`).
+//! - After `fork`, the child gets `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize`,
+//!   and never talks on the parent's connections.
 
 mod client;
 mod convert;

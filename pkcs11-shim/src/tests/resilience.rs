@@ -175,6 +175,30 @@ fn session_calls_do_not_reconnect_but_slot_queries_do() {
     assert_rv(unsafe { C_GetSessionInfo(1, &mut info) }, CKR_OK);
 }
 
+#[test]
+fn a_daemon_restarted_while_the_application_was_idle_is_found_on_the_next_slot_query() {
+    let _serial = serial();
+    let dir = TestDir::new();
+    let daemon = FakeDaemon::start(&dir.socket(), standard);
+    let _init = Initialised::at(&dir.socket());
+    let mut count: CK_ULONG = 0;
+    assert_rv(
+        unsafe { C_GetSlotList(0, ptr::null_mut(), &mut count) },
+        CKR_OK,
+    );
+    drop(daemon);
+    // The pool still holds the old connection; nobody has noticed the restart yet.
+    let daemon = FakeDaemon::start(&dir.socket(), standard);
+    count = 0;
+    fast(
+        "C_GetSlotList",
+        || unsafe { C_GetSlotList(0, ptr::null_mut(), &mut count) },
+        CKR_OK,
+    );
+    assert_eq!(count, 3, "one fresh connection replaces the dead idle one");
+    assert_eq!(daemon.calls().len(), 1);
+}
+
 /// A daemon that holds blocking slot-event waits until released (or ten seconds pass).
 fn holding_daemon(dir: &TestDir, released: Arc<AtomicBool>) -> FakeDaemon {
     FakeDaemon::start(&dir.socket(), move |call| match call {
