@@ -319,21 +319,18 @@ impl Client {
         Ok((self.connect(generation, family)?, false))
     }
 
-    /// One connect attempt (outside the pool lock); success heals a broken link.
+    /// One connect attempt (outside the pool lock); success heals a broken link. A failure
+    /// does not break a healthy link: only a failure on an established connection shows the
+    /// daemon is gone, and dropping the idle connections on a mere refusal (a daemon at its
+    /// connection limit) would end this client's sessions.
     fn connect(&self, generation: u64, family: Family) -> Result<Connection> {
-        match Connection::open(&self.socket, self.instance, generation) {
-            Some(conn) => {
-                let mut pool = lock(&self.pool);
-                if pool.generation == generation && !pool.closed {
-                    pool.broken = false;
-                }
-                Ok(conn)
-            }
-            None => {
-                self.break_link(generation);
-                Err(Error::DaemonGone(family))
-            }
+        let conn = Connection::open(&self.socket, self.instance, generation)
+            .ok_or(Error::DaemonGone(family))?;
+        let mut pool = lock(&self.pool);
+        if pool.generation == generation && !pool.closed {
+            pool.broken = false;
         }
+        Ok(conn)
     }
 
     fn checkin(&self, conn: Connection) {

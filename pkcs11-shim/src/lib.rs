@@ -2,9 +2,9 @@
 //! own; every call is forwarded to `kysod` over a Unix socket (kyso-proto), as a blocking std
 //! client with no runtime inside the host application.
 //!
-//! Layers, outside in: this file (function lists and interfaces) → [`entry`] (the `C_*`
-//! functions) → [`ffi`]/[`convert`] (application pointers ↔ values) → [`client`] (connection
-//! pool, reconnects) → kyso-proto frames. [`state`] holds the per-process lifecycle.
+//! Layers, outside in: this file (function lists and interfaces) → `entry` (the `C_*`
+//! functions) → `ffi`/`convert` (application pointers ↔ values) → `client` (connection
+//! pool, reconnects) → kyso-proto frames. `state` holds the per-process lifecycle.
 //!
 //! Behaviour worth knowing when kysod is not there:
 //! - `C_Initialize` succeeds without a daemon; the socket is `KYSO_SOCKET`, else
