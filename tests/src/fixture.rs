@@ -1,0 +1,130 @@
+//! A private SoftHSM2 token set in a temporary directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::paths::{repo_root, SOFTHSM_MODULE};
+
+static PROCESS_LOCK: Mutex<()> = Mutex::new(());
+
+/// The tokens of `tests/fixtures/softhsm-token.sh`, made afresh in a temporary directory that is
+/// removed on drop. Holds a process-wide lock for its lifetime (see the crate docs), so create
+/// it first in a test and let it drop last.
+pub struct Fixture {
+    dir: tempfile::TempDir,
+    serial_a: String,
+    serial_b: Option<String>,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Fixture {
+    /// The token "NGUYEN VAN A" with its RSA (id 01) and EC (id 02) keys and certificates.
+    pub fn new() -> Fixture {
+        Self::make(false)
+    }
+
+    /// As [`Fixture::new`], plus a second token "TRAN THI B" with one EC key (id 01).
+    pub fn with_second_token() -> Fixture {
+        Self::make(true)
+    }
+
+    fn make(second: bool) -> Fixture {
+        let lock = PROCESS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::Builder::new()
+            .prefix("kyso-test-")
+            .tempdir()
+            .expect("temporary directory");
+        let script = repo_root().join("tests/fixtures/softhsm-token.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).arg(dir.path());
+        if second {
+            cmd.arg("--second");
+        }
+        let out = cmd.output().expect("run softhsm-token.sh");
+        assert!(
+            out.status.success(),
+            "{} failed ({}):\n{}{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = parse_env(&String::from_utf8_lossy(&out.stdout));
+        let serial_a = env.get("SERIAL_A").expect("SERIAL_A printed").clone();
+        let serial_b = env.get("SERIAL_B").cloned();
+        assert_eq!(serial_b.is_some(), second, "second token serial");
+        Fixture {
+            dir,
+            serial_a,
+            serial_b,
+            _lock: lock,
+        }
+    }
+
+    /// The temporary directory everything lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `SOFTHSM2_CONF` selecting this fixture's token directory.
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.dir().join("softhsm2.conf")
+    }
+
+    /// SoftHSM2's module path.
+    pub fn softhsm_module(&self) -> &'static Path {
+        Path::new(SOFTHSM_MODULE)
+    }
+
+    /// Serial number of the token "NGUYEN VAN A" (as `CK_TOKEN_INFO.serialNumber`, trimmed).
+    pub fn serial_a(&self) -> &str {
+        &self.serial_a
+    }
+
+    /// Serial number of the second token, when there is one.
+    pub fn serial_b(&self) -> Option<&str> {
+        self.serial_b.as_deref()
+    }
+
+    /// The demo CA certificate (PEM).
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir().join("ca.pem")
+    }
+
+    /// The CA-issued certificate of the main token's key `id` (1 = RSA, 2 = EC), PEM.
+    pub fn cert_pem(&self, id: u8) -> PathBuf {
+        self.dir().join(format!("cert-{id:02}.pem"))
+    }
+
+    /// The main token's public key `id` exported from the token, PEM.
+    pub fn pub_pem(&self, id: u8) -> PathBuf {
+        self.dir().join(format!("pub-{id:02}.pem"))
+    }
+
+    /// The second token's certificate (PEM).
+    pub fn cert_b_pem(&self) -> PathBuf {
+        self.dir().join("cert-b-01.pem")
+    }
+
+    /// A fresh subdirectory of the fixture directory.
+    pub fn subdir(&self, name: &str) -> PathBuf {
+        let p = self.dir().join(name);
+        std::fs::create_dir_all(&p).expect("create fixture subdirectory");
+        p
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
