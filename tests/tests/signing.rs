@@ -16,7 +16,8 @@ const DOCUMENT: &[u8] = b"Quyet dinh so 68/QD-UBND: van ban mau de ky so.\n";
 
 fn rsa_sign(s: &Session, data: &[u8]) -> Vec<u8> {
     let key = find_one(s, ObjectClass::PRIVATE_KEY, ID_RSA);
-    s.sign(&Mechanism::Sha256RsaPkcs, key, data).expect("C_Sign")
+    s.sign(&Mechanism::Sha256RsaPkcs, key, data)
+        .expect("C_Sign")
 }
 
 #[test]
@@ -34,7 +35,11 @@ fn rsa_sha256_signature_verifies_against_certificate() {
     // PKCS#1 v1.5 is deterministic: the same bytes as SoftHSM2 in process.
     assert_eq!(sig, want);
     assert!(openssl_verify_sha256(&fx.cert_pem(1), DOCUMENT, &sig));
-    assert!(!openssl_verify_sha256(&fx.cert_pem(1), b"another document", &sig));
+    assert!(!openssl_verify_sha256(
+        &fx.cert_pem(1),
+        b"another document",
+        &sig
+    ));
 
     // C_Verify through the shim accepts it and rejects a tampered one.
     let public = find_one(&s, ObjectClass::PUBLIC_KEY, ID_RSA);
@@ -67,8 +72,16 @@ fn ecdsa_p256_signatures_verify_against_certificate() {
         .sign(&Mechanism::Ecdsa, key, &sha256(DOCUMENT))
         .expect("C_Sign(CKM_ECDSA)");
     assert_eq!(raw.len(), 64, "P-256 signature is r || s, 32 bytes each");
-    assert!(openssl_verify_sha256(&fx.cert_pem(2), DOCUMENT, &ecdsa_raw_to_der(&raw)));
-    assert!(!openssl_verify_sha256(&fx.cert_pem(2), b"x", &ecdsa_raw_to_der(&raw)));
+    assert!(openssl_verify_sha256(
+        &fx.cert_pem(2),
+        DOCUMENT,
+        &ecdsa_raw_to_der(&raw)
+    ));
+    assert!(!openssl_verify_sha256(
+        &fx.cert_pem(2),
+        b"x",
+        &ecdsa_raw_to_der(&raw)
+    ));
 
     // The token verifies its own signature, through the shim and directly.
     let public = find_one(&s, ObjectClass::PUBLIC_KEY, ID_EC);
@@ -84,7 +97,11 @@ fn ecdsa_p256_signatures_verify_against_certificate() {
         let raw = s
             .sign(&Mechanism::EcdsaSha256, key, DOCUMENT)
             .expect("C_Sign(CKM_ECDSA_SHA256)");
-        assert!(openssl_verify_sha256(&fx.cert_pem(2), DOCUMENT, &ecdsa_raw_to_der(&raw)));
+        assert!(openssl_verify_sha256(
+            &fx.cert_pem(2),
+            DOCUMENT,
+            &ecdsa_raw_to_der(&raw)
+        ));
     } else {
         let err = s.sign(&Mechanism::EcdsaSha256, key, DOCUMENT).unwrap_err();
         assert_eq!(rv_of(&err), Some(RvError::MechanismInvalid));
@@ -100,8 +117,11 @@ fn multipart_sign_equals_single_part() {
     let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
 
-    let single = s.sign(&Mechanism::Sha256RsaPkcs, key, &data).expect("C_Sign");
-    s.sign_init(&Mechanism::Sha256RsaPkcs, key).expect("C_SignInit");
+    let single = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, &data)
+        .expect("C_Sign");
+    s.sign_init(&Mechanism::Sha256RsaPkcs, key)
+        .expect("C_SignInit");
     for chunk in data.chunks(999) {
         s.sign_update(chunk).expect("C_SignUpdate");
     }
@@ -221,7 +241,10 @@ fn rsa_encrypt_decrypt_round_trip() {
     let dpub = find_one(&ds, ObjectClass::PUBLIC_KEY, ID_RSA);
     let dpriv = find_one(&ds, ObjectClass::PRIVATE_KEY, ID_RSA);
     let ct2 = ds.encrypt(&Mechanism::RsaPkcs, dpub, secret).unwrap();
-    assert_eq!(s.decrypt(&Mechanism::RsaPkcs, private, &ct2).unwrap(), secret);
+    assert_eq!(
+        s.decrypt(&Mechanism::RsaPkcs, private, &ct2).unwrap(),
+        secret
+    );
     assert_eq!(ds.decrypt(&Mechanism::RsaPkcs, dpriv, &ct).unwrap(), secret);
 }
 
@@ -248,7 +271,9 @@ fn error_sequence(m: &Module, serial: &str) -> Vec<Option<RvError>> {
     let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
     // Signing with a private key's handle after logout.
     out.push(rv(s.logout()));
-    out.push(rv(s.sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT).map(drop)));
+    out.push(rv(s
+        .sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .map(drop)));
     // SO login on a read-only session.
     out.push(rv(s
         .login(UserType::So, Some(&kyso_tests::SO_PIN.to_string().into()))
@@ -286,7 +311,10 @@ fn error_codes_match_softhsm() {
             // kyso's login is per client (the token may stay logged in for others): a signature
             // after this client's logout must be refused, as a bad handle or as not logged in.
             assert!(
-                matches!(g, Some(RvError::ObjectHandleInvalid | RvError::UserNotLoggedIn)),
+                matches!(
+                    g,
+                    Some(RvError::ObjectHandleInvalid | RvError::UserNotLoggedIn)
+                ),
                 "sign after logout: {g:?}"
             );
         } else {
@@ -296,10 +324,19 @@ fn error_codes_match_softhsm() {
 
     // Handles that are not sessions.
     let raw = shim.raw();
-    assert_eq!(raw.get_session_info(0xDEAD_BEEF).0, CKR_SESSION_HANDLE_INVALID);
+    assert_eq!(
+        raw.get_session_info(0xDEAD_BEEF).0,
+        CKR_SESSION_HANDLE_INVALID
+    );
     assert_eq!(raw.get_session_info(0).0, CKR_SESSION_HANDLE_INVALID);
-    assert_eq!(raw.sign_init(0xDEAD_BEEF, CKM_SHA256_RSA_PKCS, 1), CKR_SESSION_HANDLE_INVALID);
-    assert_eq!(raw.sign(0xDEAD_BEEF, DOCUMENT, Some(512)).rv, CKR_SESSION_HANDLE_INVALID);
+    assert_eq!(
+        raw.sign_init(0xDEAD_BEEF, CKM_SHA256_RSA_PKCS, 1),
+        CKR_SESSION_HANDLE_INVALID
+    );
+    assert_eq!(
+        raw.sign(0xDEAD_BEEF, DOCUMENT, Some(512)).rv,
+        CKR_SESSION_HANDLE_INVALID
+    );
     // A closed session's handle is invalid afterwards.
     let s = shim.session(fx.serial_a());
     let h = s.handle();
