@@ -1,1 +1,180 @@
-fn main() {}
+//! kysod: serves the user's PKCS#11 tokens to local applications over a Unix socket.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+
+mod calls;
+mod client;
+mod config;
+mod error;
+mod events;
+mod login;
+mod module;
+mod server;
+mod slots;
+mod token;
+
+use config::Config;
+
+/// kysod — serves the user's PKCS#11 tokens to local applications.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kysod: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config);
+    if let Err(e) = run(config) {
+        tracing::error!("{e}");
+        eprintln!("kysod: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
+    if let Some(path) = path {
+        return Config::load(path);
+    }
+    let default = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("kyso/kysod.toml"));
+    match default {
+        Some(p) if p.exists() => Config::load(&p),
+        _ => Ok(Config::default()),
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(config.log.as_deref().unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd the journal adds its own timestamps.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false);
+    if journal {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(config: Config) -> Result<(), String> {
+    // Signals are taken by one thread with sigwait; block them before any thread starts.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals
+        .thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+
+    let state_dir = config.state_path().map_err(|e| e.to_string())?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state_dir)
+        .map_err(|e| {
+            format!(
+                "cannot create the state directory {}: {e}",
+                state_dir.display()
+            )
+        })?;
+
+    let modules = config
+        .modules
+        .iter()
+        .map(|m| token::ModuleEntry::new(m.path.clone(), m.always_present))
+        .collect();
+    let registry = token::Registry::new(modules, slots::SlotTable::open(&state_dir));
+    registry.rescan();
+
+    let (listener, socket) = listen(&config)?;
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let daemon = Arc::new(server::Daemon::new(registry, config.limits.clone(), uid));
+    tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
+
+    std::thread::Builder::new()
+        .name("kysod-accept".into())
+        .spawn(move || daemon.serve(listener))
+        .map_err(|e| format!("cannot start: {e}"))?;
+
+    let signal = signals.wait().map_err(|e| format!("sigwait: {e}"))?;
+    tracing::info!(?signal, "stopping");
+    if let Some(socket) = socket {
+        let _ = std::fs::remove_file(socket);
+    }
+    Ok(())
+}
+
+/// The listening socket: passed by systemd (socket activation) or created here. Returns the
+/// path when kysod created it (and must remove it at exit).
+fn listen(config: &Config) -> Result<(UnixListener, Option<PathBuf>), String> {
+    if let Some(listener) = systemd_listener() {
+        return Ok((listener, None));
+    }
+    let path = config.socket_path().map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(&path).is_ok() {
+            return Err(format!(
+                "another kysod is already serving {}",
+                path.display()
+            ));
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+    Ok((listener, Some(path)))
+}
+
+/// The first socket passed by systemd (`LISTEN_PID`/`LISTEN_FDS`), if any.
+fn systemd_listener() -> Option<UnixListener> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds < 1 {
+        return None;
+    }
+    // SAFETY: systemd passes the listening sockets as descriptors 3.. to this process
+    // (LISTEN_PID matched), and nothing else in kysod owns descriptor 3.
+    let fd = unsafe { OwnedFd::from_raw_fd(3) };
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Some(UnixListener::from(fd))
+}

@@ -1,0 +1,104 @@
+//! Cryptographic operations: passed to the module with the application's buffer shapes, so
+//! size queries and short buffers leave the operation running exactly as in process.
+
+use cryptoki_sys as ck;
+use kyso_proto::mechanism::Mechanism;
+use kyso_proto::{Operation, OutBuf, Reply, Ulong};
+
+use crate::client::Client;
+use crate::error::Rv;
+use crate::module::Output;
+
+/// Largest `C_GenerateRandom` served in one call.
+const MAX_RANDOM: Ulong = 1 << 20;
+
+pub fn init(
+    c: &Client,
+    handle: Ulong,
+    op: Operation,
+    mechanism: &Mechanism,
+    key: Option<Ulong>,
+) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let key = match (op, key) {
+        (Operation::Digest, _) => 0,
+        (_, Some(k)) => c.key(s.token.slot, k)?,
+        (_, None) => return Err(Rv(ck::CKR_ARGUMENTS_BAD)),
+    };
+    s.token
+        .module
+        .operation_init(s.module_session, op, mechanism, key)?;
+    Ok(Reply::None)
+}
+
+fn output(out: Output) -> (Rv, Reply) {
+    (
+        out.rv,
+        Reply::Output {
+            len: out.len,
+            data: out.data,
+        },
+    )
+}
+
+fn failed(rv: Rv) -> (Rv, Reply) {
+    (rv, Reply::None)
+}
+
+pub fn operate(c: &Client, handle: Ulong, op: Operation, data: &[u8], out: OutBuf) -> (Rv, Reply) {
+    match c.session(handle) {
+        Ok(s) => output(s.token.module.operate(s.module_session, op, data, out)),
+        Err(rv) => failed(rv),
+    }
+}
+
+pub fn update(c: &Client, handle: Ulong, op: Operation, data: &[u8], out: OutBuf) -> (Rv, Reply) {
+    match c.session(handle) {
+        Ok(s) => output(s.token.module.update(s.module_session, op, data, out)),
+        Err(rv) => failed(rv),
+    }
+}
+
+pub fn finish(c: &Client, handle: Ulong, op: Operation, out: OutBuf) -> (Rv, Reply) {
+    match c.session(handle) {
+        Ok(s) => output(s.token.module.finish(s.module_session, op, out)),
+        Err(rv) => failed(rv),
+    }
+}
+
+pub fn verify(c: &Client, handle: Ulong, data: &[u8], signature: &[u8]) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    s.token.module.verify(s.module_session, data, signature)?;
+    Ok(Reply::None)
+}
+
+pub fn verify_final(c: &Client, handle: Ulong, signature: &[u8]) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    s.token.module.verify_final(s.module_session, signature)?;
+    Ok(Reply::None)
+}
+
+pub fn digest_key(c: &Client, handle: Ulong, key: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let key = c.key(s.token.slot, key)?;
+    s.token.module.digest_key(s.module_session, key)?;
+    Ok(Reply::None)
+}
+
+pub fn random(c: &Client, handle: Ulong, len: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    if len > MAX_RANDOM {
+        return Err(Rv(ck::CKR_ARGUMENTS_BAD));
+    }
+    Ok(Reply::Bytes(
+        s.token
+            .module
+            .generate_random(s.module_session, len as usize)?,
+    ))
+}
+
+pub fn seed(c: &Client, handle: Ulong, seed: &[u8]) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    s.token.module.seed_random(s.module_session, seed)?;
+    Ok(Reply::None)
+}

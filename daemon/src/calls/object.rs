@@ -1,0 +1,219 @@
+//! Objects: creation, attributes, search and key generation, with handles translated per
+//! client and private objects kept from clients that are not logged in.
+
+use std::sync::atomic::Ordering;
+
+use cryptoki_sys as ck;
+use kyso_proto::mechanism::Mechanism;
+use kyso_proto::{Attribute, AttributeQuery, Reply, Ulong};
+
+use crate::client::{Client, Session};
+use crate::error::Rv;
+
+/// Most handles one `C_FindObjects` returns, whatever the application asks for.
+const MAX_FIND: usize = 4096;
+
+fn bool_attr(template: &[Attribute], kind: Ulong) -> Option<bool> {
+    template
+        .iter()
+        .rev()
+        .find(|a| a.kind == kind)
+        .and_then(|a| a.value.as_ref())
+        .map(|v| v.iter().any(|b| *b != 0))
+}
+
+/// Whether the client is logged in as the normal user (the only one who sees private objects).
+fn is_user(c: &Client, s: &Session) -> bool {
+    c.login_of(&s.token) == Some(ck::CKU_USER)
+}
+
+/// A template for an object a client that is not logged in creates: it must be public, and
+/// says so explicitly, since the token may be logged in for someone else.
+fn public_template(
+    c: &Client,
+    s: &Session,
+    mut template: Vec<Attribute>,
+) -> Result<Vec<Attribute>, Rv> {
+    if is_user(c, s) {
+        return Ok(template);
+    }
+    match bool_attr(&template, ck::CKA_PRIVATE) {
+        Some(true) => Err(Rv(ck::CKR_USER_NOT_LOGGED_IN)),
+        Some(false) => Ok(template),
+        None => {
+            template.push(Attribute {
+                kind: ck::CKA_PRIVATE,
+                value: Some(vec![ck::CK_FALSE]),
+            });
+            Ok(template)
+        }
+    }
+}
+
+pub fn create(c: &Client, handle: Ulong, template: Vec<Attribute>) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let template = public_template(c, &s, template)?;
+    let object = s.token.module.create_object(s.module_session, &template)?;
+    Ok(Reply::Handle(c.export_object(
+        s.token.slot,
+        object,
+        is_user(c, &s),
+    )))
+}
+
+pub fn copy(
+    c: &Client,
+    handle: Ulong,
+    object: Ulong,
+    template: Vec<Attribute>,
+) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let source = c.object(s.token.slot, object)?;
+    let template = public_template(c, &s, template)?;
+    let copy = s
+        .token
+        .module
+        .copy_object(s.module_session, source, &template)?;
+    Ok(Reply::Handle(c.export_object(
+        s.token.slot,
+        copy,
+        is_user(c, &s),
+    )))
+}
+
+pub fn destroy(c: &Client, handle: Ulong, object: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let target = c.object(s.token.slot, object)?;
+    s.token.module.destroy_object(s.module_session, target)?;
+    c.forget_object(object);
+    Ok(Reply::None)
+}
+
+pub fn size(c: &Client, handle: Ulong, object: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let target = c.object(s.token.slot, object)?;
+    Ok(Reply::Size(
+        s.token.module.object_size(s.module_session, target)?,
+    ))
+}
+
+pub fn get_attributes(
+    c: &Client,
+    handle: Ulong,
+    object: Ulong,
+    queries: &[AttributeQuery],
+) -> (Rv, Reply) {
+    let target = c
+        .session(handle)
+        .and_then(|s| Ok((c.object(s.token.slot, object)?, s)));
+    match target {
+        Ok((target, s)) => {
+            let (rv, values) = s
+                .token
+                .module
+                .get_attributes(s.module_session, target, queries);
+            (rv, Reply::Attributes(values))
+        }
+        Err(rv) => (rv, Reply::None),
+    }
+}
+
+pub fn set_attributes(
+    c: &Client,
+    handle: Ulong,
+    object: Ulong,
+    template: &[Attribute],
+) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let target = c.object(s.token.slot, object)?;
+    if !is_user(c, &s) && bool_attr(template, ck::CKA_PRIVATE) == Some(true) {
+        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
+    }
+    s.token
+        .module
+        .set_attributes(s.module_session, target, template)?;
+    Ok(Reply::None)
+}
+
+pub fn find_init(c: &Client, handle: Ulong, mut template: Vec<Attribute>) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let mut nothing = false;
+    if !is_user(c, &s) {
+        // The module may be logged in for another client: restrict the search to public
+        // objects, and a search for private ones finds nothing.
+        match bool_attr(&template, ck::CKA_PRIVATE) {
+            Some(true) => nothing = true,
+            Some(false) => {}
+            None => template.push(Attribute {
+                kind: ck::CKA_PRIVATE,
+                value: Some(vec![ck::CK_FALSE]),
+            }),
+        }
+    }
+    s.token.module.find_init(s.module_session, &template)?;
+    s.find_nothing.store(nothing, Ordering::Relaxed);
+    Ok(Reply::None)
+}
+
+pub fn find(c: &Client, handle: Ulong, max: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let found = s
+        .token
+        .module
+        .find(s.module_session, (max as usize).min(MAX_FIND))?;
+    if s.find_nothing.load(Ordering::Relaxed) {
+        return Ok(Reply::Handles(Vec::new()));
+    }
+    let user = is_user(c, &s);
+    Ok(Reply::Handles(
+        found
+            .into_iter()
+            .map(|h| c.export_object(s.token.slot, h, user))
+            .collect(),
+    ))
+}
+
+pub fn find_final(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    s.token.module.find_final(s.module_session)?;
+    s.find_nothing.store(false, Ordering::Relaxed);
+    Ok(Reply::None)
+}
+
+pub fn generate_key(
+    c: &Client,
+    handle: Ulong,
+    mechanism: &Mechanism,
+    template: &[Attribute],
+) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    if !is_user(c, &s) {
+        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
+    }
+    let key = s
+        .token
+        .module
+        .generate_key(s.module_session, mechanism, template)?;
+    Ok(Reply::Handle(c.export_object(s.token.slot, key, true)))
+}
+
+pub fn generate_key_pair(
+    c: &Client,
+    handle: Ulong,
+    mechanism: &Mechanism,
+    public: &[Attribute],
+    private: &[Attribute],
+) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    if !is_user(c, &s) {
+        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
+    }
+    let (pub_key, priv_key) =
+        s.token
+            .module
+            .generate_key_pair(s.module_session, mechanism, public, private)?;
+    Ok(Reply::KeyPair {
+        public: c.export_object(s.token.slot, pub_key, true),
+        private: c.export_object(s.token.slot, priv_key, true),
+    })
+}

@@ -1,0 +1,168 @@
+//! Sessions and login: each client's sessions are module sessions kysod opened for it; its
+//! login is virtual (see [`crate::login`]).
+
+use cryptoki_sys as ck;
+use kyso_proto::{Pin, Reply, SessionInfo, Ulong};
+
+use crate::client::{Client, Session};
+use crate::error::Rv;
+use crate::server::Daemon;
+
+pub fn open(d: &Daemon, c: &Client, slot: Ulong, flags: Ulong) -> Result<Reply, Rv> {
+    if flags & ck::CKF_SERIAL_SESSION == 0 {
+        return Err(Rv(ck::CKR_SESSION_PARALLEL_NOT_SUPPORTED));
+    }
+    let token = d.registry.token(slot).ok_or(Rv(ck::CKR_SLOT_ID_INVALID))?;
+    if !token.is_present() {
+        return Err(Rv(ck::CKR_TOKEN_NOT_PRESENT));
+    }
+    if c.session_count() >= d.limits.sessions_per_client {
+        tracing::warn!(client = c.id, pid = c.pid, "session limit reached");
+        return Err(Rv(ck::CKR_SESSION_COUNT));
+    }
+    // An SO-logged-in client may not open read-only sessions, as in process.
+    if flags & ck::CKF_RW_SESSION == 0 && c.login_of(&token) == Some(ck::CKU_SO) {
+        return Err(Rv(ck::CKR_SESSION_READ_WRITE_SO_EXISTS));
+    }
+    let module_session = token.module.open_session(token.module_slot, flags)?;
+    let session = c.add_session(token, module_session, flags);
+    Ok(Reply::Handle(session.handle))
+}
+
+/// Ends one session: when it was the client's last on its token, the client's login there
+/// ends too (as in process, where closing the last session logs the application out).
+fn end(c: &Client, session: &Session) {
+    let token = &session.token;
+    if c.sessions_on(token.slot).is_empty() {
+        let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+        if login.user_of(c.id).is_some() {
+            let _ = login.logout(&token.module, Some(session.module_session), c.id);
+        }
+        drop(login);
+        c.forget_slot_objects(token.slot);
+    }
+    match token.module.close_session(session.module_session) {
+        Ok(()) | Err(Rv(ck::CKR_SESSION_HANDLE_INVALID)) | Err(Rv(ck::CKR_SESSION_CLOSED)) => {}
+        Err(rv) if !token.is_present() => {
+            tracing::debug!(%rv, "closing a session of a removed token")
+        }
+        Err(rv) => tracing::warn!(%rv, "C_CloseSession failed"),
+    }
+}
+
+pub fn close(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
+    let session = c
+        .remove_session(handle)
+        .ok_or(Rv(ck::CKR_SESSION_HANDLE_INVALID))?;
+    end(c, &session);
+    Ok(Reply::None)
+}
+
+pub fn close_all(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
+    d.registry.token(slot).ok_or(Rv(ck::CKR_SLOT_ID_INVALID))?;
+    for session in c.sessions_on(slot) {
+        if let Some(session) = c.remove_session(session.handle) {
+            end(c, &session);
+        }
+    }
+    Ok(Reply::None)
+}
+
+/// Closes everything a departing client left open.
+pub fn close_everything(c: &Client) {
+    for session in c.all_sessions() {
+        if let Some(session) = c.remove_session(session.handle) {
+            end(c, &session);
+        }
+    }
+}
+
+pub fn info(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let rw = s.flags & ck::CKF_RW_SESSION != 0;
+    let state = match (c.login_of(&s.token), rw) {
+        (Some(ck::CKU_SO), _) => ck::CKS_RW_SO_FUNCTIONS,
+        (Some(_), true) => ck::CKS_RW_USER_FUNCTIONS,
+        (Some(_), false) => ck::CKS_RO_USER_FUNCTIONS,
+        (None, true) => ck::CKS_RW_PUBLIC_SESSION,
+        (None, false) => ck::CKS_RO_PUBLIC_SESSION,
+    };
+    Ok(Reply::SessionInfo(SessionInfo {
+        slot: s.token.slot,
+        state,
+        flags: s.flags,
+        device_error: 0,
+    }))
+}
+
+pub fn login(c: &Client, handle: Ulong, user: Ulong, pin: Option<&Pin>) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    if user == ck::CKU_SO
+        && c.sessions_on(s.token.slot)
+            .iter()
+            .any(|s| s.flags & ck::CKF_RW_SESSION == 0)
+    {
+        return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
+    }
+    let result = s
+        .token
+        .login
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .login(&s.token.module, s.module_session, c.id, user, pin);
+    let rv = result.err().unwrap_or(Rv::OK);
+    tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot = s.token.slot, serial = %s.token.serial, user, %rv, "login");
+    result.map(|()| Reply::None)
+}
+
+pub fn logout(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    s.token
+        .login
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .logout(&s.token.module, Some(s.module_session), c.id)?;
+    c.forget_private_objects(s.token.slot);
+    tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, "logout");
+    Ok(Reply::None)
+}
+
+pub fn init_pin(c: &Client, handle: Ulong, pin: Option<&Pin>) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    if c.login_of(&s.token) != Some(ck::CKU_SO) {
+        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
+    }
+    let result = s
+        .token
+        .module
+        .init_pin(s.module_session, pin.map(Pin::expose));
+    tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, serial = %s.token.serial, rv = %result.err().unwrap_or(Rv::OK), "user PIN initialisation");
+    result.map(|()| Reply::None)
+}
+
+pub fn set_pin(
+    c: &Client,
+    handle: Ulong,
+    old: Option<&Pin>,
+    new: Option<&Pin>,
+) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let mut login = s.token.login.lock().unwrap_or_else(|e| e.into_inner());
+    // Which PIN C_SetPIN changes depends on who is logged in at the module; a client that is
+    // not logged in itself must not change the PIN of whoever is.
+    let mine = login.user_of(c.id);
+    if mine.is_none() && login.is_logged_in() {
+        return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
+    }
+    let result =
+        s.token
+            .module
+            .set_pin(s.module_session, old.map(Pin::expose), new.map(Pin::expose));
+    if result.is_ok() {
+        if let Some(new) = new {
+            login.pin_changed(new);
+        }
+    }
+    tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, serial = %s.token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
+    result.map(|()| Reply::None)
+}

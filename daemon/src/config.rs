@@ -1,0 +1,155 @@
+//! kysod's configuration file (TOML). Unknown keys are errors: a typo in a security setting
+//! must not silently fall back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listening socket; default `$XDG_RUNTIME_DIR/kyso/kysod.sock`.
+    pub socket: Option<PathBuf>,
+    /// Persistent state (stable slot ids); default `$XDG_STATE_HOME/kyso` or `~/.local/state/kyso`.
+    pub state_dir: Option<PathBuf>,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
+    pub log: Option<String>,
+    #[serde(default, rename = "module")]
+    pub modules: Vec<ModuleConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    pub path: PathBuf,
+    /// Tokens of this module are not bound to a USB device (software tokens, tests).
+    #[serde(default)]
+    pub always_present: bool,
+}
+
+/// Per-client resource bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub connections_per_client: usize,
+    pub sessions_per_client: usize,
+    pub connections_total: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_per_client: 64,
+            sessions_per_client: 1024,
+            connections_total: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot find a place for {0}: set it in the configuration file")]
+    NoDefault(&'static str),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
+    }
+
+    /// Parses configuration text; the error names the line and the key at fault.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let what = e.message().trim_end().to_string();
+            match line {
+                Some(line) => format!("line {line}: {what}"),
+                None => what,
+            }
+        })
+    }
+
+    pub fn socket_path(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(p) = &self.socket {
+            return Ok(p.clone());
+        }
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("kyso/kysod.sock"))
+            .ok_or(ConfigError::NoDefault(
+                "the socket (XDG_RUNTIME_DIR is not set)",
+            ))
+    }
+
+    pub fn state_path(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(p) = &self.state_dir {
+            return Ok(p.clone());
+        }
+        if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(d).join("kyso"));
+        }
+        std::env::var_os("HOME")
+            .filter(|d| !d.is_empty())
+            .map(|h| PathBuf::from(h).join(".local/state/kyso"))
+            .ok_or(ConfigError::NoDefault(
+                "the state directory (HOME is not set)",
+            ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::parse(
+            "socket = \"/tmp/k.sock\"\nstate_dir = \"/tmp/state\"\nlog = \"debug\"\n\n[[module]]\npath = \"/usr/lib/softhsm/libsofthsm2.so\"\nalways_present = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.socket.unwrap(), PathBuf::from("/tmp/k.sock"));
+        assert_eq!(c.modules.len(), 1);
+        assert!(c.modules[0].always_present);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = Config::parse(
+            "socket = \"/s\"\n\n[[module]]\npath = \"/m.so\"\nalways_presnt = true\n",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("line 5:"), "{err}");
+        assert!(err.contains("always_presnt"), "{err}");
+    }
+
+    #[test]
+    fn malformed_file_names_line() {
+        let err = Config::parse("socket = \"/s\"\nstate_dir = \n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let err =
+            Config::parse("[[module]]\npath = \"/m.so\"\nalways_present = \"yes\"\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+    }
+}

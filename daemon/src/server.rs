@@ -1,0 +1,247 @@
+//! The socket side: accepting connections, checking who is on the other end, the handshake,
+//! and each connection's request loop.
+//!
+//! Each connection is served by a thread of its own doing blocking reads and calling the
+//! module directly. A module call that hangs holds only that connection; the shim keeps a pool
+//! of connections, so an application's other threads and every other client go on. Compared
+//! with handing each call from an async reactor to a per-token worker thread, this saves two
+//! thread hand-offs per call, which on a small machine are most of a round trip.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kyso_proto::frame::{self, FrameError};
+use kyso_proto::{Call, Hello, HelloReply, Refusal, Request, Response, Welcome, PROTOCOL_VERSION};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use zeroize::Zeroize;
+
+use crate::calls;
+use crate::client::Client;
+use crate::config::Limits;
+use crate::token::Registry;
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a blocked slot-event wait checks that its client is still there.
+const WAIT_CHECK: Duration = Duration::from_millis(500);
+
+pub struct Daemon {
+    pub registry: Registry,
+    pub limits: Limits,
+    /// The only uid served.
+    pub uid: u32,
+    clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
+    next_client: AtomicU64,
+    connections: AtomicUsize,
+}
+
+impl Daemon {
+    pub fn new(registry: Registry, limits: Limits, uid: u32) -> Daemon {
+        Daemon {
+            registry,
+            limits,
+            uid,
+            clients: Mutex::new(HashMap::new()),
+            next_client: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds a connection to the client `(pid, instance)`, creating the client on its first.
+    fn join(&self, uid: u32, pid: i32, instance: u64) -> Result<Arc<Client>, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let client = clients
+            .entry((pid, instance))
+            .or_insert_with(|| {
+                let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+                let client = Arc::new(Client::new(id, uid, pid, self.registry.events.cursor()));
+                tracing::info!(client = id, uid, pid, program = %client.program, "client connected");
+                client
+            })
+            .clone();
+        if client.connections.load(Ordering::Relaxed) >= self.limits.connections_per_client {
+            return Err(format!("too many connections from process {pid}"));
+        }
+        client.connections.fetch_add(1, Ordering::Relaxed);
+        Ok(client)
+    }
+
+    /// Removes a connection; the client's last one takes its sessions and logins with it.
+    fn leave(&self, client: &Arc<Client>) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if client.connections.fetch_sub(1, Ordering::Relaxed) != 1 {
+            return;
+        }
+        clients.retain(|_, c| !Arc::ptr_eq(c, client));
+        drop(clients);
+        calls::close_everything(client);
+        tracing::info!(client = client.id, pid = client.pid, "client disconnected");
+    }
+
+    /// Accepts connections until the listener fails.
+    pub fn serve(self: &Arc<Self>, listener: UnixListener) {
+        for stream in listener.incoming() {
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors, most likely: let clients finish before trying again.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if self.connections.fetch_add(1, Ordering::Relaxed) >= self.limits.connections_total {
+                self.connections.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!("connection refused: too many connections");
+                refuse(&stream, "kysod is serving too many connections");
+                continue;
+            }
+            let daemon = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("kysod-conn".into())
+                .spawn(move || {
+                    daemon.connection(stream);
+                    daemon.connections.fetch_sub(1, Ordering::Relaxed);
+                });
+            if let Err(e) = spawned {
+                self.connections.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot start a connection thread");
+            }
+        }
+    }
+
+    fn connection(&self, mut stream: UnixStream) {
+        let cred = match getsockopt(&stream, PeerCredentials) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot identify a connecting process; refused");
+                return;
+            }
+        };
+        let (uid, pid) = (cred.uid(), cred.pid());
+        if uid != self.uid {
+            tracing::warn!(
+                uid,
+                pid,
+                "refused a connection from another user (uid {uid}, pid {pid})"
+            );
+            refuse(&stream, "kysod serves only its own user");
+            return;
+        }
+        let mut buf = Vec::new();
+        let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
+        let hello: Hello = match frame::read(&mut stream, &mut buf) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "bad handshake; connection closed");
+                return;
+            }
+        };
+        if hello.version != PROTOCOL_VERSION {
+            tracing::warn!(
+                pid,
+                version = hello.version,
+                "client speaks another protocol version; refused"
+            );
+            refuse(
+                &stream,
+                &format!(
+                    "protocol version {} is not supported (kysod speaks {PROTOCOL_VERSION})",
+                    hello.version
+                ),
+            );
+            return;
+        }
+        let client = match self.join(uid, pid, hello.instance) {
+            Ok(c) => c,
+            Err(reason) => {
+                tracing::warn!(pid, %reason, "connection refused");
+                refuse(&stream, &reason);
+                return;
+            }
+        };
+        let _ = stream.set_read_timeout(None);
+        let welcome: HelloReply = Ok(Welcome {
+            version: PROTOCOL_VERSION,
+        });
+        if frame::write(&mut stream, &welcome, &mut buf).is_ok() {
+            self.requests(&client, &mut stream, &mut buf);
+        }
+        self.leave(&client);
+    }
+
+    /// The request loop of one connection.
+    fn requests(&self, client: &Client, stream: &mut UnixStream, buf: &mut Vec<u8>) {
+        let mut out = Vec::new();
+        loop {
+            let request: Request = match frame::read(stream, buf) {
+                Ok(r) => r,
+                Err(FrameError::Closed) => return,
+                Err(e) => {
+                    buf.zeroize();
+                    tracing::warn!(client = client.id, pid = client.pid, error = %e, "bad request; connection closed");
+                    return;
+                }
+            };
+            if request.call.carries_secret() {
+                buf.zeroize();
+            }
+            let (rv, reply) = match request.call {
+                Call::WaitForSlotEvent { block: true } => match self.wait_event(client, stream) {
+                    Some(slot) => (crate::error::Rv::OK, kyso_proto::Reply::Slot(slot)),
+                    None => return,
+                },
+                call => calls::handle(self, client, call),
+            };
+            let response = Response {
+                id: request.id,
+                rv: rv.0,
+                reply,
+            };
+            if let Err(e) = frame::write(stream, &response, &mut out) {
+                tracing::debug!(client = client.id, error = %e, "cannot answer; connection closed");
+                return;
+            }
+        }
+    }
+
+    /// Blocks until a slot event for `client`; `None` when the client went away meanwhile.
+    fn wait_event(&self, client: &Client, stream: &UnixStream) -> Option<kyso_proto::Ulong> {
+        let mut cursor = *client
+            .event_cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(slot) = self.registry.events.wait(&mut cursor, WAIT_CHECK) {
+                let mut shared = client
+                    .event_cursor
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                *shared = (*shared).max(cursor);
+                return Some(slot);
+            }
+            // A waiting client sends nothing more; readable or hung up means it is gone.
+            let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+            match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
+                Ok(0) => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn refuse(mut stream: &UnixStream, reason: &str) {
+    let reply: HelloReply = Err(Refusal {
+        reason: reason.into(),
+    });
+    let mut buf = Vec::new();
+    if frame::encode(&reply, &mut buf).is_ok() {
+        let _ = stream.write_all(&buf);
+    }
+}

@@ -1,0 +1,252 @@
+//! The token registry: which tokens exist, in which module and module slot, under which stable
+//! kyso slot id, and whether they are present. Presence is driven by scans of the modules'
+//! slot lists (for `always_present` modules) and, for USB-bound tokens, by device events.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use cryptoki_sys as ck;
+use kyso_proto::{TokenStatus, Ulong};
+
+use crate::events::SlotEvents;
+use crate::module::Module;
+use crate::slots::SlotTable;
+
+/// A configured module, loaded on first need.
+pub struct ModuleEntry {
+    pub path: PathBuf,
+    pub always_present: bool,
+    loaded: Mutex<Option<Arc<Module>>>,
+    /// Set once loading failed, so a broken module is reported once, not on every scan.
+    failed: AtomicBool,
+}
+
+impl ModuleEntry {
+    pub fn new(path: PathBuf, always_present: bool) -> ModuleEntry {
+        ModuleEntry {
+            path,
+            always_present,
+            loaded: Mutex::new(None),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// The loaded module, loading it now if needed.
+    pub fn module(&self) -> Option<Arc<Module>> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = &*loaded {
+            return Some(m.clone());
+        }
+        match Module::load(&self.path) {
+            Ok(m) => {
+                tracing::info!(module = %self.path.display(), "module loaded");
+                let m = Arc::new(m);
+                *loaded = Some(m.clone());
+                self.failed.store(false, Ordering::Relaxed);
+                Some(m)
+            }
+            Err(e) => {
+                if !self.failed.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "module unavailable");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// One token, known under a stable slot id.
+pub struct Token {
+    pub slot: Ulong,
+    pub module: Arc<Module>,
+    pub module_slot: ck::CK_SLOT_ID,
+    pub serial: String,
+    pub label: String,
+    pub model: String,
+    pub manufacturer: String,
+    present: AtomicBool,
+    /// Who is logged in through kysod; see [`crate::login`].
+    pub login: Mutex<crate::login::TokenLogin>,
+}
+
+impl Token {
+    pub fn is_present(&self) -> bool {
+        self.present.load(Ordering::Acquire)
+    }
+}
+
+pub struct Registry {
+    modules: Vec<ModuleEntry>,
+    tokens: RwLock<BTreeMap<Ulong, Arc<Token>>>,
+    table: Mutex<SlotTable>,
+    /// Held while scanning; a caller that finds a scan under way uses the current view.
+    scanning: Mutex<()>,
+    pub events: SlotEvents,
+}
+
+/// A PKCS#11 blank-padded fixed-size text field as a trimmed string.
+pub fn field_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim_end_matches([' ', '\0'])
+        .to_string()
+}
+
+impl Registry {
+    pub fn new(modules: Vec<ModuleEntry>, table: SlotTable) -> Registry {
+        Registry {
+            modules,
+            tokens: RwLock::new(BTreeMap::new()),
+            table: Mutex::new(table),
+            scanning: Mutex::new(()),
+            events: SlotEvents::default(),
+        }
+    }
+
+    pub fn token(&self, slot: Ulong) -> Option<Arc<Token>> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&slot)
+            .cloned()
+    }
+
+    pub fn slots(&self, present_only: bool) -> Vec<Ulong> {
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        tokens
+            .values()
+            .filter(|t| !present_only || t.is_present())
+            .map(|t| t.slot)
+            .collect()
+    }
+
+    pub fn status(&self) -> Vec<TokenStatus> {
+        let tokens: Vec<_> = self
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        tokens
+            .iter()
+            .map(|t| TokenStatus {
+                slot: t.slot,
+                present: t.is_present(),
+                label: t.label.clone(),
+                serial: t.serial.clone(),
+                model: t.model.clone(),
+                manufacturer: t.manufacturer.clone(),
+                module: t.module.path().display().to_string(),
+                flags: if t.is_present() {
+                    t.module
+                        .token_info(t.module_slot)
+                        .map(|i| i.flags)
+                        .unwrap_or(0)
+                } else {
+                    0
+                },
+            })
+            .collect()
+    }
+
+    /// Re-reads the slot lists of the always-present modules and updates presence. When a scan
+    /// is already running the caller goes on with the current view instead of waiting on a
+    /// possibly slow module.
+    pub fn rescan(&self) {
+        let Ok(_scan) = self.scanning.try_lock() else {
+            return;
+        };
+        for entry in self.modules.iter().filter(|m| m.always_present) {
+            let Some(module) = entry.module() else {
+                continue;
+            };
+            let slots = match module.slot_list(true) {
+                Ok(s) => s,
+                Err(rv) => {
+                    tracing::warn!(module = %entry.path.display(), %rv, "cannot list the module's slots");
+                    continue;
+                }
+            };
+            let mut seen = HashSet::new();
+            for module_slot in slots {
+                let info = match module.token_info(module_slot) {
+                    Ok(i) => i,
+                    Err(rv) => {
+                        tracing::debug!(module = %entry.path.display(), module_slot, %rv, "no token info");
+                        continue;
+                    }
+                };
+                // SoftHSM2 and others offer an uninitialised token in a spare slot: not a
+                // token anyone can use, so it is not offered.
+                if info.flags & ck::CKF_TOKEN_INITIALIZED == 0 {
+                    continue;
+                }
+                let slot = self.arrive(&module, module_slot, &info);
+                seen.insert(slot);
+            }
+            let gone: Vec<Arc<Token>> = self
+                .tokens
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|t| {
+                    Arc::ptr_eq(&t.module, &module) && t.is_present() && !seen.contains(&t.slot)
+                })
+                .cloned()
+                .collect();
+            for t in gone {
+                self.depart(&t);
+            }
+        }
+    }
+
+    /// Records a token seen in `module_slot`; returns its stable slot id.
+    fn arrive(
+        &self,
+        module: &Arc<Module>,
+        module_slot: ck::CK_SLOT_ID,
+        info: &ck::CK_TOKEN_INFO,
+    ) -> Ulong {
+        let serial = field_text(&info.serialNumber);
+        let label = field_text(&info.label);
+        let module_path = module.path().display().to_string();
+        let slot = self
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .slot_for(&module_path, &serial, &label);
+        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        let current = tokens.get(&slot);
+        let same = current.is_some_and(|t| {
+            t.is_present() && t.module_slot == module_slot && Arc::ptr_eq(&t.module, module)
+        });
+        if same {
+            return slot;
+        }
+        let token = Arc::new(Token {
+            slot,
+            module: module.clone(),
+            module_slot,
+            serial: serial.clone(),
+            label: label.clone(),
+            model: field_text(&info.model),
+            manufacturer: field_text(&info.manufacturerID),
+            present: AtomicBool::new(true),
+            login: Mutex::new(Default::default()),
+        });
+        tokens.insert(slot, token);
+        drop(tokens);
+        tracing::info!(slot, %serial, %label, module = %module_path, "token present");
+        self.events.publish(slot);
+        slot
+    }
+
+    /// Marks a token absent. Sessions on it fail from now on (see [`crate::client`]).
+    fn depart(&self, token: &Arc<Token>) {
+        token.present.store(false, Ordering::Release);
+        tracing::info!(slot = token.slot, serial = %token.serial, label = %token.label, "token removed");
+        self.events.publish(token.slot);
+    }
+}
