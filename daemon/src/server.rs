@@ -81,7 +81,12 @@ impl Daemon {
         clients.retain(|_, c| !Arc::ptr_eq(c, client));
         drop(clients);
         calls::close_everything(client);
-        tracing::info!(client = client.id, pid = client.pid, "client disconnected");
+        tracing::info!(
+            client = client.id,
+            uid = client.uid,
+            pid = client.pid,
+            "client disconnected"
+        );
     }
 
     /// Accepts connections until the listener fails.
