@@ -184,7 +184,9 @@ impl Daemon {
     /// The request loop of one connection.
     fn requests(&self, client: &Client, stream: &mut UnixStream, buf: &mut Vec<u8>) {
         let mut out = Vec::new();
+        let spin = spin_budget();
         loop {
+            kyso_proto::wait::spin_until_readable(stream.as_fd(), spin);
             let request: Request = match frame::read(stream, buf) {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
@@ -239,6 +241,13 @@ impl Daemon {
             }
         }
     }
+}
+
+/// How long a connection spins for the next request after answering (see
+/// `kyso_proto::wait`): applications often call again at once (a size query, then the call).
+/// `KYSOD_SPIN_US` overrides it.
+fn spin_budget() -> Duration {
+    kyso_proto::wait::budget_from_env("KYSOD_SPIN_US", Duration::from_micros(200))
 }
 
 fn refuse(mut stream: &UnixStream, reason: &str) {

@@ -12,9 +12,12 @@
 //! that was in flight across a break is closed when it comes back instead of rejoining the pool.
 
 use std::mem;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use cryptoki_sys::CKR_GENERAL_ERROR;
 use kyso_proto::{
@@ -130,6 +133,7 @@ impl Connection {
             Err(FrameError::Io(_)) => return Err(Failure::Link),
             Err(e) => return Err(Failure::Request(e)),
         }
+        kyso_proto::wait::spin_until_readable(self.stream.as_fd(), spin_budget());
         let response: Response =
             frame::read(&mut &self.stream, &mut self.scratch).map_err(|_| Failure::Link)?;
         if self.scratch.capacity() > SCRATCH_KEEP {
@@ -151,6 +155,16 @@ fn secret_room(call: &Call) -> usize {
         Call::SetPin { old, new, .. } => pin(old) + pin(new),
         _ => 0,
     }
+}
+
+/// How long a caller spins for its reply before blocking (see `kyso_proto::wait`); long
+/// enough to cover a typical signature, so the reply does not pay for a cross-CPU wake-up.
+/// `KYSO_SPIN_US` overrides it (0 turns spinning off).
+fn spin_budget() -> Duration {
+    static BUDGET: OnceLock<Duration> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        kyso_proto::wait::budget_from_env("KYSO_SPIN_US", Duration::from_micros(1000))
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

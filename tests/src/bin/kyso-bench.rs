@@ -1,0 +1,232 @@
+//! kyso-bench: SoftHSM2 in process against the same token through libkyso_pkcs11.so + kysod
+//! (and through p11-kit's remoting when it is installed), measured side by side in one run,
+//! printing figures and ratios. Not a test: the machines are shared and noisy, so it reports
+//! rather than judges.
+//!
+//! Run: `cargo run --release -p kyso-tests --bin kyso-bench [-- --seconds N]`
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use kyso_tests::{Daemon, Fixture, Module};
+
+const P11KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
+
+struct Figures {
+    trivial_us: f64,
+    rsa: [f64; 2],
+    ecdsa: [f64; 2],
+}
+
+fn main() {
+    let seconds: f64 = std::env::args()
+        .skip_while(|a| a != "--seconds")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    let window = Duration::from_secs_f64(seconds);
+
+    let fx = Fixture::new();
+    let serial = fx.serial_a().to_string();
+    let daemon = Daemon::start(&fx);
+
+    let direct = Module::softhsm(&fx);
+    let shim = Module::shim(&daemon);
+    let p11kit = P11KitServer::start(&fx);
+    let remote = p11kit.as_ref().map(|s| {
+        std::env::set_var(
+            "P11_KIT_SERVER_ADDRESS",
+            format!("unix:path={}", s.socket.display()),
+        );
+        Module::load(Path::new(P11KIT_CLIENT))
+    });
+
+    println!(
+        "kyso-bench: {seconds} s per figure, token \"NGUYEN VAN A\" (SoftHSM2), {} CPUs",
+        cpus()
+    );
+    let mut rows: Vec<(&str, Figures)> =
+        vec![("SoftHSM2 in process", measure(&direct, &serial, window))];
+    rows.push(("kyso shim + kysod", measure(&shim, &serial, window)));
+    if let Some(remote) = &remote {
+        rows.push(("p11-kit remote", measure(remote, &serial, window)));
+    } else {
+        println!("(p11-kit server or {P11KIT_CLIENT} not found: p11-kit column skipped)");
+    }
+
+    let base = &rows[0].1;
+    println!();
+    println!(
+        "{:<22} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "", "trivial call", "RSA-2048 1T", "RSA-2048 2T", "ECDSA P-256 1T", "ECDSA P-256 2T"
+    );
+    for (name, f) in &rows {
+        println!(
+            "{:<22} {:>11.1} µs {:>12.0}/s {:>12.0}/s {:>12.0}/s {:>12.0}/s",
+            name, f.trivial_us, f.rsa[0], f.rsa[1], f.ecdsa[0], f.ecdsa[1]
+        );
+    }
+    for (name, f) in rows.iter().skip(1) {
+        println!(
+            "{:<22} {:>11.1} µs {:>13.2}× {:>13.2}× {:>13.2}× {:>13.2}×",
+            format!("{name} / direct"),
+            f.trivial_us - base.trivial_us,
+            f.rsa[0] / base.rsa[0],
+            f.rsa[1] / base.rsa[1],
+            f.ecdsa[0] / base.ecdsa[0],
+            f.ecdsa[1] / base.ecdsa[1]
+        );
+    }
+    println!(
+        "targets for the shim: trivial call ≤ 10 µs; RSA ≥ 0.95×; ECDSA ≥ 0.85× (1 and 2 threads)"
+    );
+    drop(remote);
+    drop(p11kit);
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn measure(module: &Module, serial: &str, window: Duration) -> Figures {
+    let slot = module.slot_with_serial(serial);
+    let login = module.ctx().open_rw_session(slot).expect("open session");
+    login
+        .login(UserType::User, Some(&AuthPin::new("123456".into())))
+        .expect("login");
+    let f = Figures {
+        trivial_us: trivial_call(module, serial),
+        rsa: [1, 2].map(|t| {
+            sign_rate(
+                module,
+                serial,
+                0x01,
+                || Mechanism::Sha256RsaPkcs,
+                &[0x5a; 1000],
+                t,
+                window,
+            )
+        }),
+        ecdsa: [1, 2].map(|t| {
+            sign_rate(
+                module,
+                serial,
+                0x02,
+                || Mechanism::Ecdsa,
+                &[0x5a; 32],
+                t,
+                window,
+            )
+        }),
+    };
+    drop(login);
+    f
+}
+
+/// Median time of one `C_GetSessionInfo`, over 20 000 calls after a warm-up.
+fn trivial_call(module: &Module, serial: &str) -> f64 {
+    let session = module.session(serial);
+    for _ in 0..2000 {
+        session.get_session_info().expect("session info");
+    }
+    let mut times: Vec<Duration> = (0..20_000)
+        .map(|_| {
+            let t = Instant::now();
+            session.get_session_info().expect("session info");
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2].as_secs_f64() * 1e6
+}
+
+/// Signatures per second with `threads` threads, each on its own session, for `window`.
+fn sign_rate(
+    module: &Module,
+    serial: &str,
+    id: u8,
+    mech: fn() -> Mechanism<'static>,
+    data: &[u8],
+    threads: usize,
+    window: Duration,
+) -> f64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (count, stop) = (count.clone(), stop.clone());
+            scope.spawn(move || {
+                let session = module.session(serial);
+                let key = *session
+                    .find_objects(&[
+                        Attribute::Class(ObjectClass::PRIVATE_KEY),
+                        Attribute::Id(vec![id]),
+                    ])
+                    .expect("find key")
+                    .first()
+                    .expect("key present");
+                let mech = mech();
+                while !stop.load(Ordering::Relaxed) {
+                    let sig = session.sign(&mech, key, data).expect("sign");
+                    assert!(!sig.is_empty());
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        std::thread::sleep(window);
+        stop.store(true, Ordering::Relaxed);
+    });
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `p11-kit server` exporting the fixture's token on a socket of its own.
+struct P11KitServer {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl P11KitServer {
+    fn start(fx: &Fixture) -> Option<P11KitServer> {
+        if !Path::new(P11KIT_CLIENT).exists() {
+            return None;
+        }
+        let socket = fx.dir().join("p11-kit.sock");
+        let child = Command::new("p11-kit")
+            .args([
+                "server",
+                "-f",
+                "--provider",
+                &fx.softhsm_module().display().to_string(),
+                "-n",
+            ])
+            .arg(&socket)
+            .arg("pkcs11:token=NGUYEN%20VAN%20A")
+            .env("SOFTHSM2_CONF", fx.softhsm_conf())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let t = Instant::now();
+        while !socket.exists() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        socket.exists().then_some(P11KitServer { child, socket })
+    }
+}
+
+impl Drop for P11KitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
