@@ -35,7 +35,7 @@ pub fn spin_until_readable(fd: BorrowedFd<'_>, budget: Duration) {
             return;
         }
         round = round.wrapping_add(1);
-        if round % 8 == 0 {
+        if round.is_multiple_of(8) {
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
