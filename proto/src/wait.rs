@@ -5,9 +5,13 @@
 //! PKCS#11 call itself. Checking the socket for a short while before blocking turns most round
 //! trips into a few microseconds. The spin yields regularly so that runnable work on the same
 //! CPU (often the very thread that will answer) is not held up, and it is bounded, so an idle
-//! peer costs nothing once the budget is spent.
+//! peer costs nothing once the budget is spent. At most half the CPUs' worth of threads of a
+//! process spin at once; the others block at once, so that spinning never takes the CPUs away
+//! from the threads doing the actual work (signatures in kysod, the application's own).
 
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -19,6 +23,9 @@ pub fn spin_until_readable(fd: BorrowedFd<'_>, budget: Duration) {
     if budget.is_zero() {
         return;
     }
+    let Some(_slot) = SpinSlot::take() else {
+        return;
+    };
     let start = Instant::now();
     let mut byte = [0u8; 1];
     let mut round = 0u32;
@@ -43,6 +50,35 @@ pub fn spin_until_readable(fd: BorrowedFd<'_>, budget: Duration) {
     }
 }
 
+/// Threads of this process spinning right now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the spinning threads, given back when dropped.
+struct SpinSlot;
+
+impl SpinSlot {
+    fn take() -> Option<SpinSlot> {
+        static LIMIT: OnceLock<usize> = OnceLock::new();
+        let limit = *LIMIT.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1)
+        });
+        SPINNING
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SpinSlot)
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        SPINNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A spin budget from the environment variable `name` (microseconds), else `default`.
 pub fn budget_from_env(name: &str, default: Duration) -> Duration {
     std::env::var(name)
@@ -58,9 +94,14 @@ mod tests {
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
+    use std::sync::Mutex;
+
+    /// The spin slots are per process: tests that spin take turns.
+    static TURN: Mutex<()> = Mutex::new(());
 
     #[test]
     fn returns_at_once_when_data_is_waiting() {
+        let _turn = TURN.lock().unwrap();
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(b"x").unwrap();
         let t = Instant::now();
@@ -70,6 +111,7 @@ mod tests {
 
     #[test]
     fn gives_up_after_the_budget() {
+        let _turn = TURN.lock().unwrap();
         let (_a, b) = UnixStream::pair().unwrap();
         let t = Instant::now();
         spin_until_readable(b.as_fd(), Duration::from_millis(20));
@@ -82,6 +124,7 @@ mod tests {
 
     #[test]
     fn returns_on_hang_up() {
+        let _turn = TURN.lock().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         drop(a);
         let t = Instant::now();

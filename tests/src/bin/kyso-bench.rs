@@ -48,19 +48,19 @@ fn main() {
         Module::load(Path::new(P11KIT_CLIENT))
     });
 
+    let mut contenders: Vec<(&str, &Module)> = vec![
+        ("SoftHSM2 in process", &direct),
+        ("kyso shim + kysod", &shim),
+    ];
+    match &remote {
+        Some(remote) => contenders.push(("p11-kit remote", remote)),
+        None => println!("(p11-kit server or {P11KIT_CLIENT} not found: p11-kit column skipped)"),
+    }
     println!(
-        "kyso-bench: {seconds} s per figure, token \"NGUYEN VAN A\" (SoftHSM2), {} CPUs",
+        "kyso-bench: {seconds} s per figure and contender, in {ROUNDS} interleaved rounds; token \"NGUYEN VAN A\" (SoftHSM2); {} CPUs",
         cpus()
     );
-    let mut rows: Vec<(&str, Figures)> =
-        vec![("SoftHSM2 in process", measure(&direct, &serial, window))];
-    rows.push(("kyso shim + kysod", measure(&shim, &serial, window)));
-    if let Some(remote) = &remote {
-        rows.push(("p11-kit remote", measure(remote, &serial, window)));
-    } else {
-        println!("(p11-kit server or {P11KIT_CLIENT} not found: p11-kit column skipped)");
-    }
-
+    let rows = measure_all(&contenders, &serial, window);
     let base = &rows[0].1;
     println!();
     println!(
@@ -97,48 +97,78 @@ fn cpus() -> usize {
         .unwrap_or(1)
 }
 
-fn measure(module: &Module, serial: &str, window: Duration) -> Figures {
-    let slot = module.slot_with_serial(serial);
-    let login = module.ctx().open_rw_session(slot).expect("open session");
-    login
-        .login(UserType::User, Some(&AuthPin::new("123456".into())))
-        .expect("login");
-    let f = Figures {
-        trivial_us: trivial_call(module, serial),
-        rsa: [1, 2].map(|t| {
-            sign_rate(
-                module,
-                serial,
-                0x01,
-                || Mechanism::Sha256RsaPkcs,
-                &[0x5a; 1000],
-                t,
-                window,
-            )
-        }),
-        ecdsa: [1, 2].map(|t| {
-            sign_rate(
-                module,
-                serial,
-                0x02,
-                || Mechanism::Ecdsa,
-                &[0x5a; 32],
-                t,
-                window,
-            )
-        }),
-    };
-    drop(login);
-    f
+/// Rounds each figure is split into. The contenders take turns within every round, so a
+/// change in the machine's load during the run touches them all alike.
+const ROUNDS: u32 = 5;
+
+fn measure_all<'a>(
+    contenders: &[(&'a str, &Module)],
+    serial: &str,
+    window: Duration,
+) -> Vec<(&'a str, Figures)> {
+    // Log in once per module: PKCS#11 login is per application and outlives these sessions.
+    let logins: Vec<_> = contenders
+        .iter()
+        .map(|(_, m)| {
+            let s = m
+                .ctx()
+                .open_rw_session(m.slot_with_serial(serial))
+                .expect("open session");
+            s.login(UserType::User, Some(&AuthPin::new("123456".into())))
+                .expect("login");
+            s
+        })
+        .collect();
+    let slice = window / ROUNDS;
+    let share = 1.0 / ROUNDS as f64;
+    let mut figures: Vec<Figures> = contenders
+        .iter()
+        .map(|_| Figures {
+            trivial_us: 0.0,
+            rsa: [0.0; 2],
+            ecdsa: [0.0; 2],
+        })
+        .collect();
+    for _ in 0..ROUNDS {
+        for ((_, m), f) in contenders.iter().zip(figures.iter_mut()) {
+            f.trivial_us += trivial_call(m, serial) * share;
+            for t in 0..2 {
+                f.rsa[t] += sign_rate(
+                    m,
+                    serial,
+                    0x01,
+                    || Mechanism::Sha256RsaPkcs,
+                    &[0x5a; 1000],
+                    t + 1,
+                    slice,
+                ) * share;
+                f.ecdsa[t] += sign_rate(
+                    m,
+                    serial,
+                    0x02,
+                    || Mechanism::Ecdsa,
+                    &[0x5a; 32],
+                    t + 1,
+                    slice,
+                ) * share;
+            }
+        }
+    }
+    drop(logins);
+    contenders
+        .iter()
+        .map(|(name, _)| *name)
+        .zip(figures)
+        .collect()
 }
 
-/// Median time of one `C_GetSessionInfo`, over 20 000 calls after a warm-up.
+/// Median time of one `C_GetSessionInfo`, over 4 000 calls after a warm-up.
 fn trivial_call(module: &Module, serial: &str) -> f64 {
     let session = module.session(serial);
-    for _ in 0..2000 {
+    for _ in 0..500 {
         session.get_session_info().expect("session info");
     }
-    let mut times: Vec<Duration> = (0..20_000)
+    let mut times: Vec<Duration> = (0..4_000)
         .map(|_| {
             let t = Instant::now();
             session.get_session_info().expect("session info");
