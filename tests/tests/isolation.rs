@@ -130,3 +130,199 @@ fn another_user_is_refused() {
     let s = me.session(fx.serial_a());
     assert!(s.get_session_info().is_ok());
 }
+
+/// A client speaking kyso's wire protocol directly, as the shim does.
+struct WireClient {
+    stream: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+    next: u32,
+}
+
+impl WireClient {
+    fn connect(daemon: &Daemon, instance: u64) -> WireClient {
+        use kyso_proto::{frame, Hello, HelloReply, PROTOCOL_VERSION};
+        let mut stream = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+        let mut buf = Vec::new();
+        frame::write(
+            &mut stream,
+            &Hello {
+                version: PROTOCOL_VERSION,
+                instance,
+            },
+            &mut buf,
+        )
+        .unwrap();
+        let reply: HelloReply = frame::read(&mut stream, &mut buf).unwrap();
+        reply.expect("welcomed");
+        WireClient {
+            stream,
+            buf,
+            next: 1,
+        }
+    }
+
+    fn call(&mut self, call: kyso_proto::Call) -> (u64, kyso_proto::Reply) {
+        use kyso_proto::{frame, Request, Response};
+        let id = self.next;
+        self.next += 1;
+        frame::write(&mut self.stream, &Request { id, call }, &mut self.buf).unwrap();
+        let resp: Response = frame::read(&mut self.stream, &mut self.buf).unwrap();
+        assert_eq!(resp.id, id);
+        (resp.rv, resp.reply)
+    }
+
+    fn handle(&mut self, call: kyso_proto::Call) -> u64 {
+        match self.call(call) {
+            (0, kyso_proto::Reply::Handle(h)) => h,
+            other => panic!("expected a handle, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn handles_are_meaningless_to_another_client() {
+    use cryptoki_sys::*;
+    use kyso_proto::mechanism::Mechanism;
+    use kyso_proto::{Attribute, AttributeQuery, Call, Operation, Pin, Reply};
+
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let mut a = WireClient::connect(&daemon, 1);
+    let mut b = WireClient::connect(&daemon, 2);
+    let slot = match a.call(Call::GetSlotList {
+        token_present: true,
+    }) {
+        (0, Reply::SlotList(s)) => s[0],
+        other => panic!("{other:?}"),
+    };
+
+    // A logs in and finds its RSA private key.
+    let sa = a.handle(Call::OpenSession {
+        slot,
+        flags: CKF_SERIAL_SESSION,
+    });
+    let login = Call::Login {
+        session: sa,
+        user_type: CKU_USER,
+        pin: Some(Pin::new(USER_PIN.as_bytes())),
+    };
+    assert_eq!(a.call(login).0, CKR_OK);
+    let template = vec![
+        Attribute {
+            kind: CKA_CLASS,
+            value: Some(CKO_PRIVATE_KEY.to_ne_bytes().to_vec()),
+        },
+        Attribute {
+            kind: CKA_ID,
+            value: Some(vec![0x01]),
+        },
+    ];
+    assert_eq!(
+        a.call(Call::FindObjectsInit {
+            session: sa,
+            template: template.clone()
+        })
+        .0,
+        CKR_OK
+    );
+    let key = match a.call(Call::FindObjects {
+        session: sa,
+        max: 10,
+    }) {
+        (0, Reply::Handles(h)) if h.len() == 1 => h[0],
+        other => panic!("A finds its key: {other:?}"),
+    };
+    assert_eq!(a.call(Call::FindObjectsFinal { session: sa }).0, CKR_OK);
+
+    // B, not logged in, on the same token that A keeps logged in.
+    let sb = b.handle(Call::OpenSession {
+        slot,
+        flags: CKF_SERIAL_SESSION,
+    });
+    // A's session handle is not B's.
+    assert_eq!(
+        b.call(Call::GetSessionInfo { session: sa }).0,
+        CKR_SESSION_HANDLE_INVALID
+    );
+    // A's key handle is nothing to B: no attributes, no signature.
+    let query = vec![AttributeQuery {
+        kind: CKA_LABEL,
+        len: None,
+    }];
+    assert_eq!(
+        b.call(Call::GetAttributeValue {
+            session: sb,
+            object: key,
+            queries: query
+        })
+        .0,
+        CKR_OBJECT_HANDLE_INVALID
+    );
+    let sign = Call::OperationInit {
+        session: sb,
+        op: Operation::Sign,
+        mechanism: Mechanism::new(CKM_SHA256_RSA_PKCS),
+        key: Some(key),
+    };
+    assert_eq!(b.call(sign).0, CKR_KEY_HANDLE_INVALID);
+    // B's search for the key finds nothing, and its session state is public.
+    assert_eq!(
+        b.call(Call::FindObjectsInit {
+            session: sb,
+            template
+        })
+        .0,
+        CKR_OK
+    );
+    assert!(
+        matches!(b.call(Call::FindObjects { session: sb, max: 10 }), (0, Reply::Handles(h)) if h.is_empty())
+    );
+    match b.call(Call::GetSessionInfo { session: sb }) {
+        (0, Reply::SessionInfo(i)) => assert_eq!(i.state, CKS_RO_PUBLIC_SESSION),
+        other => panic!("{other:?}"),
+    }
+    // B cannot slip in with a wrong PIN while A is logged in, and A still signs.
+    let wrong = Call::Login {
+        session: sb,
+        user_type: CKU_USER,
+        pin: Some(Pin::new(b"000000")),
+    };
+    assert_eq!(b.call(wrong).0, CKR_PIN_INCORRECT);
+    let sign = Call::OperationInit {
+        session: sa,
+        op: Operation::Sign,
+        mechanism: Mechanism::new(CKM_SHA256_RSA_PKCS),
+        key: Some(key),
+    };
+    assert_eq!(a.call(sign).0, CKR_OK);
+    match a.call(Call::Operate {
+        session: sa,
+        op: Operation::Sign,
+        data: b"isolated".to_vec(),
+        out: Some(512),
+    }) {
+        (
+            0,
+            Reply::Output {
+                len: 256,
+                data: Some(sig),
+            },
+        ) => assert_eq!(sig.len(), 256),
+        other => panic!("A signs: {other:?}"),
+    }
+
+    // When A disconnects its sessions close and the token is logged out: B's right PIN then
+    // logs B in for real.
+    drop(a);
+    std::thread::sleep(Duration::from_millis(200));
+    let right = Call::Login {
+        session: sb,
+        user_type: CKU_USER,
+        pin: Some(Pin::new(USER_PIN.as_bytes())),
+    };
+    assert_eq!(b.call(right).0, CKR_OK);
+    match b.call(Call::GetSessionInfo { session: sb }) {
+        (0, Reply::SessionInfo(i)) => assert_eq!(i.state, CKS_RO_USER_FUNCTIONS),
+        other => panic!("{other:?}"),
+    }
+}
