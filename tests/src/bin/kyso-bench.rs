@@ -56,6 +56,10 @@ fn main() {
         Some(remote) => contenders.push(("p11-kit remote", remote)),
         None => println!("(p11-kit server or {P11KIT_CLIENT} not found: p11-kit column skipped)"),
     }
+    // KYSO_BENCH_ONLY=shim (a substring of the names) keeps only some contenders, for profiling.
+    if let Ok(only) = std::env::var("KYSO_BENCH_ONLY") {
+        contenders.retain(|(name, _)| name.contains(only.as_str()));
+    }
     println!(
         "kyso-bench: {seconds} s per figure and contender, in {ROUNDS} interleaved rounds; token \"NGUYEN VAN A\" (SoftHSM2); {} CPUs",
         cpus()
