@@ -110,6 +110,15 @@ fn run(config: Config) -> Result<(), String> {
         .collect();
     let registry = token::Registry::new(modules, slots::SlotTable::open(&state_dir));
     registry.rescan();
+    let present = registry.slots(true).len();
+    if present == 0 {
+        tracing::warn!(
+            modules = config.modules.len(),
+            "no token present yet: check the [[module]] entries and the modules' own configuration"
+        );
+    } else {
+        tracing::info!(tokens = present, "tokens present at start");
+    }
 
     let (listener, socket) = listen(&config)?;
     // SAFETY: getuid cannot fail and has no preconditions.
