@@ -18,6 +18,20 @@ pub struct Config {
     pub modules: Vec<ModuleConfig>,
     #[serde(default)]
     pub limits: Limits,
+    /// `[[token]]` tables: USB tokens beyond the built-in table (they take precedence).
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// A USB token model added in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    /// `"VID:PID"` pairs in hexadecimal; `"25dd:*"` for every product of a vendor.
+    pub usb: Vec<String>,
+    /// The PKCS#11 module serving it.
+    pub module: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +152,20 @@ mod tests {
         .unwrap_err();
         assert!(err.starts_with("line 5:"), "{err}");
         assert!(err.contains("always_presnt"), "{err}");
+    }
+
+    #[test]
+    fn token_tables_parse() {
+        let c = Config::parse(
+            "[[token]]\nname = \"Test ePass2003\"\nusb = [\"096e:0807\", \"25dd:*\"]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.tokens.len(), 1);
+        assert_eq!(c.tokens[0].usb, ["096e:0807", "25dd:*"]);
+        let err =
+            Config::parse("[[token]]\nname = \"x\"\nusb = []\nmodule = \"/m.so\"\nmodules = 1\n")
+                .unwrap_err();
+        assert!(err.starts_with("line 5:"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod module;
 mod server;
 mod slots;
 mod token;
+mod tokentable;
 
 use config::Config;
 
@@ -102,6 +103,11 @@ fn run(config: Config) -> Result<(), String> {
                 state_dir.display()
             )
         })?;
+
+    // Checked at start so a typo in a `[[token]]` entry is reported at once. kysod does not
+    // watch USB devices yet (see issue 3); the table is what hotplug detection will use.
+    let token_table = tokentable::TokenTable::new(&config.tokens)?;
+    tracing::debug!(?token_table, "token table");
 
     let modules = config
         .modules

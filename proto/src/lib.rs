@@ -10,6 +10,7 @@ pub mod frame;
 pub mod mechanism;
 pub mod message;
 pub mod pin;
+pub mod tokens;
 pub mod wait;
 
 pub use frame::{FrameError, MAX_FRAME};

@@ -1,1 +1,146 @@
-fn main() {}
+//! `kyso`: the user's command line for kyso.
+
+#![forbid(unsafe_code)]
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kyso_proto::frame;
+use kyso_proto::{
+    Call, Hello, HelloReply, Reply, Request, Response, TokenStatus, PROTOCOL_VERSION,
+};
+
+/// kyso — PKCS#11 token middleware.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Shows the tokens kysod knows: slot id, presence, label, serial, model and module.
+    Status {
+        /// Prints JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Prints udev rules giving the seat's user access to the known USB tokens.
+    UdevRules,
+}
+
+fn main() -> ExitCode {
+    match Args::parse().command {
+        Command::UdevRules => {
+            print!("{}", kyso_proto::tokens::udev_rules());
+            ExitCode::SUCCESS
+        }
+        Command::Status { json, socket } => match status(socket) {
+            Ok(tokens) => {
+                if json {
+                    match serde_json::to_string_pretty(&tokens) {
+                        Ok(text) => println!("{text}"),
+                        Err(e) => {
+                            eprintln!("kyso: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    print_table(&tokens);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kyso: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn socket_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    if let Some(p) = std::env::var_os("KYSO_SOCKET").filter(|p| !p.is_empty()) {
+        return Ok(p.into());
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("kyso/kysod.sock"))
+        .ok_or_else(|| "no socket: set KYSO_SOCKET or XDG_RUNTIME_DIR, or pass --socket".into())
+}
+
+/// Asks kysod for its tokens over the ordinary protocol.
+fn status(socket: Option<PathBuf>) -> Result<Vec<TokenStatus>, String> {
+    let path = socket_path(socket)?;
+    let mut stream = UnixStream::connect(&path)
+        .map_err(|e| format!("cannot reach kysod at {}: {e}", path.display()))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let instance = u64::from(std::process::id()) << 32
+        | u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        );
+    let io = |e: frame::FrameError| format!("kysod: {e}");
+    frame::write(
+        &mut stream,
+        &Hello {
+            version: PROTOCOL_VERSION,
+            instance,
+        },
+        &mut buf,
+    )
+    .map_err(io)?;
+    let reply: HelloReply = frame::read(&mut stream, &mut buf).map_err(io)?;
+    reply.map_err(|r| format!("kysod refused: {}", r.reason))?;
+    frame::write(
+        &mut stream,
+        &Request {
+            id: 1,
+            call: Call::Status,
+        },
+        &mut buf,
+    )
+    .map_err(io)?;
+    let response: Response = frame::read(&mut stream, &mut buf).map_err(io)?;
+    match response.reply {
+        Reply::Status(tokens) if response.rv == 0 => Ok(tokens),
+        _ => Err(format!(
+            "kysod answered the status call with error 0x{:x}",
+            response.rv
+        )),
+    }
+}
+
+fn print_table(tokens: &[TokenStatus]) {
+    if tokens.is_empty() {
+        println!("no tokens");
+        return;
+    }
+    println!(
+        "{:>5}  {:<7}  {:<32}  {:<16}  {:<16}  module",
+        "slot", "present", "label", "serial", "model"
+    );
+    for t in tokens {
+        println!(
+            "{:>5}  {:<7}  {:<32}  {:<16}  {:<16}  {}",
+            t.slot,
+            if t.present { "yes" } else { "no" },
+            t.label,
+            t.serial,
+            t.model,
+            t.module
+        );
+    }
+}
