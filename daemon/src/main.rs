@@ -16,6 +16,9 @@ mod error;
 mod events;
 mod login;
 mod module;
+// Wired into C_Login (protected authentication path) and signing policy next.
+#[allow(dead_code)]
+mod pinentry;
 mod server;
 mod slots;
 mod token;
