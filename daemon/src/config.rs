@@ -18,6 +18,27 @@ pub struct Config {
     pub modules: Vec<ModuleConfig>,
     #[serde(default)]
     pub limits: Limits,
+    /// The pinentry program asking for PINs; default `pinentry` from `PATH`.
+    pub pinentry: Option<PathBuf>,
+    #[serde(default)]
+    pub pin: PinConfig,
+}
+
+/// `[pin]`: how PINs are collected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PinConfig {
+    /// Offer tokens with `CKF_PROTECTED_AUTHENTICATION_PATH`: a `C_Login` without a PIN makes
+    /// kysod ask through the pinentry.
+    pub protected_path: bool,
+}
+
+impl Default for PinConfig {
+    fn default() -> Self {
+        PinConfig {
+            protected_path: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
