@@ -162,6 +162,20 @@ mod tests {
     }
 
     #[test]
+    fn pin_settings_parse_and_default() {
+        let c = Config::default();
+        assert!(c.pin.protected_path);
+        assert!(c.pinentry.is_none());
+        let c = Config::parse(
+            "pinentry = \"/usr/bin/pinentry-tty\"\n\n[pin]\nprotected_path = false\n",
+        )
+        .unwrap();
+        assert!(!c.pin.protected_path);
+        assert_eq!(c.pinentry.unwrap(), PathBuf::from("/usr/bin/pinentry-tty"));
+        assert!(Config::parse("[pin]\nprotected = false\n").is_err());
+    }
+
+    #[test]
     fn malformed_file_names_line() {
         let err = Config::parse("socket = \"/s\"\nstate_dir = \n").unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");

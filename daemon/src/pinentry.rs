@@ -109,8 +109,6 @@ pub fn ask_pin(settings: &PinentrySettings, prompt: &PinPrompt) -> Result<Pin, P
 }
 
 /// Asks the user to confirm; `Ok(false)` when they said no or cancelled.
-// For the final-try and organisation-signature confirmations (not wired yet).
-#[allow(dead_code)]
 pub fn confirm(settings: &PinentrySettings, prompt: &PinPrompt) -> Result<bool, PinentryError> {
     let mut p = Pinentry::start(settings)?;
     p.setup(prompt)?;

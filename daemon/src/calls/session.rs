@@ -104,8 +104,10 @@ pub fn login(
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     // The token may count tries and lock: say so instead of spending one.
+    let mut final_try = false;
     if user == ck::CKU_USER {
         if let Ok(info) = s.token.module.token_info(s.token.module_slot) {
+            final_try = info.flags & ck::CKF_USER_PIN_FINAL_TRY != 0;
             if info.flags & ck::CKF_USER_PIN_LOCKED != 0 {
                 tracing::error!(slot = s.token.slot, serial = %s.token.serial, label = %s.token.label, "the token's user PIN is locked: it must be recovered (khôi phục thiết bị) by the helpdesk or the CA with the SO PIN; kysod will not try a PIN on it");
                 return Err(Rv(ck::CKR_PIN_LOCKED));
@@ -114,19 +116,44 @@ pub fn login(
     }
     // Protected authentication path: no PIN from the application, so ask the user. One
     // prompt, one C_Login: a wrong PIN goes back to the application, never retried.
-    let asked;
+    let mut asked = None;
+    let prompted = pin.is_none();
     let pin = match pin {
         None if user == ck::CKU_USER && d.pin.protected_path && c.login_of(&s.token).is_none() => {
             let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
             let prompt = pin_prompt(c, &s.token);
-            asked = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {
+            let got = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {
                 tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, error = %e, "no PIN from the pinentry");
                 e.rv()
             })?;
-            Some(&asked)
+            Some(&*asked.insert(got))
         }
         pin => pin,
     };
+    // At the token's final try, a PIN the application supplied is passed on only when the
+    // user confirms (a PIN checked against kysod's verifier spends no try and needs none).
+    let module_login_pending = !s
+        .token
+        .login
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_logged_in();
+    if final_try && module_login_pending && !prompted && pin.is_some() {
+        let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+        let mut prompt = pin_prompt(c, &s.token);
+        prompt.description.push_str("\n\nỨng dụng đã tự cung cấp mã PIN. Tiếp tục? / The application supplied the PIN itself. Go on?");
+        match crate::pinentry::confirm(&settings, &prompt) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, "final-try login not confirmed by the user: the PIN was not passed on");
+                return Err(Rv(ck::CKR_FUNCTION_CANCELED));
+            }
+            Err(e) => {
+                tracing::warn!(client = c.id, pid = c.pid, serial = %s.token.serial, error = %e, "final-try login: no confirmation from the pinentry; the PIN was not passed on");
+                return Err(e.rv());
+            }
+        }
+    }
     if user == ck::CKU_SO
         && c.sessions_on(s.token.slot)
             .iter()
