@@ -21,6 +21,27 @@ pub struct Config {
     /// `[[token]]` tables: USB tokens beyond the built-in table (they take precedence).
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
+    /// The pinentry program asking for PINs; default `pinentry` from `PATH`.
+    pub pinentry: Option<PathBuf>,
+    #[serde(default)]
+    pub pin: PinConfig,
+}
+
+/// `[pin]`: how PINs are collected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PinConfig {
+    /// Offer tokens with `CKF_PROTECTED_AUTHENTICATION_PATH`: a `C_Login` without a PIN makes
+    /// kysod ask through the pinentry.
+    pub protected_path: bool,
+}
+
+impl Default for PinConfig {
+    fn default() -> Self {
+        PinConfig {
+            protected_path: true,
+        }
+    }
 }
 
 /// A USB token model added in the configuration.
@@ -166,6 +187,20 @@ mod tests {
             Config::parse("[[token]]\nname = \"x\"\nusb = []\nmodule = \"/m.so\"\nmodules = 1\n")
                 .unwrap_err();
         assert!(err.starts_with("line 5:"), "{err}");
+    }
+
+    #[test]
+    fn pin_settings_parse_and_default() {
+        let c = Config::default();
+        assert!(c.pin.protected_path);
+        assert!(c.pinentry.is_none());
+        let c = Config::parse(
+            "pinentry = \"/usr/bin/pinentry-tty\"\n\n[pin]\nprotected_path = false\n",
+        )
+        .unwrap();
+        assert!(!c.pin.protected_path);
+        assert_eq!(c.pinentry.unwrap(), PathBuf::from("/usr/bin/pinentry-tty"));
+        assert!(Config::parse("[pin]\nprotected = false\n").is_err());
     }
 
     #[test]

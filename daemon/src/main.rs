@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod login;
 mod module;
+mod pinentry;
 mod server;
 mod slots;
 mod token;
@@ -129,7 +130,10 @@ fn run(config: Config) -> Result<(), String> {
     let (listener, socket) = listen(&config)?;
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
-    let daemon = Arc::new(server::Daemon::new(registry, config.limits.clone(), uid));
+    let mut daemon = server::Daemon::new(registry, config.limits.clone(), uid);
+    daemon.pin = config.pin.clone();
+    daemon.pinentry = config.pinentry.clone().unwrap_or_else(|| "pinentry".into());
+    let daemon = Arc::new(daemon);
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
 
     std::thread::Builder::new()

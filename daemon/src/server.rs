@@ -34,6 +34,9 @@ const WAIT_CHECK: Duration = Duration::from_millis(500);
 pub struct Daemon {
     pub registry: Registry,
     pub limits: Limits,
+    /// PIN collection (`[pin]`, `pinentry`).
+    pub pin: crate::config::PinConfig,
+    pub pinentry: std::path::PathBuf,
     /// The only uid served.
     pub uid: u32,
     clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
@@ -46,6 +49,8 @@ impl Daemon {
         Daemon {
             registry,
             limits,
+            pin: Default::default(),
+            pinentry: "pinentry".into(),
             uid,
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),

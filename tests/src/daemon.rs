@@ -23,6 +23,8 @@ pub struct DaemonConfig {
     pub log: String,
     /// `[[module]]` tables: module path and `always_present`.
     pub modules: Vec<(PathBuf, bool)>,
+    /// Further TOML written after `log` (top-level keys first, then tables).
+    pub extra: String,
 }
 
 impl Default for DaemonConfig {
@@ -31,6 +33,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             log: "debug".into(),
             modules: vec![(PathBuf::from(SOFTHSM_MODULE), true)],
+            extra: String::new(),
         }
     }
 }
@@ -67,6 +70,8 @@ impl Daemon {
             toml_str(&state.to_string_lossy()),
             toml_str(&cfg.log)
         );
+        text.push_str(&cfg.extra);
+        text.push('\n');
         for (path, always_present) in &cfg.modules {
             text.push_str(&format!(
                 "\n[[module]]\npath = {}\nalways_present = {}\n",
@@ -233,7 +238,8 @@ impl Drop for Daemon {
     }
 }
 
-fn toml_str(s: &str) -> String {
+/// `s` as a TOML basic string.
+pub fn toml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for ch in s.chars() {

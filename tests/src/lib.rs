@@ -19,7 +19,7 @@ mod paths;
 mod raw;
 pub mod util;
 
-pub use daemon::{Daemon, DaemonConfig};
+pub use daemon::{toml_str, Daemon, DaemonConfig};
 pub use fixture::Fixture;
 pub use module::{login, rv_of, Module};
 pub use paths::{kysod_path, repo_root, shim_path, target_dir, SOFTHSM_MODULE};

@@ -39,7 +39,7 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
             session,
             user_type,
             pin,
-        } => session::login(c, session, user_type, pin.as_ref()),
+        } => session::login(d, c, session, user_type, pin.as_ref()),
         Call::Logout { session } => session::logout(c, session),
         Call::InitPin { session, pin } => session::init_pin(c, session, pin.as_ref()),
         Call::SetPin { session, old, new } => {

@@ -95,8 +95,65 @@ pub fn info(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
     }))
 }
 
-pub fn login(c: &Client, handle: Ulong, user: Ulong, pin: Option<&Pin>) -> Result<Reply, Rv> {
+pub fn login(
+    d: &Daemon,
+    c: &Client,
+    handle: Ulong,
+    user: Ulong,
+    pin: Option<&Pin>,
+) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
+    // The token may count tries and lock: say so instead of spending one.
+    let mut final_try = false;
+    if user == ck::CKU_USER {
+        if let Ok(info) = s.token.module.token_info(s.token.module_slot) {
+            final_try = info.flags & ck::CKF_USER_PIN_FINAL_TRY != 0;
+            if info.flags & ck::CKF_USER_PIN_LOCKED != 0 {
+                tracing::error!(slot = s.token.slot, serial = %s.token.serial, label = %s.token.label, "the token's user PIN is locked: it must be recovered (khôi phục thiết bị) by the helpdesk or the CA with the SO PIN; kysod will not try a PIN on it");
+                return Err(Rv(ck::CKR_PIN_LOCKED));
+            }
+        }
+    }
+    // Protected authentication path: no PIN from the application, so ask the user. One
+    // prompt, one C_Login: a wrong PIN goes back to the application, never retried.
+    let mut asked = None;
+    let prompted = pin.is_none();
+    let pin = match pin {
+        None if user == ck::CKU_USER && d.pin.protected_path && c.login_of(&s.token).is_none() => {
+            let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+            let prompt = pin_prompt(c, &s.token);
+            let got = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {
+                tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, error = %e, "no PIN from the pinentry");
+                e.rv()
+            })?;
+            Some(&*asked.insert(got))
+        }
+        pin => pin,
+    };
+    // At the token's final try, a PIN the application supplied is passed on only when the
+    // user confirms (a PIN checked against kysod's verifier spends no try and needs none).
+    let module_login_pending = !s
+        .token
+        .login
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_logged_in();
+    if final_try && module_login_pending && !prompted && pin.is_some() {
+        let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+        let mut prompt = pin_prompt(c, &s.token);
+        prompt.description.push_str("\n\nỨng dụng đã tự cung cấp mã PIN. Tiếp tục? / The application supplied the PIN itself. Go on?");
+        match crate::pinentry::confirm(&settings, &prompt) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, "final-try login not confirmed by the user: the PIN was not passed on");
+                return Err(Rv(ck::CKR_FUNCTION_CANCELED));
+            }
+            Err(e) => {
+                tracing::warn!(client = c.id, pid = c.pid, serial = %s.token.serial, error = %e, "final-try login: no confirmation from the pinentry; the PIN was not passed on");
+                return Err(e.rv());
+            }
+        }
+    }
     if user == ck::CKU_SO
         && c.sessions_on(s.token.slot)
             .iter()
@@ -165,4 +222,38 @@ pub fn set_pin(
     }
     tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, serial = %s.token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
     result.map(|()| Reply::None)
+}
+
+/// What the user is told when kysod asks for the PIN (Vietnamese first, English below).
+fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
+    let program = std::path::Path::new(&c.program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| c.program.clone());
+    let tries = token
+        .module
+        .token_info(token.module_slot)
+        .map(|i| i.flags)
+        .unwrap_or(0);
+    let error = if tries & ck::CKF_USER_PIN_FINAL_TRY != 0 {
+        Some("Còn 1 lần thử — nhập sai sẽ khóa thiết bị / 1 try left — a wrong PIN will lock the token".to_string())
+    } else if tries & ck::CKF_USER_PIN_COUNT_LOW != 0 {
+        Some(
+            "Đã nhập sai PIN — còn ít lần thử / A wrong PIN was entered — few tries left"
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    crate::pinentry::PinPrompt {
+        title: "kyso — PIN".into(),
+        description: format!(
+            "Ứng dụng {program} (pid {pid}) yêu cầu mã PIN của thiết bị \"{label}\" (số sê-ri {serial}).\n\nThe application {program} (pid {pid}) asks for the PIN of the token \"{label}\" (serial {serial}).",
+            pid = c.pid,
+            label = token.label,
+            serial = token.serial,
+        ),
+        prompt: "PIN:".into(),
+        error,
+    }
 }

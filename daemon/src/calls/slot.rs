@@ -54,12 +54,17 @@ pub fn slot_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
 pub fn token_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
     let token = present_token(d, slot)?;
     let i = token.module.token_info(token.module_slot)?;
+    let protected = if d.pin.protected_path {
+        ck::CKF_PROTECTED_AUTHENTICATION_PATH
+    } else {
+        0
+    };
     Ok(Reply::TokenInfo(TokenInfo {
         label: i.label.to_vec(),
         manufacturer: i.manufacturerID.to_vec(),
         model: i.model.to_vec(),
         serial: i.serialNumber.to_vec(),
-        flags: i.flags,
+        flags: i.flags | protected,
         max_session_count: i.ulMaxSessionCount,
         session_count: i.ulSessionCount,
         max_rw_session_count: i.ulMaxRwSessionCount,
