@@ -434,6 +434,23 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
+    /// An organisation certificate from the fixture's demo CA (`openssl ca`, valid
+    /// 2025-01-01 to 2027-01-01, `UID=MST:0101234567`).
+    const ORG_CERT_HEX: &str = concat!(
+        "308201ee30820194a003020102020900d30f6fa4cc93706b300a06082a8648ce3d0403023038310b30090603",
+        "5504061302564e31123010060355040a0c096b79736f2044656d6f3115301306035504030c0c6b79736f2044",
+        "656d6f204341301e170d3235303130313030303030305a170d3237303130313030303030305a305f310b3009",
+        "06035504061302564e31173015060355040a0c0e55424e442054696e682044656d6f3117301506035504030c",
+        "0e55424e442054494e482044454d4f311e301c060a0992268993f22c6401010c0e4d53543a30313031323334",
+        "3536373059301306072a8648ce3d020106082a8648ce3d0301070342000482012e32eb8d604f66e5d9888c02",
+        "e3f8495849708fdd70b082ded1fdcb75f00139677b8786a9e43e64c7e775c0ccc7f4e1cbea800b30e7020420",
+        "330e1b530164a360305e300c0603551d130101ff04023000300e0603551d0f0101ff0404030206c0301d0603",
+        "551d0e0416041480a4d9c6458372366b8b1f93d8c7bdab831d4c2b301f0603551d230418301680147d0a13d6",
+        "a1e85790c88f204b0264d42e8a6bfc13300a06082a8648ce3d0403020348003045022100abd0253439149d0f",
+        "03cde1e3e7cfe85dbd44ac7991917f348ab06434e2c9bd7202206c09aed569cc9d559aec387502be2f941173",
+        "c89df8a3a4fc66f6010845bacd19",
+    );
+
     #[test]
     fn validity_is_checked_first() {
         let c = cert(Some("CCCD:1"), NOW + 10, NOW + 400 * DAY);
@@ -526,6 +543,24 @@ mod tests {
         assert_eq!(normalise_serial("0A:1B"), "a1b");
         assert_eq!(normalise_serial("0x00a1b"), "a1b");
         assert_eq!(normalise_serial("00"), "0");
+    }
+
+    #[test]
+    fn a_real_certificate_parses() {
+        let der = hex::decode(ORG_CERT_HEX).unwrap();
+        let facts = parse_certificate(&der).unwrap();
+        assert_eq!(facts.serial, "d30f6fa4cc93706b");
+        assert_eq!(facts.common_name.as_deref(), Some("UBND TINH DEMO"));
+        assert_eq!(facts.organisation.as_deref(), Some("UBND Tinh Demo"));
+        assert_eq!(facts.uid.as_deref(), Some("MST:0101234567"));
+        assert_eq!(facts.not_before, 1_735_689_600);
+        assert_eq!(facts.not_after, 1_798_761_600);
+        assert_eq!(class_of_uid(facts.uid.as_deref()), CertClass::Organisation);
+        // The cache hands back the parsed facts, and notices a changed certificate.
+        let policy = Policy::default();
+        assert_eq!(*policy.facts(1, &[6], &der).unwrap(), facts);
+        assert_eq!(*policy.facts(1, &[6], &der).unwrap(), facts);
+        assert!(policy.facts(1, &[6], &der[..der.len() - 1]).is_err());
     }
 
     #[test]

@@ -264,3 +264,41 @@ fn class_override_in_config_applies() {
     assert_eq!(rv_of(&err), Some(RvError::FunctionRejected));
     assert!(seen(&dir).contains("CONFIRM"));
 }
+
+#[test]
+fn policy_lookup_leaves_the_clients_search_alone() {
+    use cryptoki::object::Attribute;
+    use std::num::NonZeroUsize;
+
+    let fx = Fixture::with_policy_certs();
+    let (daemon, _) = start(&fx, "");
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    // A search in progress on the session (one handle at a time) while signatures start: the
+    // policy's certificate look-up runs in a session of its own and must not end it.
+    let mut certs = s
+        .iter_objects_with_cache_size(
+            &[Attribute::Class(ObjectClass::CERTIFICATE)],
+            NonZeroUsize::new(1).unwrap(),
+        )
+        .expect("C_FindObjectsInit");
+    let first = certs.next().expect("a certificate").expect("C_FindObjects");
+    // On the searching session itself SoftHSM2 refuses, as it does in process...
+    let err = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::OperationActive));
+    // ...and on another session of the same application the signature goes through.
+    let other = shim.session(fx.serial_a());
+    let other_key = find_one(&other, ObjectClass::PRIVATE_KEY, &[6]);
+    other
+        .sign(&Mechanism::Ecdsa, other_key, &sha256(DOCUMENT))
+        .expect("C_Sign on another session during the search");
+    let rest: Vec<_> = certs.collect::<Result<_, _>>().expect("the search goes on");
+    let mut all = rest;
+    all.push(first);
+    all.sort_by_key(|h| h.handle());
+    all.dedup();
+    assert_eq!(all.len(), 6, "certificates 01–06 found: {all:?}");
+}
