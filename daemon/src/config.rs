@@ -25,6 +25,47 @@ pub struct Config {
     pub pinentry: Option<PathBuf>,
     #[serde(default)]
     pub pin: PinConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// `[policy]`: the signing policy (see [`crate::policy`]).
+///
+/// ```toml
+/// [policy]
+/// confirm_organisation = true   # organisation (seal) signatures need a pinentry CONFIRM
+/// warn_days = 60                # warn this many days before a certificate expires
+/// # per-certificate class, keyed by serial number in hex (case, colons, leading zeros ignored)
+/// classes = { "0a1b2c3d" = "organisation", "77" = "personal" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub confirm_organisation: bool,
+    pub warn_days: u32,
+    pub classes: std::collections::BTreeMap<String, CertClass>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            confirm_organisation: false,
+            warn_days: 60,
+            classes: Default::default(),
+        }
+    }
+}
+
+/// A certificate's class for the signing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertClass {
+    /// A person's certificate (`UID=CCCD:`, `CMND:`, `HC:`).
+    Personal,
+    /// An organisation's, the agency's seal (`UID=MST:`, `MNS:`).
+    Organisation,
+    /// Devices and anything else.
+    Other,
 }
 
 /// `[pin]`: how PINs are collected.
@@ -201,6 +242,22 @@ mod tests {
         assert!(!c.pin.protected_path);
         assert_eq!(c.pinentry.unwrap(), PathBuf::from("/usr/bin/pinentry-tty"));
         assert!(Config::parse("[pin]\nprotected = false\n").is_err());
+    }
+
+    #[test]
+    fn policy_settings_parse_and_default() {
+        let c = Config::default();
+        assert!(!c.policy.confirm_organisation);
+        assert_eq!(c.policy.warn_days, 60);
+        let c = Config::parse(
+            "[policy]\nconfirm_organisation = true\nwarn_days = 90\nclasses = { \"0A1B\" = \"organisation\", \"ff\" = \"other\" }\n",
+        )
+        .unwrap();
+        assert!(c.policy.confirm_organisation);
+        assert_eq!(c.policy.warn_days, 90);
+        assert_eq!(c.policy.classes["0A1B"], CertClass::Organisation);
+        assert!(Config::parse("[policy]\nconfirm_organization = true\n").is_err());
+        assert!(Config::parse("[policy]\nclasses = { \"01\" = \"seal\" }\n").is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod events;
 mod login;
 mod module;
 mod pinentry;
+mod policy;
 mod server;
 mod slots;
 mod token;
@@ -133,6 +134,7 @@ fn run(config: Config) -> Result<(), String> {
     let mut daemon = server::Daemon::new(registry, config.limits.clone(), uid);
     daemon.pin = config.pin.clone();
     daemon.pinentry = config.pinentry.clone().unwrap_or_else(|| "pinentry".into());
+    daemon.policy = policy::Policy::new(config.policy.clone());
     let daemon = Arc::new(daemon);
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
 

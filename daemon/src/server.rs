@@ -37,6 +37,8 @@ pub struct Daemon {
     /// PIN collection (`[pin]`, `pinentry`).
     pub pin: crate::config::PinConfig,
     pub pinentry: std::path::PathBuf,
+    /// The signing policy (`[policy]`).
+    pub policy: crate::policy::Policy,
     /// The only uid served.
     pub uid: u32,
     clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
@@ -51,6 +53,7 @@ impl Daemon {
             limits,
             pin: Default::default(),
             pinentry: "pinentry".into(),
+            policy: Default::default(),
             uid,
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),

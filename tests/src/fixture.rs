@@ -22,15 +22,22 @@ pub struct Fixture {
 impl Fixture {
     /// The token "NGUYEN VAN A" with its RSA (id 01) and EC (id 02) keys and certificates.
     pub fn new() -> Fixture {
-        Self::make(false)
+        Self::make(false, false)
     }
 
     /// As [`Fixture::new`], plus a second token "TRAN THI B" with one EC key (id 01).
     pub fn with_second_token() -> Fixture {
-        Self::make(true)
+        Self::make(true, false)
     }
 
-    fn make(second: bool) -> Fixture {
+    /// As [`Fixture::new`], plus the signing-policy keys on "NGUYEN VAN A" (`--policy`): id 03
+    /// expired yesterday, 04 valid from in 10 days, 05 expiring in 20 days, 06 an organisation
+    /// certificate (`UID=MST:0101234567`).
+    pub fn with_policy_certs() -> Fixture {
+        Self::make(false, true)
+    }
+
+    fn make(second: bool, policy: bool) -> Fixture {
         let lock = PROCESS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("kyso-test-")
@@ -41,6 +48,9 @@ impl Fixture {
         cmd.arg(&script).arg(dir.path());
         if second {
             cmd.arg("--second");
+        }
+        if policy {
+            cmd.arg("--policy");
         }
         let out = cmd.output().expect("run softhsm-token.sh");
         assert!(
@@ -93,7 +103,8 @@ impl Fixture {
         self.dir().join("ca.pem")
     }
 
-    /// The CA-issued certificate of the main token's key `id` (1 = RSA, 2 = EC), PEM.
+    /// The CA-issued certificate of the main token's key `id` (1 = RSA, 2 = EC, 3–6 the
+    /// policy keys), PEM.
     pub fn cert_pem(&self, id: u8) -> PathBuf {
         self.dir().join(format!("cert-{id:02}.pem"))
     }

@@ -8,11 +8,13 @@ use kyso_proto::{Operation, OutBuf, Reply, Ulong};
 use crate::client::Client;
 use crate::error::Rv;
 use crate::module::Output;
+use crate::server::Daemon;
 
 /// Largest `C_GenerateRandom` served in one call.
 const MAX_RANDOM: Ulong = 1 << 20;
 
 pub fn init(
+    d: &Daemon,
     c: &Client,
     handle: Ulong,
     op: Operation,
@@ -25,6 +27,10 @@ pub fn init(
         (_, Some(k)) => c.key(s.token.slot, k)?,
         (_, None) => return Err(Rv(ck::CKR_ARGUMENTS_BAD)),
     };
+    // The signing policy (certificate validity, class, confirmation) before every signature.
+    if matches!(op, Operation::Sign | Operation::SignRecover) {
+        d.policy.check_signature(&d.pinentry, c, &s, key)?;
+    }
     s.token
         .module
         .operation_init(s.module_session, op, mechanism, key)?;

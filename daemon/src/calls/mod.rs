@@ -82,7 +82,7 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
             op,
             mechanism,
             key,
-        } => crypto::init(c, session, op, &mechanism, key),
+        } => crypto::init(d, c, session, op, &mechanism, key),
         Call::Operate {
             session,
             op,

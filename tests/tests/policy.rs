@@ -1,0 +1,304 @@
+//! The signing policy through the shim: certificates outside their validity period refused
+//! with `CKR_KEY_FUNCTION_NOT_PERMITTED` and an explanation in kysod's log, near-expiry
+//! certificates signed with a renew-by warning, and organisation certificates confirmed through
+//! a (scripted) pinentry when `[policy] confirm_organisation = true`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cryptoki::error::RvError;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::ObjectClass;
+use cryptoki::session::Session;
+use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
+use kyso_tests::{rv_of, toml_str, Daemon, DaemonConfig, Fixture, Module, ID_RSA};
+
+const DOCUMENT: &[u8] = b"Quyet dinh so 01/QD-UBND";
+
+/// A pinentry speaking Assuan that answers `CONFIRM` as the first line of `answer` says
+/// (`yes`, anything else is "not confirmed") and records every command in `seen`.
+fn scripted_pinentry(dir: &Path) -> PathBuf {
+    let path = dir.join("pinentry-scripted");
+    let script = format!(
+        "#!/bin/sh\nseen={seen}\nanswer={answer}\necho 'OK pleased'\nwhile IFS= read -r line; do\n  printf '%s\\n' \"$line\" >>\"$seen\"\n  case $line in\n    CONFIRM*) a=$(head -n1 \"$answer\"); if [ \"$a\" = yes ]; then echo OK; else echo 'ERR 83886194 Not confirmed'; fi;;\n    BYE*) echo OK; exit 0;;\n    *) echo OK;;\n  esac\ndone\n",
+        seen = sh_quote(&dir.join("seen")),
+        answer = sh_quote(&dir.join("answer")),
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// kysod with the scripted pinentry and `[policy]` text `policy`; returns the pinentry's dir.
+fn start(fx: &Fixture, policy: &str) -> (Daemon, PathBuf) {
+    let dir = fx.subdir("pinentry");
+    let program = scripted_pinentry(&dir);
+    let cfg = DaemonConfig {
+        extra: format!(
+            "pinentry = {}\n\n[policy]\n{policy}\n",
+            toml_str(&program.to_string_lossy())
+        ),
+        ..Default::default()
+    };
+    (Daemon::start_with(fx, cfg), dir)
+}
+
+fn seen(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("seen")).unwrap_or_default()
+}
+
+fn log(daemon: &Daemon) -> String {
+    String::from_utf8_lossy(&std::fs::read(daemon.log_path()).unwrap()).into_owned()
+}
+
+/// Signs `DOCUMENT` with the EC key `id` (CKM_ECDSA over its SHA-256).
+fn sign_ec(s: &Session, id: u8) -> cryptoki::error::Result<Vec<u8>> {
+    let key = find_one(s, ObjectClass::PRIVATE_KEY, &[id]);
+    s.sign(&Mechanism::Ecdsa, key, &sha256(DOCUMENT))
+}
+
+/// A certificate date (`-startdate`/`-enddate`) as `YYYY-MM-DD`, shifted by `days`.
+fn cert_date(pem: &Path, which: &str, days: i64) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", which, "-dateopt", "iso_8601", "-in"])
+        .arg(pem)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let iso = text.trim().split_once('=').unwrap().1.to_string();
+    let secs = Command::new("date")
+        .args(["-u", "-d", &iso, "+%s"])
+        .output()
+        .unwrap();
+    let secs: i64 = String::from_utf8(secs.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let day = Command::new("date")
+        .args(["-u", "-d", &format!("@{}", secs + days * 86_400), "+%F"])
+        .output()
+        .unwrap();
+    String::from_utf8(day.stdout).unwrap().trim().to_string()
+}
+
+fn cert_serial(pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(pem)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_ascii_lowercase()
+}
+
+#[test]
+fn expired_certificate_is_refused_with_its_date() {
+    let fx = Fixture::with_policy_certs();
+    let (daemon, _) = start(&fx, "");
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let err = sign_ec(&s, 3).unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::KeyFunctionNotPermitted));
+    let expired = cert_date(&fx.cert_pem(3), "-enddate", 0);
+    let log = log(&daemon);
+    assert!(
+        log.contains(&format!("the certificate expired on {expired}")),
+        "{log}"
+    );
+    assert!(log.contains("no legal value"), "{log}");
+    assert!(log.contains("không có giá trị pháp lý"), "{log}");
+}
+
+#[test]
+fn not_yet_valid_certificate_is_refused_with_its_date() {
+    let fx = Fixture::with_policy_certs();
+    let (daemon, _) = start(&fx, "");
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let err = sign_ec(&s, 4).unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::KeyFunctionNotPermitted));
+    let from = cert_date(&fx.cert_pem(4), "-startdate", 0);
+    let log = log(&daemon);
+    assert!(
+        log.contains(&format!("not yet valid (valid from {from})")),
+        "{log}"
+    );
+    assert!(log.contains("no legal value"), "{log}");
+    // Multi-part signing is refused at C_SignInit too.
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, &[4]);
+    let err = s.sign_init(&Mechanism::Ecdsa, key).unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::KeyFunctionNotPermitted));
+}
+
+#[test]
+fn near_expiry_signs_with_a_renew_by_warning() {
+    let fx = Fixture::with_policy_certs();
+    let (daemon, _) = start(&fx, "");
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let raw = sign_ec(&s, 5).expect("C_Sign with a certificate expiring in 20 days");
+    assert!(openssl_verify_sha256(
+        &fx.cert_pem(5),
+        DOCUMENT,
+        &ecdsa_raw_to_der(&raw)
+    ));
+    let expires = cert_date(&fx.cert_pem(5), "-enddate", 0);
+    let renew_by = cert_date(&fx.cert_pem(5), "-enddate", -30);
+    let log = log(&daemon);
+    assert!(
+        log.contains(&format!("The certificate expires on {expires}")),
+        "{log}"
+    );
+    // 20 days left: the renewal cut-off (expiry − 30 days) has passed.
+    assert!(
+        log.contains(&format!("the renew-by date ({renew_by}) has passed")),
+        "{log}"
+    );
+    assert!(log.contains("a new certificate is needed"), "{log}");
+}
+
+#[test]
+fn valid_personal_key_signs_without_asking() {
+    let fx = Fixture::with_policy_certs();
+    let (daemon, dir) = start(&fx, "confirm_organisation = true");
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    let sig = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect("C_Sign with the personal RSA key");
+    assert!(openssl_verify_sha256(&fx.cert_pem(1), DOCUMENT, &sig));
+    assert!(!seen(&dir).contains("CONFIRM"), "{}", seen(&dir));
+    let log = log(&daemon);
+    assert!(!log.contains("expires on"), "{log}");
+}
+
+#[test]
+fn organisation_signature_confirmed_yes_signs() {
+    let fx = Fixture::with_policy_certs();
+    let (daemon, dir) = start(&fx, "confirm_organisation = true");
+    std::fs::write(dir.join("answer"), "yes\n").unwrap();
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let raw = sign_ec(&s, 6).expect("C_Sign confirmed by the user");
+    assert!(openssl_verify_sha256(
+        &fx.cert_pem(6),
+        DOCUMENT,
+        &ecdsa_raw_to_der(&raw)
+    ));
+
+    let seen = seen(&dir);
+    assert!(seen.contains("CONFIRM"), "{seen}");
+    let me = std::env::current_exe().unwrap();
+    let me = me.file_name().unwrap().to_string_lossy();
+    assert!(seen.contains(&*me), "application name {me} missing: {seen}");
+    assert!(
+        seen.contains(&format!("pid {}", std::process::id())),
+        "{seen}"
+    );
+    assert!(seen.contains("UBND TINH DEMO"), "{seen}");
+    assert!(seen.contains("UBND Tinh Demo"), "{seen}");
+    assert!(seen.contains(&cert_serial(&fx.cert_pem(6))), "{seen}");
+    let vi = seen
+        .find("muốn ký bằng chứng thư số")
+        .expect("Vietnamese text");
+    let en = seen.find("wants to sign").expect("English text");
+    assert!(vi < en, "Vietnamese first: {seen}");
+}
+
+#[test]
+fn organisation_signature_declined_is_function_rejected() {
+    let fx = Fixture::with_policy_certs();
+    let (daemon, dir) = start(&fx, "confirm_organisation = true");
+    std::fs::write(dir.join("answer"), "no\n").unwrap();
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let err = sign_ec(&s, 6).unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::FunctionRejected));
+    assert!(seen(&dir).contains("CONFIRM"));
+}
+
+#[test]
+fn organisation_signature_without_confirmation_setting_signs() {
+    let fx = Fixture::with_policy_certs();
+    let (daemon, dir) = start(&fx, "confirm_organisation = false");
+    std::fs::write(dir.join("answer"), "no\n").unwrap();
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    sign_ec(&s, 6).expect("C_Sign without confirmation");
+    assert!(!seen(&dir).contains("CONFIRM"), "{}", seen(&dir));
+}
+
+#[test]
+fn class_override_in_config_applies() {
+    let fx = Fixture::with_policy_certs();
+    // The organisation certificate configured as personal, the personal RSA one as organisation.
+    let org = cert_serial(&fx.cert_pem(6));
+    let personal = cert_serial(&fx.cert_pem(1)).to_ascii_uppercase();
+    let (daemon, dir) = start(
+        &fx,
+        &format!(
+            "confirm_organisation = true\nclasses = {{ {} = \"personal\", {} = \"organisation\" }}",
+            toml_str(&org),
+            toml_str(&personal)
+        ),
+    );
+    std::fs::write(dir.join("answer"), "no\n").unwrap();
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    sign_ec(&s, 6).expect("reclassified as personal: no confirmation");
+    assert!(!seen(&dir).contains("CONFIRM"));
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    let err = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::FunctionRejected));
+    assert!(seen(&dir).contains("CONFIRM"));
+}
+
+#[test]
+fn policy_lookup_leaves_the_clients_search_alone() {
+    use cryptoki::object::Attribute;
+    use std::num::NonZeroUsize;
+
+    let fx = Fixture::with_policy_certs();
+    let (daemon, _) = start(&fx, "");
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    // A search in progress on the session (one handle at a time) while signatures start: the
+    // policy's certificate look-up runs in a session of its own and must not end it.
+    let mut certs = s
+        .iter_objects_with_cache_size(
+            &[Attribute::Class(ObjectClass::CERTIFICATE)],
+            NonZeroUsize::new(1).unwrap(),
+        )
+        .expect("C_FindObjectsInit");
+    let first = certs.next().expect("a certificate").expect("C_FindObjects");
+    // On the searching session itself SoftHSM2 refuses, as it does in process...
+    let err = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::OperationActive));
+    // ...and on another session of the same application the signature goes through.
+    let other = shim.session(fx.serial_a());
+    let other_key = find_one(&other, ObjectClass::PRIVATE_KEY, &[6]);
+    other
+        .sign(&Mechanism::Ecdsa, other_key, &sha256(DOCUMENT))
+        .expect("C_Sign on another session during the search");
+    let rest: Vec<_> = certs.collect::<Result<_, _>>().expect("the search goes on");
+    let mut all = rest;
+    all.push(first);
+    all.sort_by_key(|h| h.handle());
+    all.dedup();
+    assert_eq!(all.len(), 6, "certificates 01–06 found: {all:?}");
+}
