@@ -39,6 +39,8 @@ pub struct Daemon {
     pub pinentry: std::path::PathBuf,
     /// The only uid served.
     pub uid: u32,
+    /// The audit journal (`state_dir/audit.jsonl`).
+    pub audit: crate::audit::Journal,
     clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
     next_client: AtomicU64,
     connections: AtomicUsize,
@@ -52,6 +54,7 @@ impl Daemon {
             pin: Default::default(),
             pinentry: "pinentry".into(),
             uid,
+            audit: crate::audit::Journal::disabled(),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
