@@ -132,12 +132,7 @@ impl Journal {
 
     /// Records the outcome of a `C_Login` (`CKR_PIN_LOCKED` is a lockout).
     pub fn login(&self, c: &Client, token: &Token, rv: Rv) {
-        let event = match rv {
-            Rv::OK => AuditEvent::Login,
-            Rv(cryptoki_sys::CKR_PIN_LOCKED) => AuditEvent::Lockout,
-            _ => AuditEvent::LoginFailed,
-        };
-        let _ = self.append(client_entry(event, c, token, rv));
+        let _ = self.append(client_entry(login_event(rv), c, token, rv));
     }
 
     /// Records a finished signature operation. The module has signed (or failed) already: a
@@ -151,6 +146,15 @@ impl Journal {
                 tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, error = %err, "A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL");
             }
         }
+    }
+}
+
+/// The journal event for a `C_Login` result.
+pub fn login_event(rv: Rv) -> AuditEvent {
+    match rv {
+        Rv::OK => AuditEvent::Login,
+        Rv(cryptoki_sys::CKR_PIN_LOCKED) => AuditEvent::Lockout,
+        _ => AuditEvent::LoginFailed,
     }
 }
 
@@ -313,6 +317,31 @@ mod tests {
         let last: AuditEntry = serde_json::from_str(lines[3]).unwrap();
         assert_eq!(last.prev, audit::line_hash(b"cut"));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn login_results_map_to_events() {
+        assert_eq!(login_event(Rv::OK), AuditEvent::Login);
+        assert_eq!(
+            login_event(Rv(cryptoki_sys::CKR_PIN_LOCKED)),
+            AuditEvent::Lockout
+        );
+        assert_eq!(
+            login_event(Rv(cryptoki_sys::CKR_PIN_INCORRECT)),
+            AuditEvent::LoginFailed
+        );
+        assert_eq!(
+            login_event(Rv(cryptoki_sys::CKR_FUNCTION_CANCELED)),
+            AuditEvent::LoginFailed
+        );
+    }
+
+    #[test]
+    fn disabled_journal_records_nothing() {
+        assert!(matches!(
+            Journal::disabled().append(entry(1)),
+            Err(JournalError::Disabled)
+        ));
     }
 
     #[test]
