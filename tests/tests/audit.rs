@@ -180,3 +180,24 @@ fn missing_journal_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no audit journal"));
 }
+
+#[test]
+fn unwritable_journal_is_logged_and_signing_goes_on() {
+    let fx = Fixture::new();
+    // A directory where the journal should be: every append fails.
+    let journal = journal_of(&fx);
+    std::fs::create_dir_all(&journal).unwrap();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    s.sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect("C_Sign still works");
+    let log = daemon.log();
+    assert!(
+        log.contains("A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL"),
+        "{log}"
+    );
+    assert!(log.contains("audit event NOT recorded"), "{log}");
+    assert!(!log.contains(USER_PIN), "the PIN is in the log");
+}
