@@ -22,6 +22,15 @@ pub struct Session {
     /// Set while a search was started that must find nothing (private objects asked for by a
     /// client that is not logged in).
     pub find_nothing: AtomicBool,
+    /// The signature operation under way, for the audit journal.
+    pub signing: Mutex<Option<crate::audit::SignTrack>>,
+}
+
+impl Session {
+    /// The session's signature operation, for the audit journal.
+    pub fn signing(&self) -> MutexGuard<'_, Option<crate::audit::SignTrack>> {
+        self.signing.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 struct ObjectRef {
@@ -96,6 +105,7 @@ impl Client {
             module_session,
             flags,
             find_nothing: AtomicBool::new(false),
+            signing: Mutex::new(None),
         });
         st.sessions.insert(handle, session.clone());
         session

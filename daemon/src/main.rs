@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
+mod audit;
 mod calls;
 mod client;
 mod config;
@@ -116,7 +117,9 @@ fn run(config: Config) -> Result<(), String> {
         .iter()
         .map(|m| token::ModuleEntry::new(m.path.clone(), m.always_present))
         .collect();
-    let registry = token::Registry::new(modules, slots::SlotTable::open(&state_dir));
+    let journal = audit::Journal::open(&state_dir);
+    let mut registry = token::Registry::new(modules, slots::SlotTable::open(&state_dir));
+    registry.audit = journal.clone();
     registry.rescan();
     let present = registry.slots(true).len();
     if present == 0 {
@@ -133,6 +136,7 @@ fn run(config: Config) -> Result<(), String> {
     let uid = unsafe { libc::getuid() };
     let mut daemon = server::Daemon::new(registry, config.limits.clone(), uid);
     daemon.pin = config.pin.clone();
+    daemon.audit = journal;
     daemon.pinentry = config.pinentry.clone().unwrap_or_else(|| "pinentry".into());
     daemon.policy = policy::Policy::new(config.policy.clone());
     let daemon = Arc::new(daemon);

@@ -41,6 +41,8 @@ pub struct Daemon {
     pub policy: crate::policy::Policy,
     /// The only uid served.
     pub uid: u32,
+    /// The audit journal (`state_dir/audit.jsonl`).
+    pub audit: crate::audit::Journal,
     clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
     next_client: AtomicU64,
     connections: AtomicUsize,
@@ -55,6 +57,7 @@ impl Daemon {
             pinentry: "pinentry".into(),
             policy: Default::default(),
             uid,
+            audit: crate::audit::Journal::disabled(),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

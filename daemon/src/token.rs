@@ -84,6 +84,8 @@ pub struct Registry {
     /// Held while scanning; a caller that finds a scan under way uses the current view.
     scanning: Mutex<()>,
     pub events: SlotEvents,
+    /// The audit journal: token arrivals and removals.
+    pub audit: crate::audit::Journal,
 }
 
 /// A PKCS#11 blank-padded fixed-size text field as a trimmed string.
@@ -101,6 +103,7 @@ impl Registry {
             table: Mutex::new(table),
             scanning: Mutex::new(()),
             events: SlotEvents::default(),
+            audit: crate::audit::Journal::disabled(),
         }
     }
 
@@ -236,9 +239,11 @@ impl Registry {
             present: AtomicBool::new(true),
             login: Mutex::new(Default::default()),
         });
-        tokens.insert(slot, token);
+        tokens.insert(slot, token.clone());
         drop(tokens);
         tracing::info!(slot, %serial, %label, module = %module_path, "token present");
+        self.audit
+            .token_event(kyso_proto::audit::AuditEvent::TokenPresent, &token);
         self.events.publish(slot);
         slot
     }
@@ -247,6 +252,8 @@ impl Registry {
     fn depart(&self, token: &Arc<Token>) {
         token.present.store(false, Ordering::Release);
         tracing::info!(slot = token.slot, serial = %token.serial, label = %token.label, "token removed");
+        self.audit
+            .token_event(kyso_proto::audit::AuditEvent::TokenRemoved, token);
         self.events.publish(token.slot);
     }
 }

@@ -6,6 +6,7 @@
 //! translator. Decoding is total: any byte string decodes to a message or to an error.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod frame;
 pub mod mechanism;
 pub mod message;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+mod audit;
 use kyso_proto::frame;
 use kyso_proto::{
     Call, Hello, HelloReply, Reply, Request, Response, TokenStatus, PROTOCOL_VERSION,
@@ -34,10 +36,28 @@ enum Command {
     },
     /// Prints udev rules giving the seat's user access to the known USB tokens.
     UdevRules,
+    /// The audit journal kysod keeps in its state directory.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks the journal's hash chain: exit 0 when intact, 1 naming the first bad line,
+    /// 2 when there is no journal.
+    Verify {
+        /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml.
+        #[arg(long, value_name = "FILE", conflicts_with = "journal")]
+        config: Option<PathBuf>,
+        /// The journal file itself.
+        #[arg(long, value_name = "FILE")]
+        journal: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     match Args::parse().command {
+        Command::Audit(AuditCommand::Verify { config, journal }) => audit::verify(config, journal),
         Command::UdevRules => {
             print!("{}", kyso_proto::tokens::udev_rules());
             ExitCode::SUCCESS

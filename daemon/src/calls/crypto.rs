@@ -5,6 +5,7 @@ use cryptoki_sys as ck;
 use kyso_proto::mechanism::Mechanism;
 use kyso_proto::{Operation, OutBuf, Reply, Ulong};
 
+use crate::calls::audit_hooks;
 use crate::client::Client;
 use crate::error::Rv;
 use crate::module::Output;
@@ -34,6 +35,7 @@ pub fn init(
     s.token
         .module
         .operation_init(s.module_session, op, mechanism, key)?;
+    crate::calls::audit_hooks::sign_started(&s, op, mechanism.kind);
     Ok(Reply::None)
 }
 
@@ -51,23 +53,49 @@ fn failed(rv: Rv) -> (Rv, Reply) {
     (rv, Reply::None)
 }
 
-pub fn operate(c: &Client, handle: Ulong, op: Operation, data: &[u8], out: OutBuf) -> (Rv, Reply) {
+pub fn operate(
+    d: &Daemon,
+    c: &Client,
+    handle: Ulong,
+    op: Operation,
+    data: &[u8],
+    out: OutBuf,
+) -> (Rv, Reply) {
     match c.session(handle) {
-        Ok(s) => output(s.token.module.operate(s.module_session, op, data, out)),
+        Ok(s) => {
+            let done = s.token.module.operate(s.module_session, op, data, out);
+            audit_hooks::sign_operated(d, c, &s, op, Some(data), done.rv, out);
+            output(done)
+        }
         Err(rv) => failed(rv),
     }
 }
 
-pub fn update(c: &Client, handle: Ulong, op: Operation, data: &[u8], out: OutBuf) -> (Rv, Reply) {
+pub fn update(
+    d: &Daemon,
+    c: &Client,
+    handle: Ulong,
+    op: Operation,
+    data: &[u8],
+    out: OutBuf,
+) -> (Rv, Reply) {
     match c.session(handle) {
-        Ok(s) => output(s.token.module.update(s.module_session, op, data, out)),
+        Ok(s) => {
+            let done = s.token.module.update(s.module_session, op, data, out);
+            audit_hooks::sign_updated(d, c, &s, op, data, done.rv);
+            output(done)
+        }
         Err(rv) => failed(rv),
     }
 }
 
-pub fn finish(c: &Client, handle: Ulong, op: Operation, out: OutBuf) -> (Rv, Reply) {
+pub fn finish(d: &Daemon, c: &Client, handle: Ulong, op: Operation, out: OutBuf) -> (Rv, Reply) {
     match c.session(handle) {
-        Ok(s) => output(s.token.module.finish(s.module_session, op, out)),
+        Ok(s) => {
+            let done = s.token.module.finish(s.module_session, op, out);
+            audit_hooks::sign_operated(d, c, &s, op, None, done.rv, out);
+            output(done)
+        }
         Err(rv) => failed(rv),
     }
 }

@@ -1,6 +1,7 @@
 //! What kysod does with each call, one file per family of PKCS#11 functions. Every handler
 //! answers with the module's own return value or a PKCS#11 error of kysod's, never a panic.
 
+pub(crate) mod audit_hooks;
 mod crypto;
 mod object;
 mod session;
@@ -88,14 +89,14 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
             op,
             data,
             out,
-        } => return crypto::operate(c, session, op, &data, out),
+        } => return crypto::operate(d, c, session, op, &data, out),
         Call::Update {
             session,
             op,
             data,
             out,
-        } => return crypto::update(c, session, op, &data, out),
-        Call::Final { session, op, out } => return crypto::finish(c, session, op, out),
+        } => return crypto::update(d, c, session, op, &data, out),
+        Call::Final { session, op, out } => return crypto::finish(d, c, session, op, out),
         Call::Verify {
             session,
             data,

@@ -95,7 +95,21 @@ pub fn info(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
     }))
 }
 
+/// `C_Login`, journaled (success, failure or lockout) once it reached a token.
 pub fn login(
+    d: &Daemon,
+    c: &Client,
+    handle: Ulong,
+    user: Ulong,
+    pin: Option<&Pin>,
+) -> Result<Reply, Rv> {
+    let s = c.session(handle)?;
+    let result = login_unjournaled(d, c, handle, user, pin);
+    super::audit_hooks::logged_in(d, c, &s, result.as_ref().err().copied().unwrap_or(Rv::OK));
+    result
+}
+
+fn login_unjournaled(
     d: &Daemon,
     c: &Client,
     handle: Ulong,

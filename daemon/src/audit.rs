@@ -1,0 +1,354 @@
+//! The audit journal: signatures, logins, lockouts, refusals and token arrivals and removals,
+//! appended to `state_dir/audit.jsonl` as a hash chain (format in [`kyso_proto::audit`]).
+//!
+//! History is never rewritten: at start the existing journal is checked, a broken chain is
+//! reported as an error and the new entries continue from its last line. Each entry is written
+//! with one `write_all` and `sync_data` under a mutex. No PIN is ever part of an entry.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use kyso_proto::audit::{self, AuditEntry, AuditEvent, GENESIS};
+use kyso_proto::Ulong;
+use sha2::{Digest, Sha256};
+
+use crate::client::Client;
+use crate::error::Rv;
+use crate::token::Token;
+
+/// The journal; clones share one file and one chain.
+#[derive(Clone, Default)]
+pub struct Journal {
+    inner: Option<Arc<Mutex<Inner>>>,
+}
+
+struct Inner {
+    path: PathBuf,
+    file: Option<File>,
+    /// Hash of the last line: the next entry's `prev`.
+    prev: String,
+    /// The file does not end with a newline (a cut line): the next write starts with one.
+    needs_newline: bool,
+    /// A write failed: the file's end must be read again before the next one.
+    resync: bool,
+}
+
+/// Why an entry was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("no audit journal is open")]
+    Disabled,
+    #[error("cannot write the audit journal {path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot encode an audit entry: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The chain state at the end of an existing journal: last line's hash, and whether the
+/// file ends without a newline.
+fn tail_state(path: &Path) -> std::io::Result<(String, bool)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((GENESIS.into(), false)),
+        Err(e) => return Err(e),
+    };
+    match audit::verify_bytes(&bytes) {
+        Ok(v) => {
+            tracing::info!(journal = %path.display(), entries = v.entries, "audit journal intact");
+            Ok((v.last_hash, false))
+        }
+        Err(e) => {
+            tracing::error!(journal = %path.display(), error = %e, "the audit journal's chain is broken; it is kept as it is and new entries continue from its last line");
+            let cut = !bytes.is_empty() && !bytes.ends_with(b"\n");
+            let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+            let last = body.rsplit(|&b| b == b'\n').next().unwrap_or(b"");
+            let prev = if bytes.is_empty() {
+                GENESIS.into()
+            } else {
+                audit::line_hash(last)
+            };
+            Ok((prev, cut))
+        }
+    }
+}
+
+impl Journal {
+    /// A journal that records nothing (every append fails with [`JournalError::Disabled`]).
+    pub fn disabled() -> Journal {
+        Journal { inner: None }
+    }
+
+    /// Opens (creating, mode 0600) `state_dir/audit.jsonl` and continues its chain. A journal
+    /// that cannot be opened is reported and retried at each append.
+    pub fn open(state_dir: &Path) -> Journal {
+        let path = state_dir.join(audit::FILE_NAME);
+        let mut inner = Inner {
+            path,
+            file: None,
+            prev: GENESIS.into(),
+            needs_newline: false,
+            resync: true,
+        };
+        if let Err(e) = inner.prepare() {
+            tracing::error!(journal = %inner.path.display(), error = %e, "cannot open the audit journal; events will be lost until it can be written");
+        }
+        Journal {
+            inner: Some(Arc::new(Mutex::new(inner))),
+        }
+    }
+
+    /// Appends `entry` (its `prev` is set here). A failure is logged with the event it lost.
+    pub fn append(&self, mut entry: AuditEntry) -> Result<(), JournalError> {
+        let result = match &self.inner {
+            None => Err(JournalError::Disabled),
+            Some(inner) => inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut entry),
+        };
+        if let Err(e) = &result {
+            if !matches!(e, JournalError::Disabled) {
+                tracing::error!(error = %e, lost = ?entry, "audit event NOT recorded");
+            }
+        }
+        result
+    }
+
+    /// Records a token arrival or removal.
+    pub fn token_event(&self, event: AuditEvent, token: &Token) {
+        let mut e = AuditEntry::new(event, SystemTime::now());
+        e.token_serial = Some(token.serial.clone());
+        e.token_label = Some(token.label.clone());
+        e.slot = Some(token.slot);
+        let _ = self.append(e);
+    }
+
+    /// Records the outcome of a `C_Login` (`CKR_PIN_LOCKED` is a lockout).
+    pub fn login(&self, c: &Client, token: &Token, rv: Rv) {
+        let _ = self.append(client_entry(login_event(rv), c, token, rv));
+    }
+
+    /// Records a finished signature operation. The module has signed (or failed) already: a
+    /// journal failure cannot undo it, so it is logged as loudly as kysod can.
+    pub fn signature(&self, c: &Client, token: &Token, done: SignDone, rv: Rv) {
+        let mut e = client_entry(AuditEvent::Signature, c, token, rv);
+        e.mechanism = Some(format!("{:#x}", done.mechanism));
+        e.data_sha256 = done.data_sha256;
+        if let Err(err) = self.append(e) {
+            if !matches!(err, JournalError::Disabled) {
+                tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, error = %err, "A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL");
+            }
+        }
+    }
+}
+
+/// The journal event for a `C_Login` result.
+pub fn login_event(rv: Rv) -> AuditEvent {
+    match rv {
+        Rv::OK => AuditEvent::Login,
+        Rv(cryptoki_sys::CKR_PIN_LOCKED) => AuditEvent::Lockout,
+        _ => AuditEvent::LoginFailed,
+    }
+}
+
+fn client_entry(event: AuditEvent, c: &Client, token: &Token, rv: Rv) -> AuditEntry {
+    let mut e = AuditEntry::new(event, SystemTime::now());
+    e.uid = Some(c.uid);
+    e.pid = Some(c.pid);
+    e.application = Some(c.program.clone());
+    e.token_serial = Some(token.serial.clone());
+    e.token_label = Some(token.label.clone());
+    e.slot = Some(token.slot);
+    e.result = Some(rv.to_string());
+    e
+}
+
+impl Inner {
+    /// Opens the file and reads the chain's end, if not done yet (or after a failed write).
+    fn prepare(&mut self) -> std::io::Result<()> {
+        if self.resync || self.file.is_none() {
+            let (prev, cut) = tail_state(&self.path)?;
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&self.path)?;
+            self.prev = prev;
+            self.needs_newline = cut;
+            self.file = Some(file);
+            self.resync = false;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, entry: &mut AuditEntry) -> Result<(), JournalError> {
+        let io = |path: &Path, error| JournalError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        self.prepare().map_err(|e| io(&self.path, e))?;
+        entry.prev = self.prev.clone();
+        let line = entry.to_line()?;
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        if self.needs_newline {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        let Some(file) = self.file.as_mut() else {
+            return Err(io(&self.path, std::io::ErrorKind::NotFound.into()));
+        };
+        let written = file.write_all(&bytes).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Part of the line may be in the file: read its end again before the next entry.
+            self.resync = true;
+            return Err(io(&self.path, e));
+        }
+        self.needs_newline = false;
+        self.prev = audit::line_hash(line.as_bytes());
+        Ok(())
+    }
+}
+
+/// A signature operation under way on a session, from `OperationInit` to its end.
+pub struct SignTrack {
+    mechanism: Ulong,
+    /// SHA-256 over the `C_SignUpdate` parts so far.
+    parts: Sha256,
+}
+
+/// What the journal records of a finished signature operation.
+pub struct SignDone {
+    pub mechanism: Ulong,
+    pub data_sha256: Option<String>,
+}
+
+impl SignTrack {
+    pub fn new(mechanism: Ulong) -> SignTrack {
+        SignTrack {
+            mechanism,
+            parts: Sha256::new(),
+        }
+    }
+
+    /// A `C_SignUpdate` part the module accepted.
+    pub fn update(&mut self, data: &[u8]) {
+        self.parts.update(data);
+    }
+
+    /// End of a single-part `C_Sign` over `data`.
+    pub fn single(self, data: &[u8]) -> SignDone {
+        SignDone {
+            mechanism: self.mechanism,
+            data_sha256: Some(audit::sha256_hex(data)),
+        }
+    }
+
+    /// End of a multi-part signature (`C_SignFinal`).
+    pub fn multi(self) -> SignDone {
+        SignDone {
+            mechanism: self.mechanism,
+            data_sha256: Some(audit::hex(&self.parts.finalize())),
+        }
+    }
+}
+
+/// Whether a sign call with this result ended the operation (so it is journaled): a size
+/// query or a too-small buffer leaves it running, as PKCS#11 says.
+pub fn sign_ended(rv: Rv, out: kyso_proto::OutBuf) -> bool {
+    !(rv == Rv(cryptoki_sys::CKR_BUFFER_TOO_SMALL) || (rv == Rv::OK && out.is_none()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pid: i32) -> AuditEntry {
+        let mut e = AuditEntry::new(AuditEvent::Login, SystemTime::now());
+        e.pid = Some(pid);
+        e
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kysod-audit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn appends_chain_across_reopen() {
+        let d = dir("reopen");
+        let j = Journal::open(&d);
+        j.append(entry(1)).unwrap();
+        j.append(entry(2)).unwrap();
+        drop(j);
+        let j = Journal::open(&d);
+        j.append(entry(3)).unwrap();
+        let bytes = std::fs::read(d.join(audit::FILE_NAME)).unwrap();
+        assert_eq!(audit::verify_bytes(&bytes).unwrap().entries, 3);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn broken_journal_is_kept_and_continued() {
+        let d = dir("broken");
+        let j = Journal::open(&d);
+        j.append(entry(1)).unwrap();
+        j.append(entry(2)).unwrap();
+        drop(j);
+        let path = d.join(audit::FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replacen("\"pid\":1", "\"pid\":9", 1) + "cut";
+        std::fs::write(&path, &edited).unwrap();
+        let j = Journal::open(&d);
+        j.append(entry(3)).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(after.starts_with(&edited), "history kept");
+        let lines: Vec<&str> = after.lines().collect();
+        assert_eq!(lines.len(), 4);
+        let last: AuditEntry = serde_json::from_str(lines[3]).unwrap();
+        assert_eq!(last.prev, audit::line_hash(b"cut"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn login_results_map_to_events() {
+        assert_eq!(login_event(Rv::OK), AuditEvent::Login);
+        assert_eq!(
+            login_event(Rv(cryptoki_sys::CKR_PIN_LOCKED)),
+            AuditEvent::Lockout
+        );
+        assert_eq!(
+            login_event(Rv(cryptoki_sys::CKR_PIN_INCORRECT)),
+            AuditEvent::LoginFailed
+        );
+        assert_eq!(
+            login_event(Rv(cryptoki_sys::CKR_FUNCTION_CANCELED)),
+            AuditEvent::LoginFailed
+        );
+    }
+
+    #[test]
+    fn disabled_journal_records_nothing() {
+        assert!(matches!(
+            Journal::disabled().append(entry(1)),
+            Err(JournalError::Disabled)
+        ));
+    }
+
+    #[test]
+    fn sign_end_follows_pkcs11() {
+        assert!(!sign_ended(Rv::OK, None));
+        assert!(!sign_ended(Rv(cryptoki_sys::CKR_BUFFER_TOO_SMALL), Some(1)));
+        assert!(sign_ended(Rv::OK, Some(256)));
+        assert!(sign_ended(Rv(cryptoki_sys::CKR_DEVICE_ERROR), None));
+    }
+}

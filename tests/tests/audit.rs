@@ -1,0 +1,203 @@
+//! The audit journal: kysod records logins and signatures (with the SHA-256 of the signed
+//! data and the signing program) in a hash chain that `kyso audit verify` checks, and any
+//! edit or deletion is found.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::ObjectClass;
+use kyso_tests::util::{find_one, sha256};
+use kyso_tests::{login, target_dir, Daemon, Fixture, Module, ID_RSA, USER_PIN, WRONG_PIN};
+use serde_json::Value;
+
+const DOCUMENT: &[u8] = b"Quyet dinh so 68/QD-UBND: van ban mau de ky so.\n";
+
+fn verify(args: &[&std::ffi::OsStr]) -> Output {
+    let path = target_dir().join("kyso");
+    assert!(path.exists(), "{} not built", path.display());
+    Command::new(path)
+        .args(["audit", "verify"])
+        .args(args)
+        .output()
+        .expect("run kyso audit verify")
+}
+
+fn verify_config(config: &Path) -> Output {
+    verify(&["--config".as_ref(), config.as_os_str()])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn entries(journal: &Path) -> Vec<Value> {
+    std::fs::read_to_string(journal)
+        .expect("read journal")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
+        .collect()
+}
+
+fn journal_of(fx: &Fixture) -> PathBuf {
+    fx.subdir("kysod").join("state").join("audit.jsonl")
+}
+
+#[test]
+fn signatures_and_logins_are_journaled_and_edits_are_found() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+
+    let wrong = shim.session(fx.serial_a());
+    assert!(login(&wrong, WRONG_PIN).is_err());
+    drop(wrong);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    s.sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect("C_Sign");
+
+    let out = verify_config(daemon.config_path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("chain intact"), "{stdout}");
+
+    let journal = journal_of(&fx);
+    let raw = std::fs::read(&journal).unwrap();
+    assert!(
+        !raw.windows(USER_PIN.len())
+            .any(|w| w == USER_PIN.as_bytes()),
+        "the PIN is in the journal"
+    );
+    // (WRONG_PIN is all zeros, which the first entry's `prev` is made of: not checked.)
+
+    let all = entries(&journal);
+    let me = std::fs::read_link("/proc/self/exe").unwrap();
+    let me = me.to_string_lossy();
+    let pid = std::process::id();
+    assert!(all
+        .iter()
+        .any(|e| e["event"] == "token_present" && e["token_serial"] == fx.serial_a()));
+    let failed = all
+        .iter()
+        .find(|e| e["event"] == "login_failed")
+        .expect("failed login journaled");
+    assert_eq!(failed["result"], "CKR_PIN_INCORRECT");
+    let login = all
+        .iter()
+        .find(|e| e["event"] == "login")
+        .expect("login journaled");
+    assert_eq!(login["result"], "CKR_OK");
+    assert_eq!(login["pid"], pid);
+    let sig = all
+        .iter()
+        .find(|e| e["event"] == "signature")
+        .expect("signature journaled");
+    assert_eq!(sig["result"], "CKR_OK");
+    assert_eq!(sig["data_sha256"], hex(&sha256(DOCUMENT)));
+    assert_eq!(sig["mechanism"], "0x40");
+    assert_eq!(sig["application"], *me);
+    assert_eq!(sig["pid"], pid);
+    assert_eq!(sig["token_serial"], fx.serial_a());
+    assert!(sig["time"].as_str().unwrap().ends_with('Z'));
+    assert!(all.len() >= 4, "{all:?}");
+
+    // One character of a middle line changed: the next line is named.
+    let text = String::from_utf8(raw.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let middle = lines.len() / 2;
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[middle] = edited[middle].replacen("\"pid\":", "\"pid\": ", 1);
+    if edited[middle] == lines[middle] {
+        edited[middle] = edited[middle].replacen("\"time\":\"2", "\"time\":\"3", 1);
+    }
+    assert_ne!(edited[middle], lines[middle]);
+    std::fs::write(&journal, edited.join("\n") + "\n").unwrap();
+    let out = verify_config(daemon.config_path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("line {}:", middle + 2)),
+        "expected line {} named: {stdout}",
+        middle + 2
+    );
+
+    // A line deleted.
+    let mut deleted: Vec<&str> = lines.clone();
+    deleted.remove(1);
+    std::fs::write(&journal, deleted.join("\n") + "\n").unwrap();
+    let out = verify(&["--journal".as_ref(), journal.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("line 2:"), "{stdout}");
+
+    // Restored: intact again.
+    std::fs::write(&journal, &raw).unwrap();
+    assert_eq!(verify_config(daemon.config_path()).status.code(), Some(0));
+}
+
+#[test]
+fn multi_part_signature_hashes_all_parts() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    let (a, b) = DOCUMENT.split_at(10);
+    s.sign_init(&Mechanism::Sha256RsaPkcs, key)
+        .expect("C_SignInit");
+    s.sign_update(a).expect("C_SignUpdate");
+    s.sign_update(b).expect("C_SignUpdate");
+    s.sign_final().expect("C_SignFinal");
+
+    let all = entries(&journal_of(&fx));
+    let sig = all
+        .iter()
+        .find(|e| e["event"] == "signature")
+        .expect("signature journaled");
+    assert_eq!(sig["data_sha256"], hex(&sha256(DOCUMENT)));
+    assert_eq!(sig["result"], "CKR_OK");
+    assert_eq!(
+        all.iter().filter(|e| e["event"] == "signature").count(),
+        1,
+        "size query not journaled: {all:?}"
+    );
+    assert_eq!(verify_config(daemon.config_path()).status.code(), Some(0));
+}
+
+#[test]
+fn missing_journal_exits_2() {
+    let fx = Fixture::new();
+    let out = verify(&[
+        "--journal".as_ref(),
+        fx.dir().join("none.jsonl").as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no audit journal"));
+}
+
+#[test]
+fn unwritable_journal_is_logged_and_signing_goes_on() {
+    let fx = Fixture::new();
+    // A directory where the journal should be: every append fails.
+    let journal = journal_of(&fx);
+    std::fs::create_dir_all(&journal).unwrap();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    s.sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect("C_Sign still works");
+    let log = daemon.log();
+    assert!(
+        log.contains("A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL"),
+        "{log}"
+    );
+    assert!(log.contains("audit event NOT recorded"), "{log}");
+    assert!(!log.contains(USER_PIN), "the PIN is in the log");
+}
