@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::client::Client;
 use crate::error::Rv;
+use crate::policy::SigningCert;
 use crate::token::Token;
 
 /// The journal; clones share one file and one chain.
@@ -141,11 +142,35 @@ impl Journal {
         let mut e = client_entry(AuditEvent::Signature, c, token, rv);
         e.mechanism = Some(format!("{:#x}", done.mechanism));
         e.data_sha256 = done.data_sha256;
+        set_cert(&mut e, done.cert.as_ref());
         if let Err(err) = self.append(e) {
             if !matches!(err, JournalError::Disabled) {
                 tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, error = %err, "A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL");
             }
         }
+    }
+
+    /// Records a signature the policy refused, with the certificate it judged.
+    pub fn refusal(
+        &self,
+        c: &Client,
+        token: &Token,
+        mechanism: Ulong,
+        cert: Option<&SigningCert>,
+        rv: Rv,
+    ) {
+        let mut e = client_entry(AuditEvent::Refusal, c, token, rv);
+        e.mechanism = Some(format!("{mechanism:#x}"));
+        set_cert(&mut e, cert);
+        let _ = self.append(e);
+    }
+}
+
+fn set_cert(e: &mut AuditEntry, cert: Option<&SigningCert>) {
+    if let Some(cert) = cert {
+        e.cert_serial = Some(cert.serial.clone());
+        e.cert_subject = Some(cert.subject.clone());
+        e.class = Some(cert.class.name().to_string());
     }
 }
 
@@ -220,6 +245,7 @@ impl Inner {
 /// A signature operation under way on a session, from `OperationInit` to its end.
 pub struct SignTrack {
     mechanism: Ulong,
+    cert: Option<SigningCert>,
     /// SHA-256 over the `C_SignUpdate` parts so far.
     parts: Sha256,
 }
@@ -227,13 +253,15 @@ pub struct SignTrack {
 /// What the journal records of a finished signature operation.
 pub struct SignDone {
     pub mechanism: Ulong,
+    pub cert: Option<SigningCert>,
     pub data_sha256: Option<String>,
 }
 
 impl SignTrack {
-    pub fn new(mechanism: Ulong) -> SignTrack {
+    pub fn new(mechanism: Ulong, cert: Option<SigningCert>) -> SignTrack {
         SignTrack {
             mechanism,
+            cert,
             parts: Sha256::new(),
         }
     }
@@ -247,6 +275,7 @@ impl SignTrack {
     pub fn single(self, data: &[u8]) -> SignDone {
         SignDone {
             mechanism: self.mechanism,
+            cert: self.cert,
             data_sha256: Some(audit::sha256_hex(data)),
         }
     }
@@ -255,6 +284,7 @@ impl SignTrack {
     pub fn multi(self) -> SignDone {
         SignDone {
             mechanism: self.mechanism,
+            cert: self.cert,
             data_sha256: Some(audit::hex(&self.parts.finalize())),
         }
     }

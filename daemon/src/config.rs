@@ -68,6 +68,17 @@ pub enum CertClass {
     Other,
 }
 
+impl CertClass {
+    /// The name used in the configuration, the audit journal and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CertClass::Personal => "personal",
+            CertClass::Organisation => "organisation",
+            CertClass::Other => "other",
+        }
+    }
+}
+
 /// `[pin]`: how PINs are collected.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -31,6 +31,22 @@ const OID_UID: &str = "0.9.2342.19200300.100.1.1";
 /// Most certificates one search looks at for one `CKA_ID`.
 const MAX_CANDIDATES: usize = 8;
 
+/// The outcome of [`Policy::check_signature`]: the signing certificate (for the audit
+/// journal) and whether the signature may go ahead.
+pub struct Checked {
+    pub cert: Option<SigningCert>,
+    pub verdict: Result<(), Rv>,
+}
+
+/// The signing certificate as the audit journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningCert {
+    pub serial: String,
+    /// `CN, O` of the subject.
+    pub subject: String,
+    pub class: CertClass,
+}
+
 /// What the policy needs of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFacts {
@@ -228,26 +244,65 @@ impl Policy {
         c: &Client,
         s: &Session,
         key: Ulong,
-    ) -> Result<(), Rv> {
-        let Some(id) = key_id(s, key) else {
-            return Ok(());
+    ) -> Checked {
+        let allowed = Checked {
+            cert: None,
+            verdict: Ok(()),
         };
-        let Some(der) = certificate_der(s, &id)? else {
-            tracing::debug!(slot = s.token.slot, id = %hex_lower(&id), "no certificate for the signing key (a device key): signature allowed");
-            return Ok(());
+        let Some(id) = key_id(s, key) else {
+            return allowed;
+        };
+        let der = match certificate_der(s, &id) {
+            Ok(Some(der)) => der,
+            Ok(None) => {
+                tracing::debug!(slot = s.token.slot, id = %hex_lower(&id), "no certificate for the signing key (a device key): signature allowed");
+                return allowed;
+            }
+            Err(rv) => {
+                return Checked {
+                    cert: None,
+                    verdict: Err(rv),
+                }
+            }
         };
         let facts = match self.facts(s.token.slot, &id, &der) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(slot = s.token.slot, id = %hex_lower(&id), error = %e, "the signing key's certificate cannot be parsed: signature allowed as for a key without certificate");
-                return Ok(());
+                return allowed;
             }
         };
+        let cert = SigningCert {
+            serial: facts.serial.clone(),
+            subject: [facts.common_name.as_deref(), facts.organisation.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+            class: self
+                .override_class(&facts.serial)
+                .unwrap_or_else(|| class_of_uid(facts.uid.as_deref())),
+        };
+        let verdict = self.judge(pinentry, c, s, &facts);
+        Checked {
+            cert: Some(cert),
+            verdict,
+        }
+    }
+
+    /// The policy's verdict on a signature with the certificate described by `facts`.
+    fn judge(
+        &self,
+        pinentry: &std::path::Path,
+        c: &Client,
+        s: &Session,
+        facts: &CertFacts,
+    ) -> Result<(), Rv> {
         let cn = facts.common_name.as_deref().unwrap_or("?");
         let serial = &facts.serial;
         let program = program_name(&c.program);
         match decide(
-            &facts,
+            facts,
             self.override_class(serial),
             now(),
             self.config.warn_days,
@@ -275,7 +330,7 @@ impl Policy {
                     None => {}
                 }
                 if class == CertClass::Organisation && self.config.confirm_organisation {
-                    confirm_organisation(pinentry, c, s, &facts, &program)?;
+                    confirm_organisation(pinentry, c, s, facts, &program)?;
                 }
                 tracing::debug!(client = c.id, token = %s.token.serial, cert_serial = %serial, ?class, "signature allowed by the policy");
                 Ok(())

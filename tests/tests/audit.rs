@@ -104,6 +104,10 @@ fn signatures_and_logins_are_journaled_and_edits_are_found() {
     assert_eq!(sig["application"], *me);
     assert_eq!(sig["pid"], pid);
     assert_eq!(sig["token_serial"], fx.serial_a());
+    // The certificate matched to the key by the signing policy.
+    assert_eq!(sig["class"], "personal");
+    assert_eq!(sig["cert_subject"], "NGUYEN VAN A, UBND Tinh Demo");
+    assert!(!sig["cert_serial"].as_str().unwrap().is_empty());
     assert!(sig["time"].as_str().unwrap().ends_with('Z'));
     assert!(all.len() >= 4, "{all:?}");
 

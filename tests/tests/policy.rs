@@ -116,6 +116,28 @@ fn expired_certificate_is_refused_with_its_date() {
     );
     assert!(log.contains("no legal value"), "{log}");
     assert!(log.contains("không có giá trị pháp lý"), "{log}");
+    // The refusal is in the audit journal, naming the certificate it judged.
+    let journal =
+        std::fs::read_to_string(fx.subdir("kysod").join("state").join("audit.jsonl")).unwrap();
+    let refusal = journal
+        .lines()
+        .find(|l| l.contains("\"event\":\"refusal\""))
+        .unwrap_or_else(|| panic!("no refusal journaled:\n{journal}"));
+    assert!(
+        refusal.contains("\"result\":\"CKR_KEY_FUNCTION_NOT_PERMITTED\""),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains(&format!(
+            "\"cert_serial\":\"{}\"",
+            cert_serial(&fx.cert_pem(3))
+        )),
+        "{refusal}"
+    );
+    assert!(
+        !journal.contains("\"event\":\"signature\""),
+        "a refused signature was journaled as made:\n{journal}"
+    );
 }
 
 #[test]

@@ -6,12 +6,13 @@ use kyso_proto::{Operation, OutBuf, Ulong};
 use crate::audit::{sign_ended, SignTrack};
 use crate::client::{Client, Session};
 use crate::error::Rv;
+use crate::policy::SigningCert;
 use crate::server::Daemon;
 
 /// A `C_SignInit` the module accepted.
-pub fn sign_started(s: &Session, op: Operation, mechanism: Ulong) {
+pub fn sign_started(s: &Session, op: Operation, mechanism: Ulong, cert: Option<SigningCert>) {
     if op == Operation::Sign {
-        *s.signing() = Some(SignTrack::new(mechanism));
+        *s.signing() = Some(SignTrack::new(mechanism, cert));
     }
 }
 

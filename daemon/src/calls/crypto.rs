@@ -29,13 +29,20 @@ pub fn init(
         (_, None) => return Err(Rv(ck::CKR_ARGUMENTS_BAD)),
     };
     // The signing policy (certificate validity, class, confirmation) before every signature.
+    let mut cert = None;
     if matches!(op, Operation::Sign | Operation::SignRecover) {
-        d.policy.check_signature(&d.pinentry, c, &s, key)?;
+        let checked = d.policy.check_signature(&d.pinentry, c, &s, key);
+        if let Err(rv) = checked.verdict {
+            d.audit
+                .refusal(c, &s.token, mechanism.kind, checked.cert.as_ref(), rv);
+            return Err(rv);
+        }
+        cert = checked.cert;
     }
     s.token
         .module
         .operation_init(s.module_session, op, mechanism, key)?;
-    crate::calls::audit_hooks::sign_started(&s, op, mechanism.kind);
+    crate::calls::audit_hooks::sign_started(&s, op, mechanism.kind, cert);
     Ok(Reply::None)
 }
 
