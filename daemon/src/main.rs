@@ -14,6 +14,7 @@ mod client;
 mod config;
 mod error;
 mod events;
+mod hotplug;
 mod login;
 mod module;
 mod server;
@@ -104,8 +105,8 @@ fn run(config: Config) -> Result<(), String> {
             )
         })?;
 
-    // Checked at start so a typo in a `[[token]]` entry is reported at once. kysod does not
-    // watch USB devices yet (see issue 3); the table is what hotplug detection will use.
+    // Checked at start so a typo in a `[[token]]` entry is reported at once; USB detection
+    // matches plugged devices against it.
     let token_table = tokentable::TokenTable::new(&config.tokens)?;
     tracing::debug!(?token_table, "token table");
 
@@ -131,6 +132,9 @@ fn run(config: Config) -> Result<(), String> {
     let uid = unsafe { libc::getuid() };
     let daemon = Arc::new(server::Daemon::new(registry, config.limits.clone(), uid));
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
+
+    // Already-plugged token devices arrive now; without libusb kysod goes on (one warning).
+    let _devices = hotplug::start(token_table, daemon.clone());
 
     std::thread::Builder::new()
         .name("kysod-accept".into())
