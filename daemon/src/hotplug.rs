@@ -3,9 +3,11 @@
 //!
 //! libusb calls the callbacks from the thread running `handle_events`, which blocks without a
 //! timeout: an idle kysod uses no CPU. Already-plugged devices arrive at start (`enumerate`).
-//! The callbacks only read the device's ids and serial string and forward a [`DeviceEvent`]
-//! over a channel; the slow part (loading a module, waiting for its token) is done by the
-//! registry thread ([`run_registry`]). Where libusb cannot start (no `/dev/bus/usb`, no
+//! The callbacks only pass the device on: synchronous transfers fail inside libusb's event
+//! handling, so a second thread reads the serial string of known token models and forwards a
+//! [`DeviceEvent`]; the slow part (loading a module, waiting for its token) is done by the
+//! registry thread ([`run_registry`]). Each hop is one ordered channel, so a removal never
+//! overtakes its arrival. Where libusb cannot start (no `/dev/bus/usb`, no
 //! hotplug support) kysod logs one warning and goes on serving `always_present` modules.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -56,37 +58,66 @@ fn serial<T: UsbContext>(device: &Device<T>) -> Option<String> {
     }
 }
 
+/// What the hotplug callbacks hand to the serial-reading thread, in the order they happened.
+enum Raw {
+    Arrived(Device<Context>),
+    Left(String),
+}
+
+/// The hotplug callbacks. libusb runs them inside its event handling, where synchronous
+/// transfers fail (`LIBUSB_ERROR_BUSY`), so reading the serial string is left to
+/// [`read_serials`].
 struct Forward {
-    tx: Sender<DeviceEvent>,
+    tx: Sender<Raw>,
 }
 
-impl<T: UsbContext> Hotplug<T> for Forward {
-    fn device_arrived(&mut self, device: Device<T>) {
-        let Ok(desc) = device.device_descriptor() else {
+impl Hotplug<Context> for Forward {
+    fn device_arrived(&mut self, device: Device<Context>) {
+        let _ = self.tx.send(Raw::Arrived(device));
+    }
+
+    fn device_left(&mut self, device: Device<Context>) {
+        let _ = self.tx.send(Raw::Left(bus_path(&device)));
+    }
+}
+
+/// Turns the callbacks' reports into [`DeviceEvent`]s, reading the serial string of the
+/// devices `wanted` (known token models; other devices are not opened). One thread, so a
+/// removal never overtakes the arrival before it.
+fn read_serials(rx: Receiver<Raw>, tx: Sender<DeviceEvent>, wanted: impl Fn(u16, u16) -> bool) {
+    for raw in rx {
+        let event = match raw {
+            Raw::Arrived(device) => {
+                let Ok(desc) = device.device_descriptor() else {
+                    continue;
+                };
+                let (vid, pid) = (desc.vendor_id(), desc.product_id());
+                DeviceEvent::Arrived {
+                    vid,
+                    pid,
+                    bus_path: bus_path(&device),
+                    serial: if wanted(vid, pid) {
+                        serial(&device)
+                    } else {
+                        None
+                    },
+                }
+            }
+            Raw::Left(bus_path) => DeviceEvent::Left { bus_path },
+        };
+        tracing::debug!(?event, "usb device event");
+        if tx.send(event).is_err() {
             return;
-        };
-        let event = DeviceEvent::Arrived {
-            vid: desc.vendor_id(),
-            pid: desc.product_id(),
-            bus_path: bus_path(&device),
-            serial: serial(&device),
-        };
-        tracing::debug!(?event, "usb device arrived");
-        let _ = self.tx.send(event);
-    }
-
-    fn device_left(&mut self, device: Device<T>) {
-        let event = DeviceEvent::Left {
-            bus_path: bus_path(&device),
-        };
-        tracing::debug!(?event, "usb device left");
-        let _ = self.tx.send(event);
+        }
     }
 }
 
-/// Starts libusb hotplug detection, sending events to `tx`. Returns false (after one warning)
-/// when USB detection is unavailable.
-pub fn start_libusb(tx: Sender<DeviceEvent>) -> bool {
+/// Starts libusb hotplug detection, sending events to `tx`; serial strings are read only for
+/// the devices `wanted`. Returns false (after one warning) when USB detection is unavailable.
+pub fn start_libusb(
+    tx: Sender<DeviceEvent>,
+    wanted: impl Fn(u16, u16) -> bool + Send + 'static,
+) -> bool {
     if !rusb::has_hotplug() {
         tracing::warn!("this libusb has no hotplug support: USB tokens will not be detected; always_present modules are still served");
         return false;
@@ -98,9 +129,17 @@ pub fn start_libusb(tx: Sender<DeviceEvent>) -> bool {
             return false;
         }
     };
+    let (raw_tx, raw_rx) = channel();
+    if let Err(e) = std::thread::Builder::new()
+        .name("kysod-usb-serial".into())
+        .spawn(move || read_serials(raw_rx, tx, wanted))
+    {
+        tracing::warn!(error = %e, "cannot start the USB thread: USB tokens will not be detected");
+        return false;
+    }
     let registration: rusb::Registration<Context> = match HotplugBuilder::new()
         .enumerate(true)
-        .register(&context, Box::new(Forward { tx }))
+        .register(&context, Box::new(Forward { tx: raw_tx }))
     {
         Ok(r) => r,
         Err(e) => {
@@ -158,6 +197,7 @@ pub fn run_registry(rx: Receiver<DeviceEvent>, table: TokenTable, daemon: Arc<Da
 /// other device sources can feed the same registry).
 pub fn start(table: TokenTable, daemon: Arc<Daemon>) -> Option<Sender<DeviceEvent>> {
     let (tx, rx) = channel();
+    let known = table.clone();
     let spawned = std::thread::Builder::new()
         .name("kysod-devices".into())
         .spawn(move || run_registry(rx, table, daemon));
@@ -165,6 +205,6 @@ pub fn start(table: TokenTable, daemon: Arc<Daemon>) -> Option<Sender<DeviceEven
         tracing::warn!(error = %e, "cannot start the device thread: USB tokens will not be detected");
         return None;
     }
-    start_libusb(tx.clone());
+    start_libusb(tx.clone(), move |vid, pid| known.lookup(vid, pid).is_some());
     Some(tx)
 }
