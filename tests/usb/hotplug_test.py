@@ -35,9 +35,10 @@ KYSOD = os.path.join(TARGET, "kysod")
 KYSO = os.path.join(TARGET, "kyso")
 SHIM = os.path.join(TARGET, "libkyso_pkcs11.so")
 CYCLES = int(os.environ.get("CYCLES", "100"))
+IDLE_SECONDS = int(os.environ.get("IDLE_SECONDS", "10"))
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 EPASS, ETOKEN, UNKNOWN = (0x096E, 0x0807), (0x0529, 0x0620), (0x1234, 0x5678)
-CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID = 0x32, 0xB3
+CKR_DEVICE_REMOVED, CKR_NO_EVENT = 0x32, 0x8
 EVENT = re.compile(r"token (present|removed) slot=(\d+) serial=(\S+)")
 PLUGGED = re.compile(r'token device plugged usb=(\S+) .*serial="?([^"\s]*)')
 
@@ -111,6 +112,11 @@ class Kysod:
     def fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
+    def cpu_ticks(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
@@ -136,7 +142,7 @@ class Shim:
 
     def __init__(self):
         self.lib = ctypes.CDLL(SHIM)
-        for name in ("C_Initialize", "C_Finalize", "C_OpenSession", "C_GetSessionInfo"):
+        for name in ("C_Initialize", "C_Finalize", "C_OpenSession", "C_GetSessionInfo", "C_WaitForSlotEvent"):
             getattr(self.lib, name).restype = ctypes.c_ulong
         rv = self.lib.C_Initialize(None)
         if rv != 0:
@@ -150,6 +156,29 @@ class Shim:
     def session_info(self, handle):
         info = ctypes.create_string_buffer(64)
         return self.lib.C_GetSessionInfo(ctypes.c_ulong(handle), info)
+
+    def drain(self):
+        """Consumes pending slot events (CKF_DONT_BLOCK until CKR_NO_EVENT)."""
+        slot = ctypes.c_ulong(0)
+        for _ in range(100):
+            if self.lib.C_WaitForSlotEvent(ctypes.c_ulong(1), ctypes.byref(slot), None) == CKR_NO_EVENT:
+                return True
+        return False
+
+    def waiter(self):
+        """Starts a blocking C_WaitForSlotEvent in a thread; join it, then read .result."""
+        w = threading.Thread(target=self._wait, args=(), daemon=True)
+        w.result = None
+        self._current = w
+        w.start()
+        time.sleep(0.02)  # let it block in kysod
+        return w
+
+    def _wait(self):
+        me = threading.current_thread()
+        slot = ctypes.c_ulong(0)
+        rv = self.lib.C_WaitForSlotEvent(ctypes.c_ulong(0), ctypes.byref(slot), None)
+        me.result = (time.monotonic(), rv, slot.value)
 
     def close(self):
         self.lib.C_Finalize(None)
@@ -223,20 +252,36 @@ def main():
         rv, session = shim.open_session(slot_a)
         check("session opened on A", rv == 0, f"rv=0x{rv:x}")
         check("session info before removal", shim.session_info(session) == 0)
+        check("C_WaitForSlotEvent(CKF_DONT_BLOCK) drains to CKR_NO_EVENT", shim.drain())
 
+        waiter = shim.waiter()
+        t0 = time.monotonic()
         bed.remove(dev_a)
+        waiter.join(2)
+        r = waiter.result
+        check("C_WaitForSlotEvent wakes on removal with A's slot", r is not None and r[1:] == (0, slot_a), str(r))
+        if r:
+            print(f"        removal -> C_WaitForSlotEvent returned {1000 * (r[0] - t0):.1f} ms")
         got = kysod.expect("removed", serial_a)
         check("ePass2003 removed: A absent", got is not None and present(env) == set(), str(status(env)))
         s = status(env) or {}
         check("A's slot id kept while absent", s.get(serial_a, {}).get("slot") == slot_a, str(s))
         rv = shim.session_info(session)
         check("open session on A gets CKR_DEVICE_REMOVED", rv == CKR_DEVICE_REMOVED, f"rv=0x{rv:x}")
-        shim.close()
-        shim = None
 
+        shim.drain()
+        waiter = shim.waiter()
+        t0 = time.monotonic()
         dev_a = bed.insert(*EPASS, serial_a, addr=2, port=1)
+        waiter.join(2)
+        r = waiter.result
+        check("C_WaitForSlotEvent wakes on insertion with A's slot", r is not None and r[1:] == (0, slot_a), str(r))
         got = kysod.expect("present", serial_a)
         check("re-inserted A: same slot id", got is not None and got[1] == slot_a, str(got))
+        rv = shim.session_info(session)
+        check("the old session stays dead after re-insertion", rv != 0, f"rv=0x{rv:x}")
+        shim.close()
+        shim = None
 
         kysod.stop()
         kysod = Kysod(config, env)
@@ -254,6 +299,8 @@ def main():
             kysod.expect("present", serial_a)
             bed.remove(dev_a)
             kysod.expect("removed", serial_a)
+        # Soak: device cycles alone (no client connections, which the shim pools), for the
+        # fd and memory figures, then cycles with a client blocked in C_WaitForSlotEvent.
         fds0, rss0 = kysod.fds(), kysod.rss_kib()
         adds, removes, misses = [], [], 0
         for _ in range(CYCLES):
@@ -275,9 +322,46 @@ def main():
         check(f"{CYCLES} insert/remove cycles all seen, same slot id", misses == 0, f"misses={misses}")
         check(f"fd count flat over {CYCLES} cycles ({fds0} -> {fds1})", abs(fds1 - fds0) <= 2)
         check(f"RSS growth < 2 MiB over {CYCLES} cycles ({rss0} -> {rss1} KiB)", rss1 - rss0 < 2048)
+
+        shim = Shim()
+        shim.drain()
+        wakes, leaves, misses = [], [], 0
+        for _ in range(CYCLES):
+            waiter = shim.waiter()
+            t0 = time.monotonic()
+            dev_a = bed.insert(*EPASS, serial_a, addr=2, port=1)
+            waiter.join(2)
+            r = waiter.result
+            if r is None or r[1:] != (0, slot_a):
+                misses += 1
+            else:
+                wakes.append(1000 * (r[0] - t0))
+            kysod.expect("present", serial_a)
+            waiter = shim.waiter()
+            t0 = time.monotonic()
+            bed.remove(dev_a)
+            waiter.join(2)
+            r = waiter.result
+            if r is None or r[1:] != (0, slot_a):
+                misses += 1
+            else:
+                leaves.append(1000 * (r[0] - t0))
+            kysod.expect("removed", serial_a)
+        shim.close()
+        shim = None
+        check(f"C_WaitForSlotEvent woke on every insertion and removal of {CYCLES} cycles", misses == 0,
+              f"misses={misses}")
         if adds and removes:
-            print(f"        insertion -> token present: {summary(adds)}")
-            print(f"        removal -> token absent:   {summary(removes)}")
+            print(f"        insertion -> token present (log):        {summary(adds)}")
+            print(f"        removal -> token absent (log):           {summary(removes)}")
+        if wakes and leaves:
+            print(f"        insertion -> C_WaitForSlotEvent returns: {summary(wakes)}")
+            print(f"        removal -> C_WaitForSlotEvent returns:   {summary(leaves)}")
+        ticks0 = kysod.cpu_ticks()
+        time.sleep(IDLE_SECONDS)
+        idle = (kysod.cpu_ticks() - ticks0) / os.sysconf("SC_CLK_TCK")
+        print(f"        kysod idle CPU over {IDLE_SECONDS} s: {1000 * idle:.0f} ms")
+        check("idle kysod uses (almost) no CPU", idle <= 0.05 * IDLE_SECONDS / 10, f"{idle:.3f} s")
         check("kysod still running", kysod.proc.poll() is None)
         check("kysod never panicked", not any("panicked" in line for line in kysod.log))
     finally:
