@@ -391,3 +391,134 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The registry's device binding against real SoftHSM2 tokens (the fixture script's two),
+    //! without USB: the device events are what the hotplug source would report.
+    use super::*;
+
+    const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+    /// A fresh fixture directory with tokens A and B; (dir, SERIAL_A, SERIAL_B).
+    fn fixture() -> Option<(PathBuf, String, String)> {
+        if !Path::new(SOFTHSM).exists() {
+            eprintln!("SoftHSM2 missing: skipped");
+            return None;
+        }
+        let mut bytes = [0u8; 8];
+        getrandom::getrandom(&mut bytes).ok()?;
+        let dir = std::env::temp_dir().join(format!("kyso-usb-{}", u64::from_le_bytes(bytes)));
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/softhsm-token.sh");
+        let out = std::process::Command::new(script)
+            .arg(&dir)
+            .arg("--second")
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout).to_string();
+        let value = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        // The process's only SoftHSM2 user (nextest runs each test in its own process).
+        std::env::set_var("SOFTHSM2_CONF", dir.join("softhsm2.conf"));
+        Some((dir, value("SERIAL_A=")?, value("SERIAL_B=")?))
+    }
+
+    fn present_serials(r: &Registry) -> Vec<String> {
+        let mut s: Vec<_> = r
+            .status()
+            .into_iter()
+            .filter(|t| t.present)
+            .map(|t| t.serial)
+            .collect();
+        s.sort();
+        s
+    }
+
+    #[test]
+    fn devices_bind_to_tokens_by_serial_and_keep_their_slots() {
+        let Some((dir, a, b)) = fixture() else {
+            return;
+        };
+        let modules = [PathBuf::from(SOFTHSM)];
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        r.rescan();
+        assert!(
+            present_serials(&r).is_empty(),
+            "a USB module's tokens need a device"
+        );
+
+        // B first: binding goes by serial, not by the module's slot order.
+        let slot_b = r.device_arrived(&modules, "001/003", Some(&b)).unwrap();
+        let slot_a = r.device_arrived(&modules, "001/002", Some(&a)).unwrap();
+        assert_ne!(slot_a, slot_b);
+        assert_eq!(r.token(slot_a).unwrap().serial, a);
+        assert_eq!(r.token(slot_b).unwrap().serial, b);
+        r.rescan();
+        assert_eq!(
+            present_serials(&r).len(),
+            2,
+            "rescan leaves USB tokens alone"
+        );
+
+        let cursor = r.events.cursor();
+        r.device_left("001/002");
+        assert!(!r.token(slot_a).unwrap().is_present());
+        assert_eq!(present_serials(&r), std::slice::from_ref(&b));
+        let mut c = cursor;
+        assert_eq!(r.events.poll(&mut c), Some(slot_a));
+        r.device_left("001/002"); // twice: ignored
+        r.device_left("009/009"); // never plugged: ignored
+
+        // Re-plugged on another address: same slot id, a new token object.
+        assert_eq!(
+            r.device_arrived(&modules, "001/007", Some(&a)),
+            Some(slot_a)
+        );
+        assert!(r.token(slot_a).unwrap().is_present());
+        // A repeated arrival of a bound device changes nothing.
+        assert_eq!(
+            r.device_arrived(&modules, "001/007", Some(&a)),
+            Some(slot_a)
+        );
+
+        // The same slot ids after a restart (a new registry on the same state).
+        let again = Registry::new(Vec::new(), SlotTable::open(&dir));
+        assert_eq!(
+            again.device_arrived(&modules, "001/002", Some(&a)),
+            Some(slot_a)
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn without_a_serial_the_first_unbound_token_is_taken() {
+        let Some((dir, a, b)) = fixture() else {
+            return;
+        };
+        let modules = [PathBuf::from(SOFTHSM)];
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        let first = r.device_arrived(&modules, "001/002", None).unwrap();
+        let second = r.device_arrived(&modules, "001/003", None).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(present_serials(&r), {
+            let mut v = vec![a, b];
+            v.sort();
+            v
+        });
+        // No module that loads: nothing bound, no panic.
+        assert_eq!(
+            r.device_arrived(&[PathBuf::from("/nonexistent.so")], "001/004", None),
+            None
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
