@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod error;
 mod events;
+mod hotplug;
 mod login;
 mod module;
 mod pinentry;
@@ -107,8 +108,8 @@ fn run(config: Config) -> Result<(), String> {
             )
         })?;
 
-    // Checked at start so a typo in a `[[token]]` entry is reported at once. kysod does not
-    // watch USB devices yet (see issue 3); the table is what hotplug detection will use.
+    // Checked at start so a typo in a `[[token]]` entry is reported at once; USB detection
+    // matches plugged devices against it.
     let token_table = tokentable::TokenTable::new(&config.tokens)?;
     tracing::debug!(?token_table, "token table");
 
@@ -141,6 +142,9 @@ fn run(config: Config) -> Result<(), String> {
     daemon.policy = policy::Policy::new(config.policy.clone());
     let daemon = Arc::new(daemon);
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
+
+    // Already-plugged token devices arrive now; without libusb kysod goes on (one warning).
+    let _devices = hotplug::start(token_table, daemon.clone());
 
     std::thread::Builder::new()
         .name("kysod-accept".into())

@@ -2,10 +2,11 @@
 //! kyso slot id, and whether they are present. Presence is driven by scans of the modules'
 //! slot lists (for `always_present` modules) and, for USB-bound tokens, by device events.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use cryptoki_sys as ck;
 use kyso_proto::{TokenStatus, Ulong};
@@ -77,8 +78,16 @@ impl Token {
     }
 }
 
+/// Waits before each re-read of a module's slot list after a device arrived: CCID readers
+/// take a moment before the token shows.
+const ARRIVAL_BACKOFF_MS: [u64; 8] = [0, 10, 20, 50, 100, 200, 400, 800];
+
 pub struct Registry {
     modules: Vec<ModuleEntry>,
+    /// Modules of USB token models, by path, loaded on a matching device's first arrival.
+    usb_modules: Mutex<HashMap<PathBuf, Arc<ModuleEntry>>>,
+    /// Plugged devices (bus path) and the slot each is bound to.
+    bound: Mutex<HashMap<String, Ulong>>,
     tokens: RwLock<BTreeMap<Ulong, Arc<Token>>>,
     table: Mutex<SlotTable>,
     /// Held while scanning; a caller that finds a scan under way uses the current view.
@@ -99,6 +108,8 @@ impl Registry {
     pub fn new(modules: Vec<ModuleEntry>, table: SlotTable) -> Registry {
         Registry {
             modules,
+            usb_modules: Mutex::new(HashMap::new()),
+            bound: Mutex::new(HashMap::new()),
             tokens: RwLock::new(BTreeMap::new()),
             table: Mutex::new(table),
             scanning: Mutex::new(()),
@@ -248,12 +259,273 @@ impl Registry {
         slot
     }
 
-    /// Marks a token absent. Sessions on it fail from now on (see [`crate::client`]).
+    /// Marks a token absent and forgets who was logged in. Sessions on it fail from now on
+    /// (see [`crate::client`]).
     fn depart(&self, token: &Arc<Token>) {
         token.present.store(false, Ordering::Release);
+        token
+            .login
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reset();
         tracing::info!(slot = token.slot, serial = %token.serial, label = %token.label, "token removed");
         self.audit
             .token_event(kyso_proto::audit::AuditEvent::TokenRemoved, token);
         self.events.publish(token.slot);
+    }
+
+    /// The loaded module at `path` for a USB token: a configured `[[module]]` of that path, or
+    /// one kept for USB tokens, loaded now if needed.
+    fn usb_module(&self, path: &Path) -> Option<Arc<Module>> {
+        if let Some(entry) = self.modules.iter().find(|m| m.path == path) {
+            return entry.module();
+        }
+        let entry = self
+            .usb_modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Arc::new(ModuleEntry::new(path.to_path_buf(), false)))
+            .clone();
+        entry.module()
+    }
+
+    /// A token device was plugged: finds its token in the first of `modules` that loads and
+    /// shows it, marks it present and binds it to `bus_path`. The token is the one whose serial
+    /// equals the device's `serial`; failing that (no serial, or none matches once the backoff
+    /// is over) the first initialised token, in the module's slot order, not bound to another
+    /// device. Returns the slot id.
+    pub fn device_arrived(
+        &self,
+        modules: &[PathBuf],
+        bus_path: &str,
+        serial: Option<&str>,
+    ) -> Option<Ulong> {
+        if let Some(slot) = self.bound_slot(bus_path) {
+            return Some(slot);
+        }
+        let loaded: Vec<Arc<Module>> = modules.iter().filter_map(|p| self.usb_module(p)).collect();
+        if loaded.is_empty() {
+            tracing::warn!(%bus_path, "none of the token's modules can be loaded");
+            return None;
+        }
+        for (i, wait) in ARRIVAL_BACKOFF_MS.iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(*wait));
+            // With a serial, fall back to slot order only on the last try.
+            let by_order = serial.is_none() || i + 1 == ARRIVAL_BACKOFF_MS.len();
+            for module in &loaded {
+                if let Some((module_slot, info)) = self.find_token(module, serial, by_order) {
+                    let slot = self.arrive(module, module_slot, &info);
+                    self.bound
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(bus_path.to_string(), slot);
+                    tracing::debug!(%bus_path, slot, tries = i + 1, "device bound to its token");
+                    return Some(slot);
+                }
+            }
+        }
+        tracing::warn!(%bus_path, serial = serial.unwrap_or(""), "device plugged but no token of its modules showed");
+        None
+    }
+
+    fn bound_slot(&self, bus_path: &str) -> Option<Ulong> {
+        self.bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bus_path)
+            .copied()
+    }
+
+    /// An initialised token of `module` for a device with `serial`; see [`Self::device_arrived`].
+    fn find_token(
+        &self,
+        module: &Arc<Module>,
+        serial: Option<&str>,
+        by_order: bool,
+    ) -> Option<(ck::CK_SLOT_ID, ck::CK_TOKEN_INFO)> {
+        let slots = match module.slot_list(true) {
+            Ok(s) => s,
+            Err(rv) => {
+                tracing::debug!(module = %module.path().display(), %rv, "cannot list the module's slots");
+                return None;
+            }
+        };
+        let mut first_unbound = None;
+        for module_slot in slots {
+            let Ok(info) = module.token_info(module_slot) else {
+                continue;
+            };
+            if info.flags & ck::CKF_TOKEN_INITIALIZED == 0 {
+                continue;
+            }
+            if serial.is_some_and(|s| s == field_text(&info.serialNumber)) {
+                return Some((module_slot, info));
+            }
+            if first_unbound.is_none() && by_order && !self.in_use(module, module_slot) {
+                first_unbound = Some((module_slot, info));
+            }
+        }
+        first_unbound
+    }
+
+    /// Whether a present token already sits in `module_slot` of `module`.
+    fn in_use(&self, module: &Arc<Module>, module_slot: ck::CK_SLOT_ID) -> bool {
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|t| {
+                t.is_present() && t.module_slot == module_slot && Arc::ptr_eq(&t.module, module)
+            })
+    }
+
+    /// A token device was unplugged: its token is absent at once, its logins are forgotten and
+    /// slot-event waiters are woken. Unknown devices are ignored.
+    pub fn device_left(&self, bus_path: &str) {
+        let slot = self
+            .bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(bus_path);
+        let Some(slot) = slot else {
+            tracing::debug!(%bus_path, "unplugged device was not a bound token; ignored");
+            return;
+        };
+        match self.token(slot) {
+            Some(token) if token.is_present() => self.depart(&token),
+            _ => tracing::debug!(%bus_path, slot, "unplugged token was already absent"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The registry's device binding against real SoftHSM2 tokens (the fixture script's two),
+    //! without USB: the device events are what the hotplug source would report.
+    use super::*;
+
+    const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+    /// A fresh fixture directory with tokens A and B; (dir, SERIAL_A, SERIAL_B).
+    fn fixture() -> Option<(PathBuf, String, String)> {
+        if !Path::new(SOFTHSM).exists() {
+            eprintln!("SoftHSM2 missing: skipped");
+            return None;
+        }
+        let mut bytes = [0u8; 8];
+        getrandom::getrandom(&mut bytes).ok()?;
+        let dir = std::env::temp_dir().join(format!("kyso-usb-{}", u64::from_le_bytes(bytes)));
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/softhsm-token.sh");
+        let out = std::process::Command::new(script)
+            .arg(&dir)
+            .arg("--second")
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout).to_string();
+        let value = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        // The process's only SoftHSM2 user (nextest runs each test in its own process).
+        std::env::set_var("SOFTHSM2_CONF", dir.join("softhsm2.conf"));
+        Some((dir, value("SERIAL_A=")?, value("SERIAL_B=")?))
+    }
+
+    fn present_serials(r: &Registry) -> Vec<String> {
+        let mut s: Vec<_> = r
+            .status()
+            .into_iter()
+            .filter(|t| t.present)
+            .map(|t| t.serial)
+            .collect();
+        s.sort();
+        s
+    }
+
+    #[test]
+    fn devices_bind_to_tokens_by_serial_and_keep_their_slots() {
+        let Some((dir, a, b)) = fixture() else {
+            return;
+        };
+        let modules = [PathBuf::from(SOFTHSM)];
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        r.rescan();
+        assert!(
+            present_serials(&r).is_empty(),
+            "a USB module's tokens need a device"
+        );
+
+        // B first: binding goes by serial, not by the module's slot order.
+        let slot_b = r.device_arrived(&modules, "001/003", Some(&b)).unwrap();
+        let slot_a = r.device_arrived(&modules, "001/002", Some(&a)).unwrap();
+        assert_ne!(slot_a, slot_b);
+        assert_eq!(r.token(slot_a).unwrap().serial, a);
+        assert_eq!(r.token(slot_b).unwrap().serial, b);
+        r.rescan();
+        assert_eq!(
+            present_serials(&r).len(),
+            2,
+            "rescan leaves USB tokens alone"
+        );
+
+        let cursor = r.events.cursor();
+        r.device_left("001/002");
+        assert!(!r.token(slot_a).unwrap().is_present());
+        assert_eq!(present_serials(&r), std::slice::from_ref(&b));
+        let mut c = cursor;
+        assert_eq!(r.events.poll(&mut c), Some(slot_a));
+        r.device_left("001/002"); // twice: ignored
+        r.device_left("009/009"); // never plugged: ignored
+
+        // Re-plugged on another address: same slot id, a new token object.
+        assert_eq!(
+            r.device_arrived(&modules, "001/007", Some(&a)),
+            Some(slot_a)
+        );
+        assert!(r.token(slot_a).unwrap().is_present());
+        // A repeated arrival of a bound device changes nothing.
+        assert_eq!(
+            r.device_arrived(&modules, "001/007", Some(&a)),
+            Some(slot_a)
+        );
+
+        // The same slot ids after a restart (a new registry on the same state).
+        let again = Registry::new(Vec::new(), SlotTable::open(&dir));
+        assert_eq!(
+            again.device_arrived(&modules, "001/002", Some(&a)),
+            Some(slot_a)
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn without_a_serial_the_first_unbound_token_is_taken() {
+        let Some((dir, a, b)) = fixture() else {
+            return;
+        };
+        let modules = [PathBuf::from(SOFTHSM)];
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        let first = r.device_arrived(&modules, "001/002", None).unwrap();
+        let second = r.device_arrived(&modules, "001/003", None).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(present_serials(&r), {
+            let mut v = vec![a, b];
+            v.sort();
+            v
+        });
+        // No module that loads: nothing bound, no panic.
+        assert_eq!(
+            r.device_arrived(&[PathBuf::from("/nonexistent.so")], "001/004", None),
+            None
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

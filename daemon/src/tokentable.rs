@@ -8,12 +8,8 @@ use kyso_proto::tokens::{UsbMatch, BUILTIN_TOKENS};
 
 use crate::config::TokenConfig;
 
-// Matching devices (`lookup`, the models' module paths) is for USB hotplug detection, which is
-// not wired in yet; until then kysod only validates the table at start.
-
 /// One token model: the USB ids it answers to and the module paths to try, in order.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // read by hotplug detection, not wired in yet
 pub struct TokenModel {
     pub name: String,
     pub usb: Vec<UsbMatch>,
@@ -52,7 +48,6 @@ impl TokenTable {
         Ok(TokenTable { models })
     }
 
-    #[allow(dead_code)] // used by hotplug detection, not wired in yet
     /// The model a USB device belongs to, if kyso knows it.
     pub fn lookup(&self, vendor: u16, product: u16) -> Option<&TokenModel> {
         self.models
