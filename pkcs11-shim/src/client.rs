@@ -248,14 +248,9 @@ impl Client {
     /// `C_Finalize` can wake it, so the waiting thread holds up no other call.
     pub(crate) fn wait_for_slot_event(&self) -> Result<Answer> {
         let family = Family::SlotEvent;
-        let generation = {
-            let pool = lock(&self.pool);
-            if pool.closed {
-                return Err(Error::NotInitialized);
-            }
-            pool.generation
-        };
-        let mut conn = self.connect(generation, family)?;
+        // The waiting connection is taken out of the pool like any call's (so the pool does
+        // not grow by one connection per wait) and is nobody else's while the wait lasts.
+        let (mut conn, _reused) = self.checkout(true, family)?;
         let parked = conn
             .stream
             .try_clone()

@@ -326,7 +326,10 @@ def main():
         shim = Shim()
         shim.drain()
         wakes, leaves, misses = [], [], 0
-        for _ in range(CYCLES):
+        fds_waiting = None
+        for cycle in range(CYCLES):
+            if cycle == 5:
+                fds_waiting = kysod.fds()
             waiter = shim.waiter()
             t0 = time.monotonic()
             dev_a = bed.insert(*EPASS, serial_a, addr=2, port=1)
@@ -347,10 +350,15 @@ def main():
             else:
                 leaves.append(1000 * (r[0] - t0))
             kysod.expect("removed", serial_a)
+        fds_after_waits = kysod.fds()
         shim.close()
         shim = None
         check(f"C_WaitForSlotEvent woke on every insertion and removal of {CYCLES} cycles", misses == 0,
               f"misses={misses}")
+        # Each wait uses a pooled connection: a client that waits again and again does not
+        # make kysod hold more and more connections.
+        check(f"fd count flat while a client waits {2 * CYCLES} times ({fds_waiting} -> {fds_after_waits})",
+              fds_waiting is not None and abs(fds_after_waits - fds_waiting) <= 2)
         if adds and removes:
             print(f"        insertion -> token present (log):        {summary(adds)}")
             print(f"        removal -> token absent (log):           {summary(removes)}")
