@@ -121,6 +121,7 @@ fn run(config: Config) -> Result<(), String> {
     let journal = audit::Journal::open(&state_dir);
     let mut registry = token::Registry::new(modules, slots::SlotTable::open(&state_dir));
     registry.audit = journal.clone();
+    registry.warn_days = config.policy.warn_days;
     registry.rescan();
     let present = registry.slots(true).len();
     if present == 0 {

@@ -16,12 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cryptoki_sys as ck;
-use kyso_proto::{Attribute, AttributeQuery, Ulong};
+use kyso_proto::{Attribute, AttributeQuery, CertificateStatus, Ulong};
 use sha2::{Digest, Sha256};
 
 use crate::client::{Client, Session};
 use crate::config::{CertClass, PolicyConfig};
 use crate::error::Rv;
+use crate::module::Module;
 
 const DAY: i64 = 86_400;
 /// Renewal must be asked for this many days before expiry (the renewal cut-off).
@@ -403,8 +404,7 @@ fn confirm_organisation(
 }
 
 /// One attribute's value read with a length query first; `None` when absent or unreadable.
-fn read_attribute(s: &Session, session: Ulong, object: Ulong, kind: Ulong) -> Option<Vec<u8>> {
-    let module = &s.token.module;
+fn read_attribute(module: &Module, session: Ulong, object: Ulong, kind: Ulong) -> Option<Vec<u8>> {
     let (rv, values) =
         module.get_attributes(session, object, &[AttributeQuery { kind, len: None }]);
     let len = values.first()?.len;
@@ -428,11 +428,11 @@ fn read_attribute(s: &Session, session: Ulong, object: Ulong, kind: Ulong) -> Op
 /// The `CKA_ID` of a private key; `None` for other objects, keys without one, or when the
 /// module cannot say (its `C_SignInit` then reports the problem itself).
 fn key_id(s: &Session, key: Ulong) -> Option<Vec<u8>> {
-    let class = read_attribute(s, s.module_session, key, ck::CKA_CLASS)?;
+    let class = read_attribute(&s.token.module, s.module_session, key, ck::CKA_CLASS)?;
     if class != ck::CKO_PRIVATE_KEY.to_ne_bytes() {
         return None;
     }
-    read_attribute(s, s.module_session, key, ck::CKA_ID).filter(|id| !id.is_empty())
+    read_attribute(&s.token.module, s.module_session, key, ck::CKA_ID).filter(|id| !id.is_empty())
 }
 
 /// The DER of the certificate with `CKA_ID` `id`, searched in a short-lived session of its own
@@ -460,9 +460,9 @@ fn certificate_der(s: &Session, id: &[u8]) -> Result<Option<Vec<u8>>, Rv> {
         found
     });
     let der = found.map(|objects| {
-        objects
-            .into_iter()
-            .find_map(|o| read_attribute(s, session, o, ck::CKA_VALUE).filter(|v| !v.is_empty()))
+        objects.into_iter().find_map(|o| {
+            read_attribute(module, session, o, ck::CKA_VALUE).filter(|v| !v.is_empty())
+        })
     });
     if let Err(rv) = module.close_session(session) {
         tracing::debug!(%rv, "closing the certificate look-up session");
@@ -470,6 +470,81 @@ fn certificate_der(s: &Session, id: &[u8]) -> Result<Option<Vec<u8>>, Rv> {
     der.inspect_err(|rv| {
         tracing::warn!(%rv, token = %s.token.serial, "cannot search for the signing certificate: signature refused");
     })
+}
+
+/// Most certificates read from one token when it arrives.
+const MAX_TOKEN_CERTIFICATES: usize = 64;
+
+/// The certificates on a token that just arrived, for `kyso status`; those expired, not yet
+/// valid or within `warn_days` of expiry are logged, so the user hears of them before signing.
+pub fn token_certificates(
+    module: &Module,
+    module_slot: Ulong,
+    token_serial: &str,
+    warn_days: u32,
+) -> Vec<CertificateStatus> {
+    let Ok(session) = module.open_session(module_slot, ck::CKF_SERIAL_SESSION) else {
+        return Vec::new();
+    };
+    let template = [Attribute {
+        kind: ck::CKA_CLASS,
+        value: Some(ck::CKO_CERTIFICATE.to_ne_bytes().to_vec()),
+    }];
+    let objects = module.find_init(session, &template).and_then(|()| {
+        let found = module.find(session, MAX_TOKEN_CERTIFICATES);
+        let _ = module.find_final(session);
+        found
+    });
+    let mut out = Vec::new();
+    for object in objects.unwrap_or_default() {
+        let Some(der) = read_attribute(module, session, object, ck::CKA_VALUE) else {
+            continue;
+        };
+        let id = read_attribute(module, session, object, ck::CKA_ID).unwrap_or_default();
+        let Ok(facts) = parse_certificate(&der) else {
+            tracing::debug!(token = %token_serial, id = %hex_lower(&id), "a certificate on the token cannot be parsed");
+            continue;
+        };
+        let holder = [facts.common_name.as_deref(), facts.organisation.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let class = class_of_uid(facts.uid.as_deref());
+        let renew_by = facts.not_after - RENEWAL_CUTOFF_DAYS * DAY;
+        match decide(&facts, Some(class), now(), warn_days) {
+            Verdict::Expired { not_after } => {
+                tracing::warn!(token = %token_serial, cert_serial = %facts.serial, holder = %holder, "Chứng thư số đã hết hạn ngày {d}: không ký được nữa / The certificate expired on {d}: it can no longer sign", d = date(not_after))
+            }
+            Verdict::NotYetValid { not_before } => {
+                tracing::warn!(token = %token_serial, cert_serial = %facts.serial, holder = %holder, "Chứng thư số chưa có hiệu lực (từ ngày {d}) / The certificate is not valid before {d}", d = date(not_before))
+            }
+            Verdict::Allowed {
+                warning: Some(ExpiryWarning::RenewBy { expires, renew_by }),
+                ..
+            } => {
+                tracing::warn!(token = %token_serial, cert_serial = %facts.serial, holder = %holder, "Chứng thư số hết hạn ngày {e}: hãy gia hạn trước ngày {r} / The certificate expires on {e}: renew it by {r}", e = date(expires), r = date(renew_by))
+            }
+            Verdict::Allowed {
+                warning: Some(ExpiryWarning::RenewalClosed { expires, .. }),
+                ..
+            } => {
+                tracing::warn!(token = %token_serial, cert_serial = %facts.serial, holder = %holder, "Chứng thư số hết hạn ngày {e} và không còn gia hạn được: cần cấp chứng thư mới / The certificate expires on {e} and can no longer be renewed: a new certificate is needed", e = date(expires))
+            }
+            Verdict::Allowed { warning: None, .. } => {}
+        }
+        out.push(CertificateStatus {
+            id: hex_lower(&id),
+            holder,
+            serial: facts.serial.clone(),
+            class: class.name().to_string(),
+            not_before: facts.not_before,
+            not_after: facts.not_after,
+            renew_by,
+        });
+    }
+    let _ = module.close_session(session);
+    out
 }
 
 #[cfg(test)]

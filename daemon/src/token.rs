@@ -70,6 +70,8 @@ pub struct Token {
     present: AtomicBool,
     /// Who is logged in through kysod; see [`crate::login`].
     pub login: Mutex<crate::login::TokenLogin>,
+    /// The certificates on the token, read when it arrived.
+    pub certificates: Vec<kyso_proto::CertificateStatus>,
 }
 
 impl Token {
@@ -95,6 +97,8 @@ pub struct Registry {
     pub events: SlotEvents,
     /// The audit journal: token arrivals and removals.
     pub audit: crate::audit::Journal,
+    /// Days before a certificate's expiry from which its arrival is announced with a warning.
+    pub warn_days: u32,
 }
 
 /// A PKCS#11 blank-padded fixed-size text field as a trimmed string.
@@ -115,6 +119,7 @@ impl Registry {
             scanning: Mutex::new(()),
             events: SlotEvents::default(),
             audit: crate::audit::Journal::disabled(),
+            warn_days: crate::config::PolicyConfig::default().warn_days,
         }
     }
 
@@ -161,6 +166,7 @@ impl Registry {
                 } else {
                     0
                 },
+                certificates: t.certificates.clone(),
             })
             .collect()
     }
@@ -231,14 +237,16 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .slot_for(&module_path, &serial, &label);
-        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
-        let current = tokens.get(&slot);
-        let same = current.is_some_and(|t| {
+        let same = self.token(slot).is_some_and(|t| {
             t.is_present() && t.module_slot == module_slot && Arc::ptr_eq(&t.module, module)
         });
         if same {
             return slot;
         }
+        // Read outside the registry's lock: a slow token must not hold up the others.
+        let certificates =
+            crate::policy::token_certificates(module, module_slot, &serial, self.warn_days);
+        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         let token = Arc::new(Token {
             slot,
             module: module.clone(),
@@ -249,6 +257,7 @@ impl Registry {
             manufacturer: field_text(&info.manufacturerID),
             present: AtomicBool::new(true),
             login: Mutex::new(Default::default()),
+            certificates,
         });
         tokens.insert(slot, token.clone());
         drop(tokens);

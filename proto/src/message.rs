@@ -163,6 +163,26 @@ pub struct TokenStatus {
     pub manufacturer: String,
     pub module: String,
     pub flags: Ulong,
+    /// The certificates on the token, read when it arrived.
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// A certificate on a token, as `kyso status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    /// `CKA_ID`, lowercase hex (the key with the same id signs with it).
+    pub id: String,
+    /// `CN, O` of the subject.
+    pub holder: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// `personal`, `organisation` or `other` (from the subject's UID).
+    pub class: String,
+    /// Validity, seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The renewal cut-off: a renewal needs at least 30 days of validity left.
+    pub renew_by: i64,
 }
 
 /// A PKCS#11 call (or one of kyso's own, at the end).

@@ -48,6 +48,69 @@ fn status_lists_the_tokens_with_their_slot_ids() {
         .unwrap_or_else(|| panic!("no row for the token in:\n{table}"));
     assert!(row.trim_start().starts_with(&a.slot.to_string()), "{row}");
     assert!(row.contains("yes") && row.contains(LABEL_A), "{row}");
+
+    // The token's certificates, read when it arrived, with holder, class and dates.
+    let personal = a
+        .certificates
+        .iter()
+        .find(|c| c.id == "01")
+        .unwrap_or_else(|| panic!("certificate 01 listed: {a:?}"));
+    assert_eq!(personal.holder, "NGUYEN VAN A, UBND Tinh Demo");
+    assert_eq!(personal.class, "personal");
+    assert_eq!(personal.not_after, not_after(&fx.cert_pem(1)));
+    assert_eq!(personal.renew_by, personal.not_after - 30 * 86_400);
+    assert!(a.certificates.iter().any(|c| c.id == "02"), "{a:?}");
+    assert!(table.contains("PIN: ok"), "{table}");
+    let cert_row = table
+        .lines()
+        .find(|l| l.contains("cert 01"))
+        .unwrap_or_else(|| panic!("no certificate row in:\n{table}"));
+    assert!(
+        cert_row.contains("personal") && cert_row.contains("renew by"),
+        "{cert_row}"
+    );
+}
+
+/// A certificate's notAfter as Unix time, as openssl reads it.
+fn not_after(pem: &std::path::Path) -> i64 {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let date = text.trim().trim_start_matches("notAfter=");
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", date, "+%s"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a Unix time")
+}
+
+#[test]
+fn expired_and_expiring_certificates_are_announced_when_the_token_arrives() {
+    let fx = Fixture::with_policy_certs();
+    let daemon = Daemon::start(&fx);
+    let log = daemon.log();
+    assert!(log.contains("The certificate expired on"), "{log}");
+    assert!(log.contains("is not valid before"), "{log}");
+    assert!(log.contains("can no longer be renewed"), "{log}");
+    let out = kyso()
+        .args(["status", "--json", "--socket"])
+        .arg(daemon.socket())
+        .output()
+        .expect("run kyso status --json");
+    let tokens: Vec<kyso_proto::TokenStatus> = serde_json::from_slice(&out.stdout).unwrap();
+    let a = tokens.iter().find(|t| t.serial == fx.serial_a()).unwrap();
+    let ids: Vec<&str> = a.certificates.iter().map(|c| c.id.as_str()).collect();
+    for id in ["01", "02", "03", "04", "05", "06"] {
+        assert!(ids.contains(&id), "certificate {id} missing: {ids:?}");
+    }
+    let seal = a.certificates.iter().find(|c| c.id == "06").unwrap();
+    assert_eq!(seal.class, "organisation");
 }
 
 #[test]

@@ -162,5 +162,47 @@ fn print_table(tokens: &[TokenStatus]) {
             t.model,
             t.module
         );
+        if t.present {
+            println!("       PIN: {}", pin_state(t.flags));
+        }
+        for c in &t.certificates {
+            println!(
+                "       cert {:<4} {:<40} {:<12} expires {}  renew by {}",
+                c.id,
+                c.holder,
+                c.class,
+                day(c.not_after),
+                day(c.renew_by)
+            );
+        }
     }
+}
+
+/// The token's PIN state in words, from its `CKF_*` flags.
+fn pin_state(flags: u64) -> String {
+    const STATES: [(u64, &str); 7] = [
+        (0x0004_0000, "user PIN locked (ask your helpdesk)"),
+        (0x0002_0000, "user PIN final try"),
+        (0x0001_0000, "user PIN count low"),
+        (0x0008_0000, "user PIN must be changed"),
+        (0x0040_0000, "SO PIN locked"),
+        (0x0020_0000, "SO PIN final try"),
+        (0x0010_0000, "SO PIN count low"),
+    ];
+    let words: Vec<&str> = STATES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, w)| *w)
+        .collect();
+    if words.is_empty() {
+        "ok".into()
+    } else {
+        words.join(", ")
+    }
+}
+
+/// A Unix time as its UTC date.
+fn day(t: i64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    kyso_proto::audit::rfc3339_utc(time)[..10].to_string()
 }
