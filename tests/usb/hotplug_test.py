@@ -184,6 +184,20 @@ class Shim:
         self.lib.C_Finalize(None)
 
 
+# A second application: loads the shim, waits (blocking) for one slot event, prints rv and slot.
+OTHER_APPLICATION = """
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+for f in ("C_Initialize", "C_WaitForSlotEvent", "C_Finalize"):
+    getattr(lib, f).restype = ctypes.c_ulong
+assert lib.C_Initialize(None) == 0
+slot = ctypes.c_ulong(0)
+rv = lib.C_WaitForSlotEvent(ctypes.c_ulong(0), ctypes.byref(slot), None)
+print(rv, slot.value, flush=True)
+lib.C_Finalize(None)
+"""
+
+
 def summary(xs):
     return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
 
@@ -359,6 +373,44 @@ def main():
         # make kysod hold more and more connections.
         check(f"fd count flat while a client waits {2 * CYCLES} times ({fds_waiting} -> {fds_after_waits})",
               fds_waiting is not None and abs(fds_after_waits - fds_waiting) <= 2)
+        # Several applications wait at once; a thread blocked in C_WaitForSlotEvent does not
+        # hold up its application's other calls; C_Finalize wakes a waiting thread.
+        shim = Shim()
+        shim.drain()
+        other = subprocess.Popen(["/usr/bin/python3", "-c", OTHER_APPLICATION, SHIM], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+        waiter = shim.waiter()
+        time.sleep(0.3)  # both applications are now blocked in kysod (which knows A, absent)
+        count = ctypes.c_ulong(0)
+        shim.lib.C_GetSlotList.restype = ctypes.c_ulong
+        t0 = time.monotonic()
+        rv = shim.lib.C_GetSlotList(ctypes.c_ubyte(0), None, ctypes.byref(count))
+        quick = time.monotonic() - t0
+        check("a thread waiting for a slot event does not hold up its application's other calls",
+              rv == 0 and count.value >= 1 and quick < 0.5, f"rv=0x{rv:x} count={count.value} {1000 * quick:.0f} ms")
+        dev_a = bed.insert(*EPASS, serial_a, addr=2, port=1)
+        waiter.join(2)
+        try:
+            out, _ = other.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            other.kill()
+            out = ""
+        check("two applications waiting at once both wake on an insertion",
+              waiter.result is not None and waiter.result[1:] == (0, slot_a) and out.split() == ["0", str(slot_a)],
+              f"{waiter.result} / {out!r}")
+        kysod.expect("present", serial_a)
+        bed.remove(dev_a)
+        kysod.expect("removed", serial_a)
+        shim.drain()
+        waiter = shim.waiter()
+        t0 = time.monotonic()
+        shim.close()
+        waiter.join(2)
+        r = waiter.result
+        check("C_Finalize wakes a waiting thread with CKR_CRYPTOKI_NOT_INITIALIZED",
+              r is not None and r[1] == 0x190 and r[0] - t0 < 1.0, str(r))
+        shim = None
+
         if adds and removes:
             print(f"        insertion -> token present (log):        {summary(adds)}")
             print(f"        removal -> token absent (log):           {summary(removes)}")
