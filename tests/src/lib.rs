@@ -16,6 +16,7 @@ mod daemon;
 mod fixture;
 mod module;
 mod paths;
+pub mod pinentry;
 mod raw;
 pub mod util;
 

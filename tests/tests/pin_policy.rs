@@ -2,30 +2,12 @@
 //! protected authentication path makes kysod ask a (scripted) pinentry; what it shows, cancel,
 //! and a wrong PIN going back to the application without any retry.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cryptoki::error::RvError;
 use cryptoki::session::UserType;
+use kyso_tests::pinentry::scripted_pinentry;
 use kyso_tests::{rv_of, toml_str, Daemon, DaemonConfig, Fixture, Module, LABEL_A, USER_PIN};
-
-/// A pinentry speaking Assuan that answers GETPIN with the first line of `answer` (or cancels
-/// when it says `CANCEL`) and records every command it received in `seen`.
-fn scripted_pinentry(dir: &Path) -> PathBuf {
-    let path = dir.join("pinentry-scripted");
-    let script = format!(
-        "#!/bin/sh\nseen={seen}\nanswer={answer}\necho 'OK pleased'\nwhile IFS= read -r line; do\n  printf '%s\\n' \"$line\" >>\"$seen\"\n  case $line in\n    GETPIN*) a=$(head -n1 \"$answer\"); if [ \"$a\" = CANCEL ]; then echo 'ERR 83886179 Operation cancelled'; else echo \"D $a\"; echo OK; fi;;\n    BYE*) echo OK; exit 0;;\n    *) echo OK;;\n  esac\ndone\n",
-        seen = sh_quote(&dir.join("seen")),
-        answer = sh_quote(&dir.join("answer")),
-    );
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-fn sh_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
 
 fn start(fx: &Fixture) -> (Daemon, PathBuf) {
     let dir = fx.subdir("pinentry");

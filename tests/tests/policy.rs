@@ -3,7 +3,6 @@
 //! certificates signed with a renew-by warning, and organisation certificates confirmed through
 //! a (scripted) pinentry when `[policy] confirm_organisation = true`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,28 +10,11 @@ use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
 use cryptoki::session::Session;
+use kyso_tests::pinentry::scripted_pinentry;
 use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
 use kyso_tests::{rv_of, toml_str, Daemon, DaemonConfig, Fixture, Module, ID_RSA};
 
 const DOCUMENT: &[u8] = b"Quyet dinh so 01/QD-UBND";
-
-/// A pinentry speaking Assuan that answers `CONFIRM` as the first line of `answer` says
-/// (`yes`, anything else is "not confirmed") and records every command in `seen`.
-fn scripted_pinentry(dir: &Path) -> PathBuf {
-    let path = dir.join("pinentry-scripted");
-    let script = format!(
-        "#!/bin/sh\nseen={seen}\nanswer={answer}\necho 'OK pleased'\nwhile IFS= read -r line; do\n  printf '%s\\n' \"$line\" >>\"$seen\"\n  case $line in\n    CONFIRM*) a=$(head -n1 \"$answer\"); if [ \"$a\" = yes ]; then echo OK; else echo 'ERR 83886194 Not confirmed'; fi;;\n    BYE*) echo OK; exit 0;;\n    *) echo OK;;\n  esac\ndone\n",
-        seen = sh_quote(&dir.join("seen")),
-        answer = sh_quote(&dir.join("answer")),
-    );
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-fn sh_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
 
 /// kysod with the scripted pinentry and `[policy]` text `policy`; returns the pinentry's dir.
 fn start(fx: &Fixture, policy: &str) -> (Daemon, PathBuf) {

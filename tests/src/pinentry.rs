@@ -1,0 +1,39 @@
+//! A scripted pinentry for the tests: speaks Assuan, answers from a file, records what it was
+//! shown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Writes `dir/pinentry-scripted`, a pinentry that answers from the first line of
+/// `dir/answer`: `GETPIN` gets that line as the PIN (`CANCEL` cancels instead), `CONFIRM` is
+/// confirmed when it says `yes` and declined otherwise. Every command it receives is appended
+/// to `dir/seen`.
+pub fn scripted_pinentry(dir: &Path) -> PathBuf {
+    let path = dir.join("pinentry-scripted");
+    let script = format!(
+        "#!/bin/sh\n\
+         seen={seen}\n\
+         answer={answer}\n\
+         echo 'OK pleased'\n\
+         while IFS= read -r line; do\n\
+         \x20 printf '%s\\n' \"$line\" >>\"$seen\"\n\
+         \x20 case $line in\n\
+         \x20   GETPIN*) a=$(head -n1 \"$answer\"); if [ \"$a\" = CANCEL ]; then echo 'ERR 83886179 Operation cancelled'; else echo \"D $a\"; echo OK; fi;;\n\
+         \x20   CONFIRM*) a=$(head -n1 \"$answer\"); if [ \"$a\" = yes ]; then echo OK; else echo 'ERR 83886194 Not confirmed'; fi;;\n\
+         \x20   BYE*) echo OK; exit 0;;\n\
+         \x20   *) echo OK;;\n\
+         \x20 esac\n\
+         done\n",
+        seen = sh_quote(&dir.join("seen")),
+        answer = sh_quote(&dir.join("answer")),
+    );
+    std::fs::write(&path, script).expect("write the scripted pinentry");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("make the scripted pinentry executable");
+    path
+}
+
+/// `p` quoted for a POSIX shell.
+pub fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
