@@ -167,11 +167,17 @@ impl TokenLogin {
         self.user.is_some()
     }
 
-    /// The logged-in user's PIN was changed: later clients must present the new one.
-    pub fn pin_changed(&mut self, new: &Pin) {
-        if self.user.is_some() {
+    /// The PIN of `user` was changed: when that user is the one logged in at the module, later
+    /// clients must present the new PIN.
+    pub fn pin_changed(&mut self, user: Ulong, new: &Pin) {
+        if self.user == Some(user) {
             self.verifier = Some(Verifier::new(new));
         }
+    }
+
+    /// Who is logged in at the module (`CKU_USER`, `CKU_SO`), if anyone.
+    pub fn module_user(&self) -> Option<Ulong> {
+        self.user
     }
 
     pub fn user_of(&self, client: u64) -> Option<Ulong> {

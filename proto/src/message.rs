@@ -343,6 +343,11 @@ pub enum Call {
     },
     /// kyso: the tokens the daemon knows, present or not.
     Status,
+    /// kyso: change the user PIN of the token in `slot`; kysod asks for the current PIN and
+    /// the new one (twice) through the pinentry, so no PIN passes through the caller.
+    ChangePin {
+        slot: Ulong,
+    },
 }
 
 impl Call {

@@ -39,6 +39,23 @@ enum Command {
     /// The audit journal kysod keeps in its state directory.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The token's user PIN.
+    #[command(subcommand)]
+    Pin(PinCommand),
+}
+
+#[derive(Subcommand)]
+enum PinCommand {
+    /// Changes the user PIN. kysod asks for the current PIN and the new one (twice) through
+    /// its PIN prompt; no PIN passes through this command.
+    Change {
+        /// The token, by serial or label; needed when more than one token is present.
+        #[arg(long, value_name = "SERIAL|LABEL")]
+        token: Option<String>,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,6 +75,18 @@ enum AuditCommand {
 fn main() -> ExitCode {
     match Args::parse().command {
         Command::Audit(AuditCommand::Verify { config, journal }) => audit::verify(config, journal),
+        Command::Pin(PinCommand::Change { token, socket }) => {
+            match change_pin(socket, token) {
+                Ok(serial) => {
+                    println!("PIN của thiết bị {serial} đã được đổi / The PIN of token {serial} was changed");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kyso: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::UdevRules => {
             print!("{}", kyso_proto::tokens::udev_rules());
             ExitCode::SUCCESS
@@ -98,48 +127,107 @@ fn socket_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
         .ok_or_else(|| "no socket: set KYSO_SOCKET or XDG_RUNTIME_DIR, or pass --socket".into())
 }
 
-/// Asks kysod for its tokens over the ordinary protocol.
-fn status(socket: Option<PathBuf>) -> Result<Vec<TokenStatus>, String> {
-    let path = socket_path(socket)?;
-    let mut stream = UnixStream::connect(&path)
-        .map_err(|e| format!("cannot reach kysod at {}: {e}", path.display()))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut buf = Vec::new();
-    let instance = u64::from(std::process::id()) << 32
-        | u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0),
-        );
-    let io = |e: frame::FrameError| format!("kysod: {e}");
-    frame::write(
-        &mut stream,
-        &Hello {
+/// A connection to kysod speaking the ordinary protocol.
+struct Kysod {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    next: u32,
+}
+
+impl Kysod {
+    fn connect(socket: Option<PathBuf>) -> Result<Kysod, String> {
+        let path = socket_path(socket)?;
+        let mut stream = UnixStream::connect(&path)
+            .map_err(|e| format!("cannot reach kysod at {}: {e}", path.display()))?;
+        let mut buf = Vec::new();
+        let instance = u64::from(std::process::id()) << 32
+            | u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0),
+            );
+        let hello = Hello {
             version: PROTOCOL_VERSION,
             instance,
-        },
-        &mut buf,
-    )
-    .map_err(io)?;
-    let reply: HelloReply = frame::read(&mut stream, &mut buf).map_err(io)?;
-    reply.map_err(|r| format!("kysod refused: {}", r.reason))?;
-    frame::write(
-        &mut stream,
-        &Request {
-            id: 1,
-            call: Call::Status,
-        },
-        &mut buf,
-    )
-    .map_err(io)?;
-    let response: Response = frame::read(&mut stream, &mut buf).map_err(io)?;
+        };
+        frame::write(&mut stream, &hello, &mut buf).map_err(io)?;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let reply: HelloReply = frame::read(&mut stream, &mut buf).map_err(io)?;
+        reply.map_err(|r| format!("kysod refused: {}", r.reason))?;
+        Ok(Kysod {
+            stream,
+            buf,
+            next: 1,
+        })
+    }
+
+    /// One call; `timeout` bounds the wait for the answer (`None`: a person is being asked).
+    fn call(&mut self, call: Call, timeout: Option<Duration>) -> Result<Response, String> {
+        let id = self.next;
+        self.next += 1;
+        frame::write(&mut self.stream, &Request { id, call }, &mut self.buf).map_err(io)?;
+        let _ = self.stream.set_read_timeout(timeout);
+        frame::read(&mut self.stream, &mut self.buf).map_err(io)
+    }
+}
+
+fn io(e: frame::FrameError) -> String {
+    format!("kysod: {e}")
+}
+
+/// Asks kysod for its tokens.
+fn status(socket: Option<PathBuf>) -> Result<Vec<TokenStatus>, String> {
+    let response = Kysod::connect(socket)?.call(Call::Status, Some(Duration::from_secs(30)))?;
     match response.reply {
         Reply::Status(tokens) if response.rv == 0 => Ok(tokens),
         _ => Err(format!(
             "kysod answered the status call with error 0x{:x}",
             response.rv
         )),
+    }
+}
+
+/// Has kysod change the user PIN of the chosen token; returns the token's serial.
+fn change_pin(socket: Option<PathBuf>, token: Option<String>) -> Result<String, String> {
+    let mut kysod = Kysod::connect(socket)?;
+    let tokens = match kysod
+        .call(Call::Status, Some(Duration::from_secs(30)))?
+        .reply
+    {
+        Reply::Status(tokens) => tokens,
+        _ => return Err("kysod did not list its tokens".into()),
+    };
+    let present: Vec<&TokenStatus> = tokens
+        .iter()
+        .filter(|t| t.present)
+        .filter(|t| {
+            token
+                .as_deref()
+                .is_none_or(|w| t.serial == w || t.label == w)
+        })
+        .collect();
+    let chosen = match present.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(match token {
+                Some(w) => format!("no token {w} is present"),
+                None => "no token is present".into(),
+            })
+        }
+        _ => return Err("several tokens are present: choose one with --token SERIAL|LABEL".into()),
+    };
+    // The user is typing PINs into kysod's prompt meanwhile: no time limit.
+    let response = kysod.call(Call::ChangePin { slot: chosen.slot }, None)?;
+    match response.rv {
+        0 => Ok(chosen.serial.clone()),
+        0xA0 => Err("the current PIN is wrong; the PIN was not changed (sai PIN hiện tại)".into()),
+        0xA4 => {
+            Err("the PIN is locked: ask your helpdesk to recover the token (PIN đã bị khóa)".into())
+        }
+        0xA1 => Err("no acceptable new PIN was given; the PIN was not changed".into()),
+        0x50 => Err("cancelled; the PIN was not changed".into()),
+        rv => Err(format!("the PIN was not changed: kysod answered 0x{rv:x}")),
     }
 }
 

@@ -32,6 +32,7 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
             label,
         } => slot::init_token(d, slot, so_pin.as_ref(), &label),
         Call::Status => Ok(Reply::Status(d.registry.status())),
+        Call::ChangePin { slot } => session::change_pin(d, c, slot),
         Call::OpenSession { slot, flags } => session::open(d, c, slot, flags),
         Call::CloseSession { session } => session::close(c, session),
         Call::CloseAllSessions { slot } => session::close_all(d, c, slot),

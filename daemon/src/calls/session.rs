@@ -231,7 +231,10 @@ pub fn set_pin(
             .set_pin(s.module_session, old.map(Pin::expose), new.map(Pin::expose));
     if result.is_ok() {
         if let Some(new) = new {
-            login.pin_changed(new);
+            // C_SetPIN changed the PIN of whoever is logged in (this client).
+            if let Some(user) = mine {
+                login.pin_changed(user, new);
+            }
         }
     }
     tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, serial = %s.token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
@@ -239,6 +242,80 @@ pub fn set_pin(
 }
 
 /// What the user is told when kysod asks for the PIN (Vietnamese first, English below).
+/// How many times a new PIN may be typed again (mismatch, wrong length) before giving up.
+const NEW_PIN_ATTEMPTS: usize = 3;
+
+/// `kyso pin change`: the current PIN, then the new one twice within the token's length
+/// limits, all through the pinentry; then `C_SetPIN`. The current PIN is tried once, never
+/// again on kysod's own: a wrong one goes back to the caller.
+pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
+    let token = d.registry.token(slot).ok_or(Rv(ck::CKR_SLOT_ID_INVALID))?;
+    if !token.is_present() {
+        return Err(Rv(ck::CKR_TOKEN_NOT_PRESENT));
+    }
+    let info = token.module.token_info(token.module_slot)?;
+    if info.flags & ck::CKF_USER_PIN_LOCKED != 0 {
+        tracing::error!(slot, serial = %token.serial, "the token's user PIN is locked: it must be recovered by the helpdesk");
+        return Err(Rv(ck::CKR_PIN_LOCKED));
+    }
+    let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+    let ask = |prompt: &crate::pinentry::PinPrompt| {
+        crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
+            tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "PIN change: no PIN from the pinentry");
+            e.rv()
+        })
+    };
+    let mut prompt = pin_prompt(c, &token);
+    prompt.title = "kyso — đổi PIN / change PIN".into();
+    prompt.prompt = "PIN hiện tại / current PIN:".into();
+    let old = ask(&prompt)?;
+    let (min, max) = (info.ulMinPinLen as usize, info.ulMaxPinLen as usize);
+    let mut new = None;
+    let mut error = None;
+    for _ in 0..NEW_PIN_ATTEMPTS {
+        prompt.prompt = format!("PIN mới ({min}–{max} ký tự) / new PIN ({min}–{max} characters):");
+        prompt.error = error.take();
+        let first = ask(&prompt)?;
+        if first.len() < min || first.len() > max {
+            error = Some(format!(
+                "PIN mới phải có {min}–{max} ký tự / The new PIN must have {min}–{max} characters"
+            ));
+            continue;
+        }
+        prompt.prompt = "Nhập lại PIN mới / new PIN again:".into();
+        let again = ask(&prompt)?;
+        if again != first {
+            error = Some("Hai lần nhập PIN mới không khớp / The two new PINs differ".into());
+            continue;
+        }
+        new = Some(first);
+        break;
+    }
+    let Some(new) = new else {
+        tracing::warn!(client = c.id, serial = %token.serial, "PIN change abandoned: no acceptable new PIN");
+        return Err(Rv(ck::CKR_PIN_INVALID));
+    };
+    // C_SetPIN acts on whoever is logged in at the module: with the SO logged in it would
+    // change the SO PIN.
+    let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+    if login.module_user() == Some(ck::CKU_SO) {
+        return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
+    }
+    let session = token.module.open_session(
+        token.module_slot,
+        ck::CKF_SERIAL_SESSION | ck::CKF_RW_SESSION,
+    )?;
+    let result = token
+        .module
+        .set_pin(session, Some(old.expose()), Some(new.expose()));
+    let _ = token.module.close_session(session);
+    if result.is_ok() {
+        login.pin_changed(ck::CKU_USER, &new);
+    }
+    tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
+    result.map(|()| Reply::None)
+}
+
 fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
     let program = std::path::Path::new(&c.program)
         .file_name()
