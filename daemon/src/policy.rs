@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 
 use cryptoki_sys as ck;
 use kyso_proto::{Attribute, AttributeQuery, CertificateStatus, Ulong};
-use sha2::{Digest, Sha256};
 
 use crate::client::{Client, Session};
 use crate::config::{CertClass, PolicyConfig};
@@ -208,24 +207,22 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-struct Cached {
-    der_hash: [u8; 32],
-    facts: Arc<CertFacts>,
-}
+/// The certificates of a token's signing keys, by module key handle: `None` for a key
+/// without (a readable) certificate. Kept on the token, so it goes when the token goes, and
+/// emptied when a client changes the token's objects (see `calls::object`): without it every
+/// `C_SignInit` would read and parse the certificate again, several times the cost of an
+/// ECDSA signature.
+pub type SigningCerts = Mutex<HashMap<Ulong, Option<Arc<CertFacts>>>>;
 
-/// The policy with its configuration and a cache of parsed certificates per (slot, `CKA_ID`).
+/// The policy with its configuration.
 #[derive(Default)]
 pub struct Policy {
     config: PolicyConfig,
-    cache: Mutex<HashMap<(Ulong, Vec<u8>), Cached>>,
 }
 
 impl Policy {
     pub fn new(config: PolicyConfig) -> Policy {
-        Policy {
-            config,
-            cache: Mutex::default(),
-        }
+        Policy { config }
     }
 
     /// The configured class of a certificate serial, if any.
@@ -250,27 +247,14 @@ impl Policy {
             cert: None,
             verdict: Ok(()),
         };
-        let Some(id) = key_id(s, key) else {
-            return allowed;
-        };
-        let der = match certificate_der(s, &id) {
-            Ok(Some(der)) => der,
-            Ok(None) => {
-                tracing::debug!(slot = s.token.slot, id = %hex_lower(&id), "no certificate for the signing key (a device key): signature allowed");
-                return allowed;
-            }
+        let facts = match signing_facts(s, key) {
+            Ok(Some(facts)) => facts,
+            Ok(None) => return allowed,
             Err(rv) => {
                 return Checked {
                     cert: None,
                     verdict: Err(rv),
                 }
-            }
-        };
-        let facts = match self.facts(s.token.slot, &id, &der) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(slot = s.token.slot, id = %hex_lower(&id), error = %e, "the signing key's certificate cannot be parsed: signature allowed as for a key without certificate");
-                return allowed;
             }
         };
         let cert = SigningCert {
@@ -338,26 +322,43 @@ impl Policy {
             }
         }
     }
+}
 
-    /// Parsed facts for the certificate `der` of (slot, id), from the cache when unchanged.
-    fn facts(&self, slot: Ulong, id: &[u8], der: &[u8]) -> Result<Arc<CertFacts>, String> {
-        let hash: [u8; 32] = Sha256::digest(der).into();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.get(&(slot, id.to_vec())) {
-            if c.der_hash == hash {
-                return Ok(c.facts.clone());
-            }
-        }
-        let facts = Arc::new(parse_certificate(der)?);
-        cache.insert(
-            (slot, id.to_vec()),
-            Cached {
-                der_hash: hash,
-                facts: facts.clone(),
-            },
-        );
-        Ok(facts)
+/// The certificate of the signing key `key`, from the token's cache or read and parsed now.
+/// A failed look-up is an error and is not remembered; a key without certificate is.
+fn signing_facts(s: &Session, key: Ulong) -> Result<Option<Arc<CertFacts>>, Rv> {
+    let cached = s
+        .token
+        .signing_certs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(hit) = cached {
+        return Ok(hit);
     }
+    let found = match key_id(s, key) {
+        None => None,
+        Some(id) => match certificate_der(s, &id)? {
+            None => {
+                tracing::debug!(slot = s.token.slot, id = %hex_lower(&id), "no certificate for the signing key (a device key): signatures allowed");
+                None
+            }
+            Some(der) => match parse_certificate(&der) {
+                Ok(facts) => Some(Arc::new(facts)),
+                Err(e) => {
+                    tracing::warn!(slot = s.token.slot, id = %hex_lower(&id), error = %e, "the signing key's certificate cannot be parsed: signatures allowed as for a key without certificate");
+                    None
+                }
+            },
+        },
+    };
+    s.token
+        .signing_certs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, found.clone());
+    Ok(found)
 }
 
 fn program_name(program: &str) -> String {
@@ -686,11 +687,7 @@ mod tests {
         assert_eq!(facts.not_before, 1_735_689_600);
         assert_eq!(facts.not_after, 1_798_761_600);
         assert_eq!(class_of_uid(facts.uid.as_deref()), CertClass::Organisation);
-        // The cache hands back the parsed facts, and notices a changed certificate.
-        let policy = Policy::default();
-        assert_eq!(*policy.facts(1, &[6], &der).unwrap(), facts);
-        assert_eq!(*policy.facts(1, &[6], &der).unwrap(), facts);
-        assert!(policy.facts(1, &[6], &der[..der.len() - 1]).is_err());
+        assert!(parse_certificate(&der[..der.len() - 1]).is_err());
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct Token {
     pub login: Mutex<crate::login::TokenLogin>,
     /// The certificates on the token, read when it arrived.
     pub certificates: Vec<kyso_proto::CertificateStatus>,
+    /// The signing policy's certificates of the token's keys.
+    pub signing_certs: crate::policy::SigningCerts,
 }
 
 impl Token {
@@ -258,6 +260,7 @@ impl Registry {
             present: AtomicBool::new(true),
             login: Mutex::new(Default::default()),
             certificates,
+            signing_certs: Default::default(),
         });
         tokens.insert(slot, token.clone());
         drop(tokens);

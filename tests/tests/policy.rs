@@ -313,3 +313,49 @@ fn policy_lookup_leaves_the_clients_search_alone() {
     all.dedup();
     assert_eq!(all.len(), 6, "certificates 01–06 found: {all:?}");
 }
+
+#[test]
+fn a_certificate_replaced_through_kysod_is_judged_afresh() {
+    use cryptoki::object::{Attribute, AttributeType, CertificateType};
+    let fx = Fixture::with_policy_certs();
+    let (daemon, _) = start(&fx, "");
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    // Key 02's certificate is valid: it signs (and the policy remembers the certificate).
+    sign_ec(&s, 2).expect("key 02 signs with its valid certificate");
+    // Replace it with the expired certificate's contents under the same CKA_ID.
+    let expired = find_one(&s, ObjectClass::CERTIFICATE, &[3]);
+    let (mut der, mut subject) = (None, None);
+    for a in s
+        .get_attributes(expired, &[AttributeType::Value, AttributeType::Subject])
+        .unwrap()
+    {
+        match a {
+            Attribute::Value(v) => der = Some(v),
+            Attribute::Subject(v) => subject = Some(v),
+            _ => {}
+        }
+    }
+    let (der, subject) = (
+        der.expect("certificate value"),
+        subject.expect("certificate subject"),
+    );
+    let rw = shim
+        .ctx()
+        .open_rw_session(shim.slot_with_serial(fx.serial_a()))
+        .expect("a read-write session");
+    let current = find_one(&rw, ObjectClass::CERTIFICATE, &[2]);
+    rw.destroy_object(current)
+        .expect("destroy key 02's certificate");
+    rw.create_object(&[
+        Attribute::Class(ObjectClass::CERTIFICATE),
+        Attribute::CertificateType(CertificateType::X_509),
+        Attribute::Token(false),
+        Attribute::Id(vec![2]),
+        Attribute::Subject(subject),
+        Attribute::Value(der),
+    ])
+    .expect("create the replacement certificate");
+    let err = sign_ec(&s, 2).expect_err("the replaced certificate is expired");
+    assert_eq!(rv_of(&err), Some(RvError::KeyFunctionNotPermitted));
+}

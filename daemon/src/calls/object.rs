@@ -50,10 +50,20 @@ fn public_template(
     }
 }
 
+/// The token's objects changed: the signing policy reads its certificates again.
+fn objects_changed(s: &Session) {
+    s.token
+        .signing_certs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+}
+
 pub fn create(c: &Client, handle: Ulong, template: Vec<Attribute>) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let template = public_template(c, &s, template)?;
     let object = s.token.module.create_object(s.module_session, &template)?;
+    objects_changed(&s);
     Ok(Reply::Handle(c.export_object(
         s.token.slot,
         object,
@@ -74,6 +84,7 @@ pub fn copy(
         .token
         .module
         .copy_object(s.module_session, source, &template)?;
+    objects_changed(&s);
     Ok(Reply::Handle(c.export_object(
         s.token.slot,
         copy,
@@ -85,6 +96,7 @@ pub fn destroy(c: &Client, handle: Ulong, object: Ulong) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let target = c.object(s.token.slot, object)?;
     s.token.module.destroy_object(s.module_session, target)?;
+    objects_changed(&s);
     c.forget_object(object);
     Ok(Reply::None)
 }
@@ -132,6 +144,7 @@ pub fn set_attributes(
     s.token
         .module
         .set_attributes(s.module_session, target, template)?;
+    objects_changed(&s);
     Ok(Reply::None)
 }
 
@@ -194,6 +207,7 @@ pub fn generate_key(
         .token
         .module
         .generate_key(s.module_session, mechanism, template)?;
+    objects_changed(&s);
     Ok(Reply::Handle(c.export_object(s.token.slot, key, true)))
 }
 
@@ -212,6 +226,7 @@ pub fn generate_key_pair(
         s.token
             .module
             .generate_key_pair(s.module_session, mechanism, public, private)?;
+    objects_changed(&s);
     Ok(Reply::KeyPair {
         public: c.export_object(s.token.slot, pub_key, true),
         private: c.export_object(s.token.slot, priv_key, true),
