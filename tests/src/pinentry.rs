@@ -39,3 +39,15 @@ pub fn scripted_pinentry(dir: &Path) -> PathBuf {
 pub fn sh_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
+
+/// Asserts that what the pinentry was shown (`seen`) names this test program and its pid, as
+/// kysod's prompts must name the application asking.
+pub fn assert_names_this_application(seen: &str) {
+    let me = std::env::current_exe().expect("the test's own path");
+    let me = me.file_name().expect("a file name").to_string_lossy();
+    assert!(seen.contains(&*me), "application name {me} missing: {seen}");
+    assert!(
+        seen.contains(&format!("pid {}", std::process::id())),
+        "pid missing: {seen}"
+    );
+}

@@ -25,57 +25,46 @@ fn mechanisms(m: &Module, serial: &str) -> Vec<u64> {
     v
 }
 
-/// (label, id, value) of every certificate, sorted.
-fn certificates(s: &Session) -> Vec<Vec<Attribute>> {
+/// The attributes `kinds` of every object of `class`, sorted so that two listings compare.
+fn objects(s: &Session, class: ObjectClass, kinds: &[AttributeType]) -> Vec<Vec<Attribute>> {
     let mut v: Vec<Vec<Attribute>> = s
-        .find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)])
+        .find_objects(&[Attribute::Class(class)])
         .expect("C_FindObjects")
         .into_iter()
-        .map(|o| {
-            s.get_attributes(
-                o,
-                &[
-                    AttributeType::Label,
-                    AttributeType::Id,
-                    AttributeType::Value,
-                    AttributeType::Subject,
-                    AttributeType::Issuer,
-                    AttributeType::SerialNumber,
-                ],
-            )
-            .expect("C_GetAttributeValue")
-        })
+        .map(|o| s.get_attributes(o, kinds).expect("C_GetAttributeValue"))
         .collect();
     v.sort_by_key(|a| format!("{a:?}"));
     v
 }
 
-/// (label, id, key type, modulus / EC point) of every public key, sorted.
+/// Label, id, value, subject, issuer and serial of every certificate.
+fn certificates(s: &Session) -> Vec<Vec<Attribute>> {
+    use AttributeType::*;
+    objects(
+        s,
+        ObjectClass::CERTIFICATE,
+        &[Label, Id, Value, Subject, Issuer, SerialNumber],
+    )
+}
+
+/// Label, id, key type, key material and usage of every public key.
 fn public_keys(s: &Session) -> Vec<Vec<Attribute>> {
-    let mut v: Vec<Vec<Attribute>> = s
-        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
-        .expect("C_FindObjects")
-        .into_iter()
-        .map(|o| {
-            s.get_attributes(
-                o,
-                &[
-                    AttributeType::Label,
-                    AttributeType::Id,
-                    AttributeType::KeyType,
-                    AttributeType::Modulus,
-                    AttributeType::PublicExponent,
-                    AttributeType::EcPoint,
-                    AttributeType::EcParams,
-                    AttributeType::Verify,
-                    AttributeType::Private,
-                ],
-            )
-            .expect("C_GetAttributeValue")
-        })
-        .collect();
-    v.sort_by_key(|a| format!("{a:?}"));
-    v
+    use AttributeType::*;
+    objects(
+        s,
+        ObjectClass::PUBLIC_KEY,
+        &[
+            Label,
+            Id,
+            KeyType,
+            Modulus,
+            PublicExponent,
+            EcPoint,
+            EcParams,
+            Verify,
+            Private,
+        ],
+    )
 }
 
 fn private_key_count(s: &Session) -> usize {

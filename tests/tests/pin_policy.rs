@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use cryptoki::error::RvError;
 use cryptoki::session::UserType;
-use kyso_tests::pinentry::scripted_pinentry;
+use kyso_tests::pinentry::{assert_names_this_application, scripted_pinentry};
 use kyso_tests::{rv_of, toml_str, Daemon, DaemonConfig, Fixture, Module, LABEL_A, USER_PIN};
 
 fn start(fx: &Fixture) -> (Daemon, PathBuf) {
@@ -38,13 +38,7 @@ fn null_pin_login_asks_the_pinentry() {
     assert!(seen.contains(fx.serial_a()), "{seen}");
     assert!(seen.contains("yêu cầu mã PIN"), "{seen}");
     assert!(seen.contains("asks for the PIN"), "{seen}");
-    let me = std::env::current_exe().unwrap();
-    let me = me.file_name().unwrap().to_string_lossy();
-    assert!(seen.contains(&*me), "application name {me} missing: {seen}");
-    assert!(
-        seen.contains(&format!("pid {}", std::process::id())),
-        "{seen}"
-    );
+    assert_names_this_application(&seen);
     assert!(seen.contains("GETPIN"), "{seen}");
 
     drop(s);

@@ -10,7 +10,7 @@ use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
 use cryptoki::session::Session;
-use kyso_tests::pinentry::scripted_pinentry;
+use kyso_tests::pinentry::{assert_names_this_application, scripted_pinentry};
 use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
 use kyso_tests::{rv_of, toml_str, Daemon, DaemonConfig, Fixture, Module, ID_RSA};
 
@@ -209,13 +209,7 @@ fn organisation_signature_confirmed_yes_signs() {
 
     let seen = seen(&dir);
     assert!(seen.contains("CONFIRM"), "{seen}");
-    let me = std::env::current_exe().unwrap();
-    let me = me.file_name().unwrap().to_string_lossy();
-    assert!(seen.contains(&*me), "application name {me} missing: {seen}");
-    assert!(
-        seen.contains(&format!("pid {}", std::process::id())),
-        "{seen}"
-    );
+    assert_names_this_application(&seen);
     assert!(seen.contains("UBND TINH DEMO"), "{seen}");
     assert!(seen.contains("UBND Tinh Demo"), "{seen}");
     assert!(seen.contains(&cert_serial(&fx.cert_pem(6))), "{seen}");
