@@ -204,6 +204,9 @@ fn set_cert(e: &mut AuditEntry, cert: Option<&SigningCert>) {
         e.cert_serial = Some(cert.serial.clone());
         e.cert_subject = Some(cert.subject.clone());
         e.class = Some(cert.class.name().to_string());
+        let not_after =
+            std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(cert.not_after).unwrap_or(0));
+        e.cert_not_after = Some(audit::rfc3339_utc(not_after));
     }
 }
 

@@ -45,6 +45,8 @@ pub struct SigningCert {
     /// `CN, O` of the subject.
     pub subject: String,
     pub class: CertClass,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: i64,
 }
 
 /// What the policy needs of a certificate.
@@ -267,6 +269,7 @@ impl Policy {
             class: self
                 .override_class(&facts.serial)
                 .unwrap_or_else(|| class_of_uid(facts.uid.as_deref())),
+            not_after: facts.not_after,
         };
         let verdict = self.judge(pinentry, c, s, &facts);
         Checked {

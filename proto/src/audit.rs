@@ -40,12 +40,23 @@ pub enum AuditEvent {
     TokenPresent,
     /// A token went away.
     TokenRemoved,
+    /// The user's PIN was changed (`kyso pin change`, or a change the token required).
+    PinChange,
+    /// A remote-recovery request was made for a token (`kyso recover request`).
+    RecoveryRequest,
+    /// A recovery grant was applied (`kyso recover apply`): SO login, new user PIN, SO PIN
+    /// rotated. `case_ref` names the agency's case; a refused grant is recorded with its result.
+    RecoveryApply,
+    /// A locked token was unlocked on site by the helpdesk (`kyso-helpdesk unlock`).
+    Unlock,
+    /// A returned token was re-initialised (`kyso-helpdesk wipe`).
+    Wipe,
 }
 
 /// One line of the journal. Optional fields are left out of the JSON when not applicable.
 ///
-/// `cert_serial`, `cert_subject` and `class` are part of the format but not filled in yet:
-/// kysod learns the signing certificate with the signing policy (issue 4), which fills them.
+/// Fields are added over time, never renamed or removed; readers ignore the ones they do not know
+/// and treat a missing one as absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// RFC 3339 UTC, e.g. `2026-11-23T13:07:54Z`.
@@ -65,15 +76,25 @@ pub struct AuditEntry {
     /// kysod's stable slot id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u64>,
-    /// Not filled yet (see the type's documentation).
+    /// The signing certificate's serial number (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_serial: Option<String>,
-    /// Not filled yet (see the type's documentation).
+    /// The signing certificate's holder: `CN, O` of its subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_subject: Option<String>,
-    /// Certificate class (personal, organisation, other). Not filled yet.
+    /// Certificate class (`personal`, `organisation`, `other`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// The signing certificate's end of validity, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_not_after: Option<String>,
+    /// The agency's case reference (công văn number) of a recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_ref: Option<String>,
+    /// Free text that completes the event (e.g. why a recovery grant was refused). Never a
+    /// secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// The `CK_MECHANISM_TYPE` in hex, e.g. `0x40`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<String>,
@@ -103,6 +124,9 @@ impl AuditEntry {
             cert_serial: None,
             cert_subject: None,
             class: None,
+            cert_not_after: None,
+            case_ref: None,
+            detail: None,
             mechanism: None,
             data_sha256: None,
             result: None,

@@ -109,6 +109,13 @@ fn signatures_and_logins_are_journaled_and_edits_are_found() {
     assert_eq!(sig["cert_subject"], "NGUYEN VAN A, UBND Tinh Demo");
     assert!(!sig["cert_serial"].as_str().unwrap().is_empty());
     assert!(sig["time"].as_str().unwrap().ends_with('Z'));
+    // RFC 3339 UTC strings order as times do: the certificate is still valid.
+    let not_after = sig["cert_not_after"].as_str().expect("cert_not_after");
+    assert!(
+        not_after.len() == 20 && not_after.ends_with('Z'),
+        "{not_after}"
+    );
+    assert!(not_after > sig["time"].as_str().unwrap(), "{not_after}");
     assert!(all.len() >= 4, "{all:?}");
 
     // One character of a middle line changed: the next line is named.
