@@ -38,6 +38,19 @@ impl Default for DaemonConfig {
     }
 }
 
+impl DaemonConfig {
+    /// The default configuration with opencryptoki's module added (always present), for a
+    /// [`Fixture::with_opencryptoki`].
+    pub fn with_opencryptoki() -> Self {
+        let mut cfg = Self::default();
+        cfg.modules.push((
+            PathBuf::from(crate::opencryptoki::OPENCRYPTOKI_MODULE),
+            true,
+        ));
+        cfg
+    }
+}
+
 /// A running `kysod` serving a [`Fixture`]'s tokens on a socket of its own. Its stderr goes to
 /// a log file (kept across restarts). Dropping it stops the daemon (SIGTERM, then SIGKILL).
 pub struct Daemon {

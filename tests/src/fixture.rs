@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::opencryptoki::Opencryptoki;
 use crate::paths::{repo_root, SOFTHSM_MODULE};
 
 static PROCESS_LOCK: Mutex<()> = Mutex::new(());
@@ -16,6 +17,7 @@ pub struct Fixture {
     dir: tempfile::TempDir,
     serial_a: String,
     serial_b: Option<String>,
+    ock: Option<Opencryptoki>,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -35,6 +37,22 @@ impl Fixture {
     /// certificate (`UID=MST:0101234567`).
     pub fn with_policy_certs() -> Fixture {
         Self::make(false, true)
+    }
+
+    /// As [`Fixture::new`], plus a fresh opencryptoki token ([`Opencryptoki`]: "LE VAN C",
+    /// serial 123, which locks after 3 wrong PINs). Waits while another test uses opencryptoki.
+    /// Serve it with [`crate::DaemonConfig::with_opencryptoki`].
+    pub fn with_opencryptoki() -> Fixture {
+        let mut fx = Self::make(false, false);
+        fx.ock = Some(Opencryptoki::start(&fx.subdir("opencryptoki")));
+        fx
+    }
+
+    /// The opencryptoki token of [`Fixture::with_opencryptoki`].
+    pub fn opencryptoki(&self) -> &Opencryptoki {
+        self.ock
+            .as_ref()
+            .expect("fixture made with Fixture::with_opencryptoki")
     }
 
     fn make(second: bool, policy: bool) -> Fixture {
@@ -69,6 +87,7 @@ impl Fixture {
             dir,
             serial_a,
             serial_b,
+            ock: None,
             _lock: lock,
         }
     }

@@ -2,6 +2,8 @@
 //!
 //! - [`Fixture`]: a private SoftHSM2 token set (made by `tests/fixtures/softhsm-token.sh`) in a
 //!   temporary directory, with a demo CA and CA-issued certificates for the token's keys.
+//! - [`Opencryptoki`]: an opencryptoki soft token, which counts wrong PINs and locks like the
+//!   government tokens ([`Fixture::with_opencryptoki`]; needs root, one test at a time).
 //! - [`Daemon`]: a `kysod` child process serving that fixture on its own socket.
 //! - [`Module`]: a PKCS#11 module loaded in this process — the kyso shim or SoftHSM2 directly —
 //!   through the `cryptoki` crate, with [`RawModule`] for calls whose exact C semantics matter
@@ -15,6 +17,7 @@
 mod daemon;
 mod fixture;
 mod module;
+mod opencryptoki;
 mod paths;
 pub mod pinentry;
 mod raw;
@@ -23,6 +26,9 @@ pub mod util;
 pub use daemon::{toml_str, Daemon, DaemonConfig};
 pub use fixture::Fixture;
 pub use module::{login, rv_of, Module};
+pub use opencryptoki::{
+    Opencryptoki, LABEL_C, OCK_ID_RSA, OCK_SO_PIN, OCK_USER_PIN, OPENCRYPTOKI_MODULE,
+};
 pub use paths::{kysod_path, repo_root, shim_path, target_dir, SOFTHSM_MODULE};
 pub use raw::{AttributeResult, RawModule, RawSign};
 

@@ -99,6 +99,19 @@ pub fn openssl_verify_sha256(cert_pem: &Path, data: &[u8], signature: &[u8]) -> 
     out.status.success() && out.stdout.contains("Verified OK")
 }
 
+/// The DER `DigestInfo` of SHA-256(`data`): what `CKM_RSA_PKCS` signs for a PKCS#1 v1.5
+/// SHA-256 signature (for tokens without `CKM_SHA256_RSA_PKCS`, such as opencryptoki's soft
+/// token); the result verifies with [`openssl_verify_sha256`].
+pub fn sha256_digest_info(data: &[u8]) -> Vec<u8> {
+    const PREFIX: [u8; 19] = [
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    let mut out = PREFIX.to_vec();
+    out.extend_from_slice(&sha256(data));
+    out
+}
+
 /// `openssl verify -CAfile ca cert` succeeds.
 pub fn openssl_verify_chain(ca_pem: &Path, cert_pem: &Path) -> bool {
     let out = run(

@@ -59,12 +59,13 @@ pub fn token_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
     } else {
         0
     };
+    let (clock, utc_time) = token_clock(i.flags, i.utcTime);
     Ok(Reply::TokenInfo(TokenInfo {
         label: i.label.to_vec(),
         manufacturer: i.manufacturerID.to_vec(),
         model: i.model.to_vec(),
         serial: i.serialNumber.to_vec(),
-        flags: i.flags | protected,
+        flags: (i.flags & !ck::CKF_CLOCK_ON_TOKEN) | clock | protected,
         max_session_count: i.ulMaxSessionCount,
         session_count: i.ulSessionCount,
         max_rw_session_count: i.ulMaxRwSessionCount,
@@ -77,8 +78,21 @@ pub fn token_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
         free_private_memory: i.ulFreePrivateMemory,
         hardware_version: version(i.hardwareVersion),
         firmware_version: version(i.firmwareVersion),
-        utc_time: i.utcTime.to_vec(),
+        utc_time,
     }))
+}
+
+/// The token's clock as applications may rely on it: `CKF_CLOCK_ON_TOKEN` and `utcTime` when
+/// the time is in PKCS#11's form (`YYYYMMDDhhmmss` and two reserved characters), else no
+/// clock and a blank time. Some modules flag a clock and fill in something else
+/// (opencryptoki's soft token writes the host's time of day, `15:34:22`), which
+/// applications that parse the time — the `cryptoki` crate among them — fail on.
+fn token_clock(flags: Ulong, utc: [u8; 16]) -> (Ulong, Vec<u8>) {
+    if flags & ck::CKF_CLOCK_ON_TOKEN != 0 && utc[..14].iter().all(u8::is_ascii_digit) {
+        (ck::CKF_CLOCK_ON_TOKEN, utc.to_vec())
+    } else {
+        (0, vec![b' '; 16])
+    }
 }
 
 pub fn mechanism_list(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
@@ -129,4 +143,29 @@ pub fn poll_event(d: &Daemon, c: &Client) -> Result<Reply, Rv> {
         .poll(&mut cursor)
         .map(Reply::Slot)
         .ok_or(Rv(ck::CKR_NO_EVENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_well_formed_token_clock_is_passed_on() {
+        let (flag, time) = token_clock(ck::CKF_CLOCK_ON_TOKEN | 1, *b"2026112315342200");
+        assert_eq!(flag, ck::CKF_CLOCK_ON_TOKEN);
+        assert_eq!(time, b"2026112315342200");
+    }
+
+    #[test]
+    fn a_malformed_or_absent_clock_is_not_offered() {
+        let mut opencryptoki = [0u8; 16];
+        opencryptoki[..8].copy_from_slice(b"15:34:22");
+        for (flags, utc) in [
+            (ck::CKF_CLOCK_ON_TOKEN, opencryptoki),
+            (ck::CKF_CLOCK_ON_TOKEN, [b' '; 16]),
+            (0, *b"2026112315342200"),
+        ] {
+            assert_eq!(token_clock(flags, utc), (0, vec![b' '; 16]));
+        }
+    }
 }
