@@ -322,7 +322,7 @@ fn assuan_error(code: u32, message: String) -> PinentryError {
 
 /// One response line from the pinentry.
 #[derive(Debug, PartialEq)]
-enum Response {
+pub enum Response {
     Ok,
     Err { code: u32, message: String },
     Data(Zeroizing<Vec<u8>>),
@@ -333,7 +333,7 @@ enum Response {
 
 /// Parses a response line (without its line feed). Total: never panics. Errors never quote
 /// the line, which may hold the PIN.
-fn parse_response(line: &[u8]) -> Result<Response, PinentryError> {
+pub fn parse_response(line: &[u8]) -> Result<Response, PinentryError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let (word, rest) = match line.iter().position(|&b| b == b' ') {
         Some(i) => (&line[..i], &line[i + 1..]),
