@@ -1,15 +1,20 @@
 //! Library lifecycle: what `C_Initialize` sets up and `C_Finalize` tears down, once per process.
 //!
-//! The state of a process lives in a [`Library`] that is allocated once and never freed, found
-//! through an atomic pointer: no global destructor runs at exit, and a forked child, which
-//! sees the parent's `Library` with a foreign pid, never takes a lock that a parent thread
-//! may have held at fork time. The child's `C_Initialize` allocates a fresh `Library` and
-//! leaves the parent's (and its connections) untouched.
+//! The state of a process lives in a [`Library`] found through an atomic pointer: no global
+//! destructor runs at exit, and a forked child, which sees the parent's `Library` with a
+//! foreign pid, never takes a lock that a parent thread may have held at fork time. The child's
+//! `C_Initialize` makes a fresh `Library` and leaves the parent's (and its connections)
+//! untouched.
+//!
+//! The first process to initialise uses a `Library` in static storage, which goes away with
+//! the library image: an application that unloads the module after `C_Finalize` (as
+//! `pkcs11-tool` does), and loads it again, loses no memory. Only a forked child (or a thread
+//! losing a race to initialise) allocates one, never freed.
 
 use std::env;
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use cryptoki_sys::CKR_CRYPTOKI_ALREADY_INITIALIZED;
@@ -21,17 +26,29 @@ use crate::error::{Error, Result};
 static LIBRARY: AtomicPtr<Library> = AtomicPtr::new(ptr::null_mut());
 
 struct Library {
-    pid: u32,
+    /// The process it belongs to; set before the `Library` is published in [`LIBRARY`].
+    pid: AtomicU32,
     /// `Some` between `C_Initialize` and `C_Finalize`. Held for a pointer copy at a time.
     client: RwLock<Option<Arc<Client>>>,
 }
 
+/// The `Library` of the first process that initialises with this image loaded.
+static FIRST: Library = Library {
+    pid: AtomicU32::new(0),
+    client: RwLock::new(None),
+};
+
+/// Set by the one thread that takes [`FIRST`]. A child forked afterwards sees it set and never
+/// touches `FIRST`'s lock, whatever state the parent left it in.
+static FIRST_TAKEN: AtomicBool = AtomicBool::new(false);
+
 /// This process's `Library`, if it has one. The pid is compared before any lock is touched.
 fn this_process() -> Option<&'static Library> {
     let ptr = LIBRARY.load(Ordering::Acquire);
-    // SAFETY: non-NULL values of LIBRARY come from `Box::leak` and are never freed.
+    // SAFETY: non-NULL values of LIBRARY point to `FIRST` or come from `Box::leak` and are
+    // never freed.
     let library = unsafe { ptr.as_ref() }?;
-    (library.pid == std::process::id()).then_some(library)
+    (library.pid.load(Ordering::Acquire) == std::process::id()).then_some(library)
 }
 
 /// This process's `Library`, created on first use (first `C_Initialize`, or the first one
@@ -42,18 +59,28 @@ fn this_process_or_new() -> &'static Library {
             return library;
         }
         let seen = LIBRARY.load(Ordering::Acquire);
-        let fresh: &'static mut Library = Box::leak(Box::new(Library {
-            pid: std::process::id(),
-            client: RwLock::new(None),
-        }));
-        let fresh_ptr: *mut Library = fresh;
+        let pid = std::process::id();
+        let fresh: &'static Library = if FIRST_TAKEN
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            FIRST.pid.store(pid, Ordering::Release);
+            &FIRST
+        } else {
+            Box::leak(Box::new(Library {
+                pid: AtomicU32::new(pid),
+                client: RwLock::new(None),
+            }))
+        };
+        let fresh_ptr = ptr::from_ref(fresh).cast_mut();
         if LIBRARY
             .compare_exchange(seen, fresh_ptr, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
             return fresh;
         }
-        // Another thread of this process won the race; ours stays leaked (a few bytes, once).
+        // Another thread of this process won the race; ours goes unused (when allocated, a
+        // few bytes stay leaked, once).
     }
 }
 
