@@ -78,35 +78,23 @@ fn pkcs11_tool_through_the_shim_is_clean_under_valgrind() {
     assert!(out.stdout.contains(LABEL_A) && out.stdout.contains(LABEL_B));
     assert_clean("-L", &out, &report);
 
-    let (out, report) = under_valgrind(
-        &daemon,
-        &work.join("objects.log"),
-        &["--token-label", LABEL_A, "--login", "--pin", USER_PIN, "-O"],
-    );
+    // Log in to a token: the arguments every later run starts with.
+    let on = |label| vec!["--token-label", label, "--login", "--pin", USER_PIN];
+
+    let objects = [on(LABEL_A), vec!["-O"]].concat();
+    let (out, report) = under_valgrind(&daemon, &work.join("objects.log"), &objects);
     assert!(out.status.success(), "{}", out.text());
     assert_eq!(out.stdout.matches("Private Key Object").count(), 2);
     assert_clean("-O", &out, &report);
 
-    let (out, report) = under_valgrind(
-        &daemon,
-        &work.join("sign.log"),
-        &[
-            "--token-label",
-            LABEL_A,
-            "--login",
-            "--pin",
-            USER_PIN,
-            "--sign",
-            "--id",
-            "01",
-            "-m",
-            "SHA256-RSA-PKCS",
-            "-i",
-            &doc,
-            "-o",
-            &sig,
-        ],
-    );
+    let rsa_sign = ["--sign", "--id", "01", "-m", "SHA256-RSA-PKCS"];
+    let sign = [
+        on(LABEL_A),
+        rsa_sign.to_vec(),
+        vec!["-i", doc.as_str(), "-o", sig.as_str()],
+    ]
+    .concat();
+    let (out, report) = under_valgrind(&daemon, &work.join("sign.log"), &sign);
     assert!(out.status.success(), "{}", out.text());
     let signature = std::fs::read(&sig).unwrap();
     assert_eq!(signature.len(), 256);
@@ -117,11 +105,8 @@ fn pkcs11_tool_through_the_shim_is_clean_under_valgrind() {
     ));
     assert_clean("--sign", &out, &report);
 
-    let (out, report) = under_valgrind(
-        &daemon,
-        &work.join("test.log"),
-        &["--token-label", LABEL_B, "--login", "--pin", USER_PIN, "--test"],
-    );
+    let self_test = [on(LABEL_B), vec!["--test"]].concat();
+    let (out, report) = under_valgrind(&daemon, &work.join("test.log"), &self_test);
     assert!(out.status.success(), "{}", out.text());
     assert!(out.stdout.contains("No errors"), "{}", out.text());
     assert_clean("--test", &out, &report);
