@@ -142,6 +142,16 @@ fn run(config: Config) -> Result<(), String> {
     daemon.pinentry = config.pinentry.clone().unwrap_or_else(|| "pinentry".into());
     daemon.policy = policy::Policy::new(config.policy.clone());
     let daemon = Arc::new(daemon);
+    if config.pin.share_login_seconds > 0 {
+        let daemon = daemon.clone();
+        std::thread::Builder::new()
+            .name("kysod-logins".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                daemon.registry.expire_shared_logins();
+            })
+            .map_err(|e| format!("cannot start: {e}"))?;
+    }
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
 
     // Already-plugged token devices arrive now; without libusb kysod goes on (one warning).

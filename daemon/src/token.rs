@@ -173,6 +173,24 @@ impl Registry {
             .collect()
     }
 
+    /// Ends the logins shared across applications whose time is up.
+    pub fn expire_shared_logins(&self) {
+        let tokens: Vec<Arc<Token>> = self
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let now = std::time::Instant::now();
+        for t in tokens {
+            t.login
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .expire(&t.module, now);
+        }
+    }
+
     /// Re-reads the slot lists of the always-present modules and updates presence. When a scan
     /// is already running the caller goes on with the current view instead of waiting on a
     /// possibly slow module.
@@ -279,7 +297,7 @@ impl Registry {
             .login
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .reset();
+            .reset(&token.module);
         tracing::info!(slot = token.slot, serial = %token.serial, label = %token.label, "token removed");
         self.audit
             .token_event(kyso_proto::audit::AuditEvent::TokenRemoved, token);
