@@ -124,7 +124,10 @@ fn a_cancelled_change_leaves_the_application_logged_out() {
     let keys = s
         .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
         .unwrap();
-    assert!(keys.is_empty(), "private objects after a refused PIN change");
+    assert!(
+        keys.is_empty(),
+        "private objects after a refused PIN change"
+    );
     let info = s.get_session_info().unwrap();
     assert_eq!(
         info.session_state(),
