@@ -142,15 +142,18 @@ impl Registry {
             .collect()
     }
 
-    pub fn status(&self) -> Vec<TokenStatus> {
-        let tokens: Vec<_> = self
-            .tokens
+    /// Every token known, present or not (a snapshot: the registry is not locked after).
+    fn all_tokens(&self) -> Vec<Arc<Token>> {
+        self.tokens
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
-        tokens
+            .collect()
+    }
+
+    pub fn status(&self) -> Vec<TokenStatus> {
+        self.all_tokens()
             .iter()
             .map(|t| TokenStatus {
                 slot: t.slot,
@@ -175,15 +178,8 @@ impl Registry {
 
     /// Ends the logins shared across applications whose time is up.
     pub fn expire_shared_logins(&self) {
-        let tokens: Vec<Arc<Token>> = self
-            .tokens
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
         let now = std::time::Instant::now();
-        for t in tokens {
+        for t in self.all_tokens() {
             t.login
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

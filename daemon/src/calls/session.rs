@@ -313,19 +313,26 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     if login.module_user() == Some(ck::CKU_SO) {
         return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
     }
+    let result = set_user_pin(&token, Some(&old), &new);
+    if result.is_ok() {
+        login.pin_changed(ck::CKU_USER, &new);
+    }
+    tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
+    result.map(|()| Reply::None)
+}
+
+/// `C_SetPIN` from `old` to `new` in a read-write session of kysod's own (the PIN changed is
+/// the user's unless the SO is logged in at the module, which callers rule out).
+fn set_user_pin(token: &crate::token::Token, old: Option<&Pin>, new: &Pin) -> Result<(), Rv> {
     let session = token.module.open_session(
         token.module_slot,
         ck::CKF_SERIAL_SESSION | ck::CKF_RW_SESSION,
     )?;
     let result = token
         .module
-        .set_pin(session, Some(old.expose()), Some(new.expose()));
+        .set_pin(session, old.map(Pin::expose), Some(new.expose()));
     let _ = token.module.close_session(session);
-    if result.is_ok() {
-        login.pin_changed(ck::CKU_USER, &new);
-    }
-    tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
-    result.map(|()| Reply::None)
+    result
 }
 
 /// Asks a new PIN twice through the pinentry, within the token's length limits (`info`),
@@ -378,15 +385,7 @@ fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> 
         prompt.title = "kyso — đổi PIN / change PIN".into();
         prompt.description.push_str("\n\nThiết bị yêu cầu đổi mã PIN trước khi dùng. / The token requires a new PIN before it can be used.");
         let new = ask_new_pin(c, token, &info, &mut prompt, &ask)?;
-        let session = token.module.open_session(
-            token.module_slot,
-            ck::CKF_SERIAL_SESSION | ck::CKF_RW_SESSION,
-        )?;
-        let set = token
-            .module
-            .set_pin(session, old.map(Pin::expose), Some(new.expose()));
-        let _ = token.module.close_session(session);
-        set?;
+        set_user_pin(token, old, &new)?;
         token
             .login
             .lock()
