@@ -296,6 +296,8 @@ impl TokenLogin {
     /// Forgets every login (the token left, or the module logged out by itself).
     pub fn reset(&mut self, module: &Module) {
         if let Some(shared) = self.shared.take() {
+            // Should the token come back in the same module slot, it comes back logged out.
+            let _ = module.logout(shared.keeper);
             let _ = module.close_session(shared.keeper);
         }
         self.clients.clear();

@@ -554,4 +554,64 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn a_shared_login_outlives_its_application_but_not_the_token() {
+        let Some((dir, a, _)) = fixture() else {
+            return;
+        };
+        let modules = [PathBuf::from(SOFTHSM)];
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        let slot = r.device_arrived(&modules, "001/002", Some(&a)).unwrap();
+        let token = r.token(slot).unwrap();
+        let m = &token.module;
+        let state = |session| m.session_state(session).unwrap();
+        let pin = kyso_proto::Pin::new(b"123456");
+
+        let first = m
+            .open_session(token.module_slot, ck::CKF_SERIAL_SESSION)
+            .unwrap();
+        let mut login = token.login.lock().unwrap();
+        login.login(m, first, 1, ck::CKU_USER, Some(&pin)).unwrap();
+        login.share(m, token.module_slot, Duration::from_secs(60));
+        // The application logs out and closes its session: the module stays logged in.
+        login.logout(m, Some(first), 1).unwrap();
+        m.close_session(first).unwrap();
+        let probe = m
+            .open_session(token.module_slot, ck::CKF_SERIAL_SESSION)
+            .unwrap();
+        assert_eq!(state(probe), ck::CKS_RO_USER_FUNCTIONS);
+        // Another application joins without a PIN.
+        assert!(login.join_shared(m, 2));
+        login.logout(m, Some(probe), 2).unwrap();
+        drop(login);
+
+        // The device leaves: the shared login goes, and the module is logged out.
+        r.device_left("001/002");
+        let mut login = token.login.lock().unwrap();
+        assert!(!login.is_logged_in());
+        assert!(!login.join_shared(m, 3));
+        assert_eq!(state(probe), ck::CKS_RO_PUBLIC_SESSION);
+        drop(login);
+        m.close_session(probe).unwrap();
+
+        // Expiry does the same once the time is up.
+        let slot = r.device_arrived(&modules, "001/003", Some(&a)).unwrap();
+        let token = r.token(slot).unwrap();
+        let m = &token.module;
+        let first = m
+            .open_session(token.module_slot, ck::CKF_SERIAL_SESSION)
+            .unwrap();
+        let mut login = token.login.lock().unwrap();
+        login.login(m, first, 1, ck::CKU_USER, Some(&pin)).unwrap();
+        login.share(m, token.module_slot, Duration::from_secs(60));
+        login.logout(m, Some(first), 1).unwrap();
+        assert_eq!(state(first), ck::CKS_RO_USER_FUNCTIONS);
+        login.expire(m, std::time::Instant::now() + Duration::from_secs(61));
+        assert!(!login.is_logged_in());
+        assert_eq!(state(first), ck::CKS_RO_PUBLIC_SESSION);
+        drop(login);
+        m.close_session(first).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
