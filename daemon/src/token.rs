@@ -610,6 +610,15 @@ mod tests {
         login.expire(m, std::time::Instant::now() + Duration::from_secs(61));
         assert!(!login.is_logged_in());
         assert_eq!(state(first), ck::CKS_RO_PUBLIC_SESSION);
+
+        // A module that logged out by itself: the shared login is dropped, not retried.
+        login.login(m, first, 1, ck::CKU_USER, Some(&pin)).unwrap();
+        login.share(m, token.module_slot, Duration::from_secs(60));
+        login.logout(m, Some(first), 1).unwrap();
+        m.logout(first).unwrap();
+        assert!(!login.join_shared(m, 2));
+        assert!(!login.is_logged_in());
+        assert_eq!(login.user_of(2), None);
         drop(login);
         m.close_session(first).unwrap();
         let _ = std::fs::remove_dir_all(dir);

@@ -26,7 +26,8 @@ struct Tmux {
 impl Tmux {
     fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.arg("-u").arg("-S").arg(&self.socket);
+        // Its own server even when the tests themselves run inside tmux.
+        c.env_remove("TMUX").arg("-u").arg("-S").arg(&self.socket);
         c
     }
 
