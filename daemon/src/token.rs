@@ -465,6 +465,13 @@ mod tests {
         Some((dir, value("SERIAL_A=")?, value("SERIAL_B=")?))
     }
 
+    /// The fixture, SoftHSM2 as the USB tokens' module, and a registry on the fixture's state.
+    fn usb_fixture() -> Option<(PathBuf, String, String, [PathBuf; 1], Registry)> {
+        let (dir, a, b) = fixture()?;
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        Some((dir, a, b, [PathBuf::from(SOFTHSM)], r))
+    }
+
     fn present_serials(r: &Registry) -> Vec<String> {
         let mut s: Vec<_> = r
             .status()
@@ -478,11 +485,9 @@ mod tests {
 
     #[test]
     fn devices_bind_to_tokens_by_serial_and_keep_their_slots() {
-        let Some((dir, a, b)) = fixture() else {
+        let Some((dir, a, b, modules, r)) = usb_fixture() else {
             return;
         };
-        let modules = [PathBuf::from(SOFTHSM)];
-        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
         r.rescan();
         assert!(
             present_serials(&r).is_empty(),
@@ -534,11 +539,9 @@ mod tests {
 
     #[test]
     fn without_a_serial_the_first_unbound_token_is_taken() {
-        let Some((dir, a, b)) = fixture() else {
+        let Some((dir, a, b, modules, r)) = usb_fixture() else {
             return;
         };
-        let modules = [PathBuf::from(SOFTHSM)];
-        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
         let first = r.device_arrived(&modules, "001/002", None).unwrap();
         let second = r.device_arrived(&modules, "001/003", None).unwrap();
         assert_ne!(first, second);
@@ -557,31 +560,43 @@ mod tests {
 
     #[test]
     fn a_shared_login_outlives_its_application_but_not_the_token() {
-        let Some((dir, a, _)) = fixture() else {
+        let Some((dir, a, _, modules, r)) = usb_fixture() else {
             return;
         };
-        let modules = [PathBuf::from(SOFTHSM)];
-        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
-        let slot = r.device_arrived(&modules, "001/002", Some(&a)).unwrap();
-        let token = r.token(slot).unwrap();
-        let m = &token.module;
-        let state = |session| m.session_state(session).unwrap();
         let pin = kyso_proto::Pin::new(b"123456");
+        let state = |m: &Module, session| m.session_state(session).unwrap();
+        // Client 1 logs in on `session`, the login is shared, and client 1 logs out again.
+        let share_and_leave = |token: &Token, session| {
+            let m = &token.module;
+            let mut login = token.login.lock().unwrap();
+            login
+                .login(m, session, 1, ck::CKU_USER, Some(&pin))
+                .unwrap();
+            login.share(m, token.module_slot, Duration::from_secs(60));
+            login.logout(m, Some(session), 1).unwrap();
+        };
 
-        let first = m
-            .open_session(token.module_slot, ck::CKF_SERIAL_SESSION)
-            .unwrap();
-        let mut login = token.login.lock().unwrap();
-        login.login(m, first, 1, ck::CKU_USER, Some(&pin)).unwrap();
-        login.share(m, token.module_slot, Duration::from_secs(60));
-        // The application logs out and closes its session: the module stays logged in.
-        login.logout(m, Some(first), 1).unwrap();
+        // A device plugged at `bus`: its token, and a module session on it.
+        let plug = |bus: &str| {
+            let token = r.token(r.device_arrived(&modules, bus, Some(&a)).unwrap());
+            let token = token.unwrap();
+            let session = token
+                .module
+                .open_session(token.module_slot, ck::CKF_SERIAL_SESSION);
+            (session.unwrap(), token)
+        };
+
+        let (first, token) = plug("001/002");
+        let m = &token.module;
+        share_and_leave(&token, first);
+        // The application has closed its session too: the module stays logged in.
         m.close_session(first).unwrap();
         let probe = m
             .open_session(token.module_slot, ck::CKF_SERIAL_SESSION)
             .unwrap();
-        assert_eq!(state(probe), ck::CKS_RO_USER_FUNCTIONS);
+        assert_eq!(state(m, probe), ck::CKS_RO_USER_FUNCTIONS);
         // Another application joins without a PIN.
+        let mut login = token.login.lock().unwrap();
         assert!(login.join_shared(m, 2));
         login.logout(m, Some(probe), 2).unwrap();
         drop(login);
@@ -591,31 +606,25 @@ mod tests {
         let mut login = token.login.lock().unwrap();
         assert!(!login.is_logged_in());
         assert!(!login.join_shared(m, 3));
-        assert_eq!(state(probe), ck::CKS_RO_PUBLIC_SESSION);
+        assert_eq!(state(m, probe), ck::CKS_RO_PUBLIC_SESSION);
         drop(login);
         m.close_session(probe).unwrap();
 
         // Expiry does the same once the time is up.
-        let slot = r.device_arrived(&modules, "001/003", Some(&a)).unwrap();
-        let token = r.token(slot).unwrap();
+        let (first, token) = plug("001/003");
         let m = &token.module;
-        let first = m
-            .open_session(token.module_slot, ck::CKF_SERIAL_SESSION)
-            .unwrap();
+        share_and_leave(&token, first);
+        assert_eq!(state(m, first), ck::CKS_RO_USER_FUNCTIONS);
         let mut login = token.login.lock().unwrap();
-        login.login(m, first, 1, ck::CKU_USER, Some(&pin)).unwrap();
-        login.share(m, token.module_slot, Duration::from_secs(60));
-        login.logout(m, Some(first), 1).unwrap();
-        assert_eq!(state(first), ck::CKS_RO_USER_FUNCTIONS);
         login.expire(m, std::time::Instant::now() + Duration::from_secs(61));
         assert!(!login.is_logged_in());
-        assert_eq!(state(first), ck::CKS_RO_PUBLIC_SESSION);
+        assert_eq!(state(m, first), ck::CKS_RO_PUBLIC_SESSION);
+        drop(login);
 
         // A module that logged out by itself: the shared login is dropped, not retried.
-        login.login(m, first, 1, ck::CKU_USER, Some(&pin)).unwrap();
-        login.share(m, token.module_slot, Duration::from_secs(60));
-        login.logout(m, Some(first), 1).unwrap();
+        share_and_leave(&token, first);
         m.logout(first).unwrap();
+        let mut login = token.login.lock().unwrap();
         assert!(!login.join_shared(m, 2));
         assert!(!login.is_logged_in());
         assert_eq!(login.user_of(2), None);

@@ -24,6 +24,14 @@ fn start(fx: &Fixture, answer: &str) -> (Daemon, PathBuf) {
     (Daemon::start_with(fx, cfg), dir)
 }
 
+/// kysod on a fresh opencryptoki token, the shim, and the token's slot.
+fn on_a_fresh_token(fx: &Fixture, answer: &str) -> (Daemon, PathBuf, Module, Slot) {
+    let (daemon, dir) = start(fx, answer);
+    let shim = Module::shim(&daemon);
+    let slot = shim.slot_with_serial(fx.opencryptoki().serial());
+    (daemon, dir, shim, slot)
+}
+
 /// (COUNT_LOW, FINAL_TRY, LOCKED) as the token reports them through kysod.
 fn tries(shim: &Module, slot: Slot) -> (bool, bool, bool) {
     let info = shim.ctx().get_token_info(slot).unwrap();
@@ -47,10 +55,7 @@ fn seen(dir: &std::path::Path) -> String {
 #[test]
 fn one_wrong_pin_through_the_pinentry_spends_exactly_one_try() {
     let fx = Fixture::with_opencryptoki();
-    let ock = fx.opencryptoki();
-    let (daemon, dir) = start(&fx, &format!("{WRONG}\n"));
-    let shim = Module::shim(&daemon);
-    let slot = shim.slot_with_serial(ock.serial());
+    let (_daemon, dir, shim, slot) = on_a_fresh_token(&fx, &format!("{WRONG}\n"));
     assert_eq!(tries(&shim, slot), (false, false, false));
     let s = shim.ctx().open_ro_session(slot).unwrap();
 
@@ -73,10 +78,7 @@ fn one_wrong_pin_through_the_pinentry_spends_exactly_one_try() {
 #[test]
 fn at_the_final_try_an_application_pin_needs_the_users_confirmation() {
     let fx = Fixture::with_opencryptoki();
-    let ock = fx.opencryptoki();
-    let (daemon, dir) = start(&fx, "no\n");
-    let shim = Module::shim(&daemon);
-    let slot = shim.slot_with_serial(ock.serial());
+    let (_daemon, dir, shim, slot) = on_a_fresh_token(&fx, "no\n");
     let s = shim.ctx().open_ro_session(slot).unwrap();
 
     // Two wrong PINs from the application: two tries, no confirmation asked yet.
@@ -108,10 +110,7 @@ fn at_the_final_try_an_application_pin_needs_the_users_confirmation() {
 #[test]
 fn a_locked_token_is_refused_with_a_pointer_to_recovery() {
     let fx = Fixture::with_opencryptoki();
-    let ock = fx.opencryptoki();
-    let (daemon, dir) = start(&fx, "yes\n");
-    let shim = Module::shim(&daemon);
-    let slot = shim.slot_with_serial(ock.serial());
+    let (daemon, dir, shim, slot) = on_a_fresh_token(&fx, "yes\n");
     let s = shim.ctx().open_ro_session(slot).unwrap();
 
     // Three wrong PINs (the third confirmed by the user) lock the token.
