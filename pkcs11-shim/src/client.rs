@@ -19,15 +19,16 @@ use std::sync::OnceLock;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use cryptoki_sys::CKR_GENERAL_ERROR;
+use cryptoki_sys::{CKR_GENERAL_ERROR, CKR_OK};
 use kyso_proto::{
-    frame, Call, FrameError, Hello, HelloReply, Pin, Reply, Request, Response, Ulong,
+    frame, Call, FrameError, Hello, HelloReply, Operation, Pin, Reply, Request, Response, Ulong,
     PROTOCOL_VERSION,
 };
 use zeroize::Zeroize;
 
 use crate::error::{Error, Family, Result};
 use crate::os::NoSigPipe;
+use crate::signing::Signing;
 
 /// Idle connections kept beyond this many are closed when they come back.
 const MAX_IDLE: usize = 32;
@@ -59,6 +60,7 @@ pub(crate) fn may_reconnect(call: &Call) -> bool {
 pub(crate) struct Client {
     socket: PathBuf,
     instance: u64,
+    signing: Signing,
     pool: Mutex<Pool>,
     waiters: Mutex<Waiters>,
 }
@@ -179,6 +181,7 @@ impl Client {
         Client {
             socket,
             instance,
+            signing: Signing::default(),
             pool: Mutex::new(Pool {
                 generation: 0,
                 broken: first.is_none(),
@@ -193,8 +196,35 @@ impl Client {
         }
     }
 
-    /// Sends `call` and returns the daemon's answer, whatever its `rv`.
+    /// The signature operations of this client's sessions (see [`crate::signing`]).
+    pub(crate) fn signing(&self) -> &Signing {
+        &self.signing
+    }
+
+    /// Sends `call` and returns the daemon's answer, whatever its `rv`. A `C_SignInit` the shim
+    /// deferred goes first when `call` depends on it; if kysod refuses it, that is the answer.
     pub(crate) fn call(&self, call: Call) -> Result<Answer> {
+        if let Some((session, pair)) = self.signing.due_before(&call) {
+            let init = Call::OperationInit {
+                session,
+                op: Operation::Sign,
+                mechanism: pair.0.clone(),
+                key: Some(pair.1),
+            };
+            let answer = self.forward(init)?;
+            if answer.rv != CKR_OK {
+                self.signing.init_refused(session, &pair);
+                return Ok(Answer {
+                    rv: answer.rv,
+                    reply: Reply::None,
+                });
+            }
+        }
+        self.signing.observe(&call);
+        self.forward(call)
+    }
+
+    fn forward(&self, call: Call) -> Result<Answer> {
         let family = Family::of(&call);
         let reconnect = may_reconnect(&call);
         let (mut conn, reused) = self.checkout(reconnect, family)?;

@@ -17,6 +17,8 @@
 //! - Slot, token, open-session and slot-event calls make one connect attempt each once the
 //!   link broke; other calls fail at once. Sessions of a previous daemon are unknown to the
 //!   next one (`CKR_SESSION_HANDLE_INVALID`).
+//! - A signature costs one round trip: `signing` folds `C_SignInit`, the size query and
+//!   `C_Sign` together without changing what the application sees.
 //! - After `fork`, the child gets `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize`,
 //!   and never talks on the parent's connections.
 
@@ -26,6 +28,7 @@ mod entry;
 mod error;
 mod ffi;
 mod os;
+mod signing;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -309,6 +309,16 @@ pub enum Call {
         op: Operation,
         out: OutBuf,
     },
+    /// A whole single-part signature in one round trip: `C_SignInit(mechanism, key)` first
+    /// when `init` is given (else the session's signature operation must be active), then
+    /// `C_Sign(data)` carried to the end with a buffer the daemon sizes, whatever buffer the
+    /// application has. The reply is [`Reply::Output`] with the signature; the shim answers
+    /// the application's size queries and short buffers from it.
+    SignComplete {
+        session: Ulong,
+        init: Option<(Mechanism, Ulong)>,
+        data: Vec<u8>,
+    },
     Verify {
         session: Ulong,
         data: Vec<u8>,

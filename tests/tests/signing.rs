@@ -352,3 +352,70 @@ fn error_codes_match_softhsm() {
     assert_eq!(raw.generate_random(h, 8).0, CKR_SESSION_HANDLE_INVALID);
     std::mem::forget(s); // already closed through the raw list
 }
+
+/// Signing again and again on one session (the shim then sends each `C_SignInit` with its
+/// `C_Sign`, one round trip per signature): every signature is of its own document, each is
+/// journaled once, and a key destroyed between two signatures gives an error, not a signature.
+#[test]
+fn repeated_signatures_on_one_session_each_sign_their_own_document() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+    let documents: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("Cong van so {i}/UBND").into_bytes())
+        .collect();
+    for doc in &documents {
+        // cryptoki's sign: C_SignInit, a size query, C_Sign.
+        let raw = s
+            .sign(&Mechanism::Ecdsa, key, &sha256(doc))
+            .expect("C_Sign(CKM_ECDSA)");
+        let der = ecdsa_raw_to_der(&raw);
+        assert!(openssl_verify_sha256(&fx.cert_pem(2), doc, &der));
+        assert!(!openssl_verify_sha256(&fx.cert_pem(2), b"other", &der));
+    }
+    let journal = fx.subdir("kysod").join("state").join("audit.jsonl");
+    let signed: Vec<String> = std::fs::read_to_string(&journal)
+        .expect("journal")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "signature")
+        .map(|e| e["data_sha256"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = documents
+        .iter()
+        .map(|d| {
+            sha256(&sha256(d))
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(signed, want, "one journal entry per signature, in order");
+
+    // A key pair made and destroyed on this session: the pair's second C_SignInit is
+    // answered by the shim, so the missing key shows at C_Sign — as an error.
+    let (_, private) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                cryptoki::object::Attribute::EcParams(vec![
+                    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+                ]),
+                cryptoki::object::Attribute::Token(false),
+            ],
+            &[
+                cryptoki::object::Attribute::Sign(true),
+                cryptoki::object::Attribute::Token(false),
+            ],
+        )
+        .expect("C_GenerateKeyPair");
+    s.sign(&Mechanism::Ecdsa, private, &sha256(b"x"))
+        .expect("first signature with the session key");
+    s.destroy_object(private).expect("C_DestroyObject");
+    let err = s
+        .sign(&Mechanism::Ecdsa, private, &sha256(b"y"))
+        .expect_err("a destroyed key must not sign");
+    assert_eq!(rv_of(&err), Some(RvError::KeyHandleInvalid), "{err}");
+}

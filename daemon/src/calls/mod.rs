@@ -98,6 +98,11 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
             out,
         } => return crypto::update(d, c, session, op, &data, out),
         Call::Final { session, op, out } => return crypto::finish(d, c, session, op, out),
+        Call::SignComplete {
+            session,
+            init,
+            data,
+        } => return crypto::sign_complete(d, c, session, init.as_ref(), &data),
         Call::Verify {
             session,
             data,

@@ -54,31 +54,82 @@ fn slot_list_follows_the_two_call_convention() {
         }));
 }
 
-/// A signer that produces 256 bytes, with the module's buffer semantics.
+/// A signer whose 256-byte signatures start with the data's first byte; key 99 does not
+/// exist, and data starting with `!` fails to sign.
 fn signer(call: &Call) -> (CK_RV, Reply) {
     match call {
-        Call::Operate { out: None, .. } => (
+        Call::OperationInit { key: Some(99), .. } => (CKR_KEY_HANDLE_INVALID, Reply::None),
+        Call::OperationInit { .. } | Call::Update { .. } => (CKR_OK, Reply::None),
+        Call::Final { .. } => (
             CKR_OK,
             Reply::Output {
                 len: 256,
-                data: None,
+                data: Some(vec![0xCD; 256]),
             },
         ),
-        Call::Operate { out: Some(n), .. } if *n < 256 => (
-            CKR_BUFFER_TOO_SMALL,
-            Reply::Output {
-                len: 256,
-                data: None,
-            },
-        ),
-        Call::Operate { out: Some(_), .. } => (
-            CKR_OK,
-            Reply::Output {
-                len: 256,
-                data: Some(vec![0xAB; 256]),
-            },
-        ),
+        Call::SignComplete { data, .. } if data.first() == Some(&b'!') => {
+            (CKR_DATA_LEN_RANGE, Reply::None)
+        }
+        Call::SignComplete { data, .. } => {
+            let mut signature = vec![0xAB; 256];
+            signature[0] = data.first().copied().unwrap_or(0);
+            (
+                CKR_OK,
+                Reply::Output {
+                    len: 256,
+                    data: Some(signature),
+                },
+            )
+        }
         other => standard(other),
+    }
+}
+
+fn sha256_rsa() -> CK_MECHANISM {
+    CK_MECHANISM {
+        mechanism: CKM_SHA256_RSA_PKCS,
+        pParameter: ptr::null_mut(),
+        ulParameterLen: 0,
+    }
+}
+
+fn sign_init(key: CK_OBJECT_HANDLE) -> CK_RV {
+    let mut mechanism = sha256_rsa();
+    unsafe { C_SignInit(42, &mut mechanism, key) }
+}
+
+/// `C_Sign(42, data, buffer of `room` bytes or NULL)` → (rv, *pulSignatureLen, buffer).
+fn sign(data: &[u8], room: Option<usize>) -> (CK_RV, CK_ULONG, Vec<u8>) {
+    let mut data = data.to_vec();
+    let mut buffer = vec![0u8; room.unwrap_or(0)];
+    let mut len = buffer.len() as CK_ULONG;
+    let out = if room.is_some() {
+        buffer.as_mut_ptr()
+    } else {
+        ptr::null_mut()
+    };
+    let rv = unsafe { C_Sign(42, data.as_mut_ptr(), data.len() as CK_ULONG, out, &mut len) };
+    (rv, len, buffer)
+}
+
+fn pair(key: CK_OBJECT_HANDLE) -> Option<(Mechanism, CK_OBJECT_HANDLE)> {
+    Some((Mechanism::new(CKM_SHA256_RSA_PKCS), key))
+}
+
+fn complete(init: Option<(Mechanism, CK_OBJECT_HANDLE)>, data: &[u8]) -> Call {
+    Call::SignComplete {
+        session: 42,
+        init,
+        data: data.to_vec(),
+    }
+}
+
+fn init_call(key: CK_OBJECT_HANDLE) -> Call {
+    Call::OperationInit {
+        session: 42,
+        op: Operation::Sign,
+        mechanism: Mechanism::new(CKM_SHA256_RSA_PKCS),
+        key: Some(key),
     }
 }
 
@@ -89,72 +140,121 @@ fn sign_size_query_then_sign() {
     let daemon = FakeDaemon::start(&dir.socket(), signer);
     let _init = Initialised::at(&dir.socket());
 
-    let mut mechanism = CK_MECHANISM {
-        mechanism: CKM_SHA256_RSA_PKCS,
-        pParameter: ptr::null_mut(),
-        ulParameterLen: 0,
-    };
-    assert_rv(unsafe { C_SignInit(42, &mut mechanism, 7) }, CKR_OK);
-
-    let mut data = *b"to be signed";
-    let mut len: CK_ULONG = 0;
-    assert_rv(
-        unsafe { C_Sign(42, data.as_mut_ptr(), 12, ptr::null_mut(), &mut len) },
-        CKR_OK,
-    );
+    assert_rv(sign_init(7), CKR_OK);
+    // Size query: the length, nothing written.
+    let (rv, len, _) = sign(b"to be signed", None);
+    assert_rv(rv, CKR_OK);
     assert_eq!(len, 256);
-
-    let mut small = [0u8; 10];
-    len = 10;
-    assert_rv(
-        unsafe { C_Sign(42, data.as_mut_ptr(), 12, small.as_mut_ptr(), &mut len) },
-        CKR_BUFFER_TOO_SMALL,
-    );
+    // A short buffer: CKR_BUFFER_TOO_SMALL, the length, the buffer untouched.
+    let (rv, len, small) = sign(b"to be signed", Some(10));
+    assert_rv(rv, CKR_BUFFER_TOO_SMALL);
     assert_eq!(len, 256);
     assert_eq!(small, [0; 10]);
-
-    let mut signature = vec![0u8; 300];
-    len = 300;
-    assert_rv(
-        unsafe { C_Sign(42, data.as_mut_ptr(), 12, signature.as_mut_ptr(), &mut len) },
-        CKR_OK,
-    );
+    // Room enough: the signature, and only its bytes written.
+    let (rv, len, signature) = sign(b"to be signed", Some(300));
+    assert_rv(rv, CKR_OK);
     assert_eq!(len, 256);
-    assert!(signature[..256].iter().all(|&b| b == 0xAB));
+    assert_eq!(signature[0], b't');
+    assert!(signature[1..256].iter().all(|&b| b == 0xAB));
     assert!(signature[256..].iter().all(|&b| b == 0));
-
+    // The operation ended: a NULL length pointer is still the caller's mistake.
+    let mut data = *b"x";
+    let mut out = [0u8; 300];
     assert_rv(
-        unsafe {
-            C_Sign(
-                42,
-                data.as_mut_ptr(),
-                12,
-                signature.as_mut_ptr(),
-                ptr::null_mut(),
-            )
-        },
+        unsafe { C_Sign(42, data.as_mut_ptr(), 1, out.as_mut_ptr(), ptr::null_mut()) },
         CKR_ARGUMENTS_BAD,
     );
 
+    // Three application calls, two round trips: the init, and the signature made whole.
     let calls: Vec<Call> = daemon.calls().into_iter().map(|(_, c)| c).collect();
-    let operate = |out| Call::Operate {
+    assert_eq!(calls, [init_call(7), complete(None, b"to be signed")]);
+}
+
+#[test]
+fn a_repeated_sign_init_travels_with_its_signature() {
+    let _serial = serial();
+    let dir = TestDir::new();
+    let daemon = FakeDaemon::start(&dir.socket(), signer);
+    let _init = Initialised::at(&dir.socket());
+
+    assert_rv(sign_init(7), CKR_OK);
+    assert_eq!(sign(b"first", Some(256)).0, CKR_OK);
+    // The pair was accepted once: the next C_SignInit answers at once...
+    assert_rv(sign_init(7), CKR_OK);
+    // ...and, as in a module, a second one while it is pending is refused.
+    assert_rv(sign_init(7), CKR_OPERATION_ACTIVE);
+    let (rv, len, _) = sign(b"second", None);
+    assert_eq!((rv, len), (CKR_OK, 256));
+    // The kept signature is for "second": other data is signed afresh, not answered with it.
+    let (rv, _, signature) = sign(b"third", Some(256));
+    assert_rv(rv, CKR_OK);
+    assert_eq!(signature[0], b't');
+    // A key never accepted is checked at C_SignInit, where its error belongs.
+    assert_rv(sign_init(99), CKR_KEY_HANDLE_INVALID);
+
+    let calls: Vec<Call> = daemon.calls().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        calls,
+        [
+            init_call(7),
+            complete(None, b"first"),
+            complete(pair(7), b"second"),
+            complete(pair(7), b"third"),
+            init_call(99),
+        ]
+    );
+}
+
+#[test]
+fn a_deferred_sign_init_goes_first_when_the_operation_continues_otherwise() {
+    let _serial = serial();
+    let dir = TestDir::new();
+    let daemon = FakeDaemon::start(&dir.socket(), signer);
+    let _init = Initialised::at(&dir.socket());
+
+    assert_rv(sign_init(7), CKR_OK);
+    assert_eq!(sign(b"first", Some(256)).0, CKR_OK);
+    assert_rv(sign_init(7), CKR_OK);
+    // Multi-part: the init reaches kysod before the part.
+    let mut part = *b"part";
+    assert_rv(unsafe { C_SignUpdate(42, part.as_mut_ptr(), 4) }, CKR_OK);
+    let mut out = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    assert_rv(
+        unsafe { C_SignFinal(42, out.as_mut_ptr(), &mut len) },
+        CKR_OK,
+    );
+    // After a multi-part operation the module decides again whether a C_SignInit is welcome.
+    assert_rv(sign_init(7), CKR_OK);
+    // A signature that fails after a deferred init makes the next init a real one again.
+    assert_rv(sign(b"second", Some(256)).0, CKR_OK);
+    assert_rv(sign_init(7), CKR_OK);
+    assert_rv(sign(b"!fails", Some(256)).0, CKR_DATA_LEN_RANGE);
+    assert_rv(sign_init(7), CKR_OK);
+
+    let calls: Vec<Call> = daemon.calls().into_iter().map(|(_, c)| c).collect();
+    let update = Call::Update {
         session: 42,
         op: Operation::Sign,
-        data: b"to be signed".to_vec(),
-        out,
+        data: b"part".to_vec(),
+        out: None,
     };
     assert_eq!(
         calls,
         [
-            Call::OperationInit {
+            init_call(7),
+            complete(None, b"first"),
+            init_call(7),
+            update,
+            Call::Final {
                 session: 42,
                 op: Operation::Sign,
-                mechanism: Mechanism::new(CKM_SHA256_RSA_PKCS),
-                key: Some(7),
+                out: Some(256),
             },
-            operate(None),
-            operate(Some(10)),
-            operate(Some(300)),
+            init_call(7),
+            complete(None, b"second"),
+            complete(pair(7), b"!fails"),
+            init_call(7),
         ]
     );
 }
