@@ -424,10 +424,24 @@ fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPr
     } else {
         None
     };
+    // Whose signatures the PIN unlocks: the certificate holders (CN, O), once each.
+    let mut holders: Vec<&str> = Vec::new();
+    for cert in &token.certificates {
+        if !cert.holder.is_empty() && !holders.contains(&cert.holder.as_str()) {
+            holders.push(&cert.holder);
+        }
+    }
+    let holders = if holders.is_empty() {
+        String::new()
+    } else {
+        let list = holders.join("; ");
+        format!("\nChứng thư số: {list}")
+    };
+    let holders_en = holders.replacen("Chứng thư số", "Certificates", 1);
     crate::pinentry::PinPrompt {
         title: "kyso — PIN".into(),
         description: format!(
-            "Ứng dụng {program} (pid {pid}) yêu cầu mã PIN của thiết bị \"{label}\" (số sê-ri {serial}).\n\nThe application {program} (pid {pid}) asks for the PIN of the token \"{label}\" (serial {serial}).",
+            "Ứng dụng {program} (pid {pid}) yêu cầu mã PIN của thiết bị \"{label}\" (số sê-ri {serial}).{holders}\n\nThe application {program} (pid {pid}) asks for the PIN of the token \"{label}\" (serial {serial}).{holders_en}",
             pid = c.pid,
             label = token.label,
             serial = token.serial,
