@@ -472,37 +472,26 @@ pub fn to_table(report: &Report) -> String {
     // Signatures per certificate.
     let _ = writeln!(out, "1. Chữ ký theo chứng thư số");
     let _ = writeln!(out, "   Signatures per certificate");
-    let head = |vi: [&str; 4], en: [&str; 4], out: &mut String| {
-        for l in [vi, en] {
-            let _ = writeln!(
-                out,
-                "{} {} {} {:>10}",
-                cell(l[0], 38),
-                cell(l[1], 16),
-                cell(l[2], 12),
-                l[3]
-            );
-        }
-        let _ = writeln!(out, "{rule}");
-    };
-    head(
-        ["Chủ thể", "Số hiệu", "Loại", "Số chữ ký"],
-        ["Subject", "Serial", "Class", "Signatures"],
-        &mut out,
-    );
+    for l in [
+        ["Chủ thể / Số hiệu", "Loại", "Số chữ ký"],
+        ["Subject / Serial", "Class", "Signatures"],
+    ] {
+        let _ = writeln!(out, "{} {} {:>10}", cell(l[0], 54), cell(l[1], 12), l[2]);
+    }
+    let _ = writeln!(out, "{rule}");
     let mut any = false;
     for c in report.certificates.iter().filter(|c| c.signatures > 0) {
         any = true;
         let _ = writeln!(
             out,
-            "{} {} {} {:>10}",
-            cell(&c.subject, 38),
-            cell(&c.serial, 16),
+            "{} {} {:>10}",
+            cell(&c.subject, 54),
             cell(&c.class, 12),
             c.signatures
         );
+        let _ = writeln!(out, "  {}", cell(&c.serial, TABLE_WIDTH - 3).trim_end());
         for (app, n) in &c.by_application {
-            let _ = writeln!(out, "  {} {:>10}", cell(program(app), 66), n);
+            let _ = writeln!(out, "    {} {:>10}", cell(program(app), 63), n);
         }
     }
     if !any {
@@ -529,22 +518,20 @@ pub fn to_table(report: &Report) -> String {
     let _ = writeln!(out, "   Certificate expiry (as of {})", report.today);
     for l in [
         [
-            "Chủ thể",
-            "Số hiệu",
+            "Chủ thể / Số hiệu",
             "Hết hạn",
             "Gia hạn trước",
             "Tình trạng",
         ],
-        ["Subject", "Serial", "Expires", "Renew by", "Status"],
+        ["Subject / Serial", "Expires", "Renew by", "Status"],
     ] {
         let _ = writeln!(
             out,
-            "{} {} {} {} {}",
-            cell(l[0], 23),
-            cell(l[1], 14),
-            cell(l[2], 10),
-            cell(l[3], 13),
-            l[4]
+            "{} {} {} {}",
+            cell(l[0], 36),
+            cell(l[1], 10),
+            cell(l[2], 13),
+            l[3]
         );
     }
     let _ = writeln!(out, "{rule}");
@@ -561,13 +548,13 @@ pub fn to_table(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "{} {} {} {} {}",
-            cell(&c.subject, 23),
-            cell(&c.serial, 14),
+            "{} {} {} {}",
+            cell(&c.subject, 36),
             cell(expires.unwrap_or("?"), 10),
             cell(c.renew_by.as_deref().unwrap_or("?"), 13),
             status
         );
+        let _ = writeln!(out, "  {}", cell(&c.serial, TABLE_WIDTH - 3).trim_end());
     }
     let _ = writeln!(out);
 
@@ -575,18 +562,12 @@ pub fn to_table(report: &Report) -> String {
     let _ = writeln!(out, "4. Khôi phục thiết bị lưu khóa bí mật");
     let _ = writeln!(out, "   Token recoveries");
     for l in [
-        ["Thời gian", "Sự kiện", "Thiết bị", "Công văn"],
-        ["Time", "Event", "Token", "Case"],
+        ["Thời gian", "Sự kiện (kết quả)", "Thiết bị"],
+        ["Time", "Event (result)", "Token"],
     ] {
-        let _ = writeln!(
-            out,
-            "{} {} {} {}",
-            cell(l[0], 20),
-            cell(l[1], 16),
-            cell(l[2], 16),
-            l[3]
-        );
+        let _ = writeln!(out, "{} {} {}", cell(l[0], 20), cell(l[1], 38), l[2]);
     }
+    let _ = writeln!(out, "  Công văn / Case");
     let _ = writeln!(out, "{rule}");
     if report.recoveries.is_empty() {
         let _ = writeln!(out, "(không có / none)");
@@ -598,12 +579,14 @@ pub fn to_table(report: &Report) -> String {
         }
         let _ = writeln!(
             out,
-            "{} {} {} {}",
+            "{} {} {}",
             cell(&r.time, 20),
-            cell(&event, 16),
-            cell(r.token_serial.as_deref().unwrap_or("?"), 16),
-            cell(r.case_ref.as_deref().unwrap_or(""), 24)
+            cell(&event, 38),
+            cell(r.token_serial.as_deref().unwrap_or("?"), 19).trim_end()
         );
+        if let Some(case) = &r.case_ref {
+            let _ = writeln!(out, "  {}", cell(case, TABLE_WIDTH - 3).trim_end());
+        }
     }
     out
 }
