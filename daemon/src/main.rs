@@ -29,23 +29,23 @@ use config::Config;
 
 /// kysod — serves the user's PKCS#11 tokens to local applications.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "kysod", version)]
 struct Args {
     /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists,
     /// else /etc/kyso/kysod.toml when it exists.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Writes the man page of kysod (roff) to standard output and exits; used when packaging.
-    #[arg(long, hide = true)]
-    man_page: bool,
+    /// Writes the man page of kysod (roff) into DIR and exits; used when packaging.
+    #[arg(long, hide = true, value_name = "DIR")]
+    man_page: Option<PathBuf>,
 }
 
 fn main() {
     let args = Args::parse();
-    if args.man_page {
+    if let Some(dir) = args.man_page {
         let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
-        if let Err(e) = man.render(&mut std::io::stdout()) {
-            eprintln!("kysod: {e}");
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| man.generate_to(&dir)) {
+            eprintln!("kysod: cannot write the man page to {}: {e}", dir.display());
             std::process::exit(1);
         }
         return;

@@ -18,7 +18,7 @@ use kyso_proto::{
 
 /// kyso — PKCS#11 token middleware.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "kyso", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -52,9 +52,9 @@ enum Command {
     /// renew-by = expiry - 30 days; "expired" and "renew now" are judged on the day the report
     /// is made (--today). Exit 2: no journal or bad arguments.
     Report(ReportArgs),
-    /// Writes the man page of `kyso` (roff) to standard output; used when packaging.
+    /// Writes the man pages of `kyso` and its commands (roff) into DIR; used when packaging.
     #[command(hide = true)]
-    ManPage,
+    ManPage { dir: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -121,12 +121,13 @@ enum AuditCommand {
 fn main() -> ExitCode {
     match Args::parse().command {
         Command::Report(args) => run_report(args),
-        Command::ManPage => {
-            let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
-            match man.render(&mut std::io::stdout()) {
+        Command::ManPage { dir } => {
+            match std::fs::create_dir_all(&dir).and_then(|()| {
+                clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), &dir)
+            }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("kyso: {e}");
+                    eprintln!("kyso: cannot write man pages to {}: {e}", dir.display());
                     ExitCode::FAILURE
                 }
             }
