@@ -70,7 +70,7 @@ FILES=(
     /usr/share/man/man1/kyso.1.gz
     /usr/share/man/man1/kyso-helpdesk.1.gz
     /usr/share/doc/kyso/copyright
-    /usr/share/doc/kyso/changelog.Debian.gz
+    /usr/share/doc/kyso/changelog.gz
 )
 
 # ---- the package file
@@ -111,7 +111,7 @@ done
 check "conffiles: /etc/kyso/kysod.toml" \
     bash -c "dpkg-deb --ctrl-tarfile '$DEB' | tar -xO ./conffiles | grep -qx /etc/kyso/kysod.toml"
 if command -v lintian >/dev/null; then
-    check "lintian finds no errors" lintian --fail-on error "$DEB"
+    check "lintian finds no errors or warnings" lintian --fail-on error,warning "$DEB"
 fi
 
 # ---- install, reinstall, upgrade
@@ -280,11 +280,14 @@ left=$(for f in "${FILES[@]}"; do [ "$f" = /etc/kyso/kysod.toml ] || [ ! -e "$f"
 left+=$(compgen -G '/usr/share/man/man1/kyso*')
 [ -z "$left" ] && ok "remove leaves no program, module or unit" || bad "remove leaves no program, module or unit" "$left"
 check "remove keeps the configuration" test -f /etc/kyso/kysod.toml
-check "no kysod.socket enablement link is left" test ! -e /etc/systemd/user/sockets.target.wants/kysod.socket
+check "remove masks kysod.socket for user sessions" \
+    bash -c '[ "$(readlink /etc/systemd/user/kysod.socket)" = /dev/null ]'
 check "p11-kit no longer lists kyso" bash -c "! p11-kit list-modules 2>/dev/null | grep -q '^kyso:'"
 check "dpkg --purge purges it" dpkg --purge kyso
 left=$(for f in "${FILES[@]}" /etc/kyso /usr/share/doc/kyso; do [ ! -e "$f" ] || echo "$f"; done)
 left+=$(compgen -G '/usr/share/man/man1/kyso*')
+left+=$(find /etc/systemd/user /var/lib/systemd/deb-systemd-user-helper-enabled \
+    /var/lib/systemd/deb-systemd-user-helper-masked -name 'kysod.*' 2>/dev/null)
 [ -z "$left" ] && ok "purge leaves nothing behind" || bad "purge leaves nothing behind" "$left"
 check "dpkg knows no kyso any more" \
     bash -c "! dpkg-query -W -f='\${db:Status-Status}' kyso 2>/dev/null | grep -qv '^not-installed\$'"
