@@ -539,7 +539,7 @@ pub fn to_table(report: &Report) -> String {
         let _ = writeln!(out, "(không có / none)");
     }
     for c in &report.certificates {
-        let expires = c.not_after.as_deref().map(|s| &s[..s.len().min(10)]);
+        let expires = c.not_after.as_deref().map(|s| s.get(..10).unwrap_or(s));
         let status = match c.status {
             Some(Standing::Expired) => "HẾT HẠN/expired",
             Some(Standing::RenewNow) => "GIA HẠN/renew",
@@ -759,6 +759,25 @@ mod tests {
             Err(ReportError::BrokenChain { line, .. }) => assert_eq!(line, 5),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_unreadable_end_of_validity_is_shown_not_judged() {
+        let mut odd = sig("2026-02-01T00:00:00Z", "4d", "personal", "/a", "CKR_OK");
+        odd.cert_not_after = Some("ngày 1 tháng 8".into());
+        let r = build(
+            &chain(vec![odd]),
+            Period::half("2026-H1").unwrap(),
+            date!(2026 - 07 - 01),
+        )
+        .unwrap();
+        let c = &r.certificates[0];
+        assert_eq!(
+            (c.renew_by.as_deref(), c.status, c.expired),
+            (None, None, false)
+        );
+        assert_eq!(r.totals.all, 1);
+        assert!(to_table(&r).contains("ngày 1 th"));
     }
 
     #[test]
