@@ -431,6 +431,7 @@ fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPr
             holders.push(&cert.holder);
         }
     }
+    holders.sort_unstable();
     let holders = if holders.is_empty() {
         String::new()
     } else {
