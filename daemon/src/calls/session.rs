@@ -145,6 +145,11 @@ fn login_unjournaled(
             final_try = info.flags & ck::CKF_USER_PIN_FINAL_TRY != 0;
             if info.flags & ck::CKF_USER_PIN_LOCKED != 0 {
                 tracing::error!(slot = s.token.slot, serial = %s.token.serial, label = %s.token.label, "the token's user PIN is locked: it must be recovered (khôi phục thiết bị) by the helpdesk or the CA with the SO PIN; kysod will not try a PIN on it");
+                // The user, not the application, would have typed the PIN: tell them why
+                // nothing will be signed, and what to do.
+                if pin.is_none() && d.pin.protected_path {
+                    tell_locked(d, c, &s.token);
+                }
                 return Err(Rv(ck::CKR_PIN_LOCKED));
             }
         }
@@ -402,6 +407,25 @@ fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> 
             .logout(&token.module, Some(s.module_session), c.id);
     }
     result
+}
+
+/// Tells the user, through the pinentry, that the token's PIN is locked and how to get it
+/// recovered.
+fn tell_locked(d: &Daemon, c: &Client, token: &crate::token::Token) {
+    let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
+    let prompt = crate::pinentry::PinPrompt {
+        title: "kyso — PIN".into(),
+        description: format!(
+            "Mã PIN của thiết bị \"{label}\" (số sê-ri {serial}) đã bị khóa do nhập sai quá số lần cho phép. Không thể ký số cho đến khi thiết bị được khôi phục: hãy liên hệ bộ phận hỗ trợ và cung cấp số sê-ri {serial} (xem: kyso token status).\n\nThe PIN of the token \"{label}\" (serial {serial}) is locked after too many wrong entries. Nothing can be signed until the token is recovered: ask your helpdesk, quoting serial {serial} (see: kyso token status).",
+            label = token.label,
+            serial = token.serial,
+        ),
+        prompt: String::new(),
+        error: None,
+    };
+    if let Err(e) = crate::pinentry::notify(&settings, &prompt) {
+        tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "could not show the locked-PIN message");
+    }
 }
 
 fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
