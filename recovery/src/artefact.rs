@@ -20,7 +20,10 @@ pub enum ParseError {
     #[error("not a valid recovery file: {0}")]
     Json(String),
     #[error("this is a {found}, not a {expected}")]
-    Kind { expected: &'static str, found: String },
+    Kind {
+        expected: &'static str,
+        found: String,
+    },
     #[error("unsupported version {0} of the recovery format")]
     Version(u32),
     #[error("field {0} is malformed")]
@@ -52,6 +55,9 @@ pub struct RecoveryRequest {
     pub nonce: String,
     /// The ephemeral X25519 public key (32 bytes, base64) kysod holds the private half of.
     pub public_key: String,
+    /// The token's user PIN length limits: the new SO PIN must fit them too.
+    pub min_pin_len: u64,
+    pub max_pin_len: u64,
     pub created: i64,
     pub expires: i64,
 }
@@ -163,7 +169,10 @@ fn check_serial(serial: &str) -> Result<(), ParseError> {
     }
 }
 
-pub fn decode_fixed<const N: usize>(text: &str, field: &'static str) -> Result<[u8; N], ParseError> {
+pub fn decode_fixed<const N: usize>(
+    text: &str,
+    field: &'static str,
+) -> Result<[u8; N], ParseError> {
     B64.decode(text)
         .ok()
         .and_then(|v| <[u8; N]>::try_from(v.as_slice()).ok())
@@ -236,6 +245,8 @@ mod tests {
             certificates: vec![],
             nonce: "00".repeat(16),
             public_key: encode_b64(&[7; 32]),
+            min_pin_len: 4,
+            max_pin_len: 8,
             created: 1,
             expires: 2,
         };

@@ -24,13 +24,17 @@ const HPKE_INFO: &[u8] = b"kyso recovery grant v1";
 pub enum GrantError {
     #[error(transparent)]
     Parse(#[from] ParseError),
-    #[error("the grant is not signed by a helpdesk key this workstation trusts (forged or altered)")]
+    #[error(
+        "the grant is not signed by a helpdesk key this workstation trusts (forged or altered)"
+    )]
     Untrusted,
     #[error("the grant is for token {grant}, but the request was made for token {request}")]
     WrongSerial { grant: String, request: String },
     #[error("the grant expired at {0} (Unix time); ask the helpdesk for a new one")]
     Expired(i64),
-    #[error("the grant cannot be opened with this request's key (altered, or made for another request)")]
+    #[error(
+        "the grant cannot be opened with this request's key (altered, or made for another request)"
+    )]
     Sealing,
     #[error("the sealed secrets are malformed")]
     Secrets,
@@ -70,9 +74,7 @@ impl GrantSecrets {
         };
         let (current_so_pin, a) = take(bytes)?;
         let (new_so_pin, b) = take(&bytes[a..])?;
-        let key: [u8; 32] = bytes[a + b..]
-            .try_into()
-            .map_err(|_| GrantError::Secrets)?;
+        let key: [u8; 32] = bytes[a + b..].try_into().map_err(|_| GrantError::Secrets)?;
         Ok(GrantSecrets {
             current_so_pin,
             new_so_pin,
@@ -130,15 +132,16 @@ pub fn issue(
         sealed: String::new(),
     };
     let mut rng = rand_core::OsRng.unwrap_err();
-    let (enc, sealed) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
-        &OpModeS::Base,
-        &pk,
-        HPKE_INFO,
-        &secrets.encode(),
-        &aad(&body),
-        &mut rng,
-    )
-    .map_err(|_| GrantError::Sealing)?;
+    let (enc, sealed) =
+        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &pk,
+            HPKE_INFO,
+            &secrets.encode(),
+            &aad(&body),
+            &mut rng,
+        )
+        .map_err(|_| GrantError::Sealing)?;
     body.enc = encode_b64(&enc.to_bytes());
     body.sealed = encode_b64(&sealed);
     let signature = key.sign(&body.signed_bytes());
@@ -231,6 +234,8 @@ mod tests {
             certificates: vec![],
             nonce: "ab".repeat(16),
             public_key: encode_b64(pk),
+            min_pin_len: 4,
+            max_pin_len: 8,
             created: 0,
             expires: i64::MAX,
         }
@@ -262,7 +267,10 @@ mod tests {
         assert_eq!(*opened.receipt_key, [9; 32]);
 
         let other = [signing_key(&[6; 32]).verifying_key()];
-        assert_eq!(open(&grant, &other, "0123", &sk, now).unwrap_err(), GrantError::Untrusted);
+        assert_eq!(
+            open(&grant, &other, "0123", &sk, now).unwrap_err(),
+            GrantError::Untrusted
+        );
         assert!(matches!(
             open(&grant, &trusted, "9999", &sk, now),
             Err(GrantError::WrongSerial { .. })

@@ -12,7 +12,7 @@ pub mod receipt;
 
 pub use artefact::{
     parse_grant, parse_receipt, parse_request, Grant, GrantBody, ParseError, Receipt,
-    RequestCertificate, RecoveryRequest,
+    RecoveryRequest, RequestCertificate,
 };
 pub use grant::{GrantError, GrantSecrets};
 

@@ -270,31 +270,9 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     prompt.prompt = "PIN hiện tại / current PIN:".into();
     let old = ask(&prompt)?;
     let (min, max) = (info.ulMinPinLen as usize, info.ulMaxPinLen as usize);
-    let mut new = None;
-    let mut error = None;
-    for _ in 0..NEW_PIN_ATTEMPTS {
-        prompt.prompt = format!("PIN mới ({min}–{max} ký tự) / new PIN ({min}–{max} characters):");
-        prompt.error = error.take();
-        let first = ask(&prompt)?;
-        if first.len() < min || first.len() > max {
-            error = Some(format!(
-                "PIN mới phải có {min}–{max} ký tự / The new PIN must have {min}–{max} characters"
-            ));
-            continue;
-        }
-        prompt.prompt = "Nhập lại PIN mới / new PIN again:".into();
-        let again = ask(&prompt)?;
-        if again != first {
-            error = Some("Hai lần nhập PIN mới không khớp / The two new PINs differ".into());
-            continue;
-        }
-        new = Some(first);
-        break;
-    }
-    let Some(new) = new else {
+    let new = ask_new_pin(&ask, &mut prompt, min, max).inspect_err(|_| {
         tracing::warn!(client = c.id, serial = %token.serial, "PIN change abandoned: no acceptable new PIN");
-        return Err(Rv(ck::CKR_PIN_INVALID));
-    };
+    })?;
     // C_SetPIN acts on whoever is logged in at the module: with the SO logged in it would
     // change the SO PIN.
     let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
@@ -316,7 +294,37 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     result.map(|()| Reply::None)
 }
 
-fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
+/// The new-PIN dialogue: the new PIN twice within the token's length limits `min..=max`,
+/// with a few chances to correct a mismatch or a wrong length. `ask` puts one prompt up.
+pub(super) fn ask_new_pin(
+    ask: &dyn Fn(&crate::pinentry::PinPrompt) -> Result<Pin, Rv>,
+    prompt: &mut crate::pinentry::PinPrompt,
+    min: usize,
+    max: usize,
+) -> Result<Pin, Rv> {
+    let mut error = None;
+    for _ in 0..NEW_PIN_ATTEMPTS {
+        prompt.prompt = format!("PIN mới ({min}–{max} ký tự) / new PIN ({min}–{max} characters):");
+        prompt.error = error.take();
+        let first = ask(prompt)?;
+        if first.len() < min || first.len() > max {
+            error = Some(format!(
+                "PIN mới phải có {min}–{max} ký tự / The new PIN must have {min}–{max} characters"
+            ));
+            continue;
+        }
+        prompt.prompt = "Nhập lại PIN mới / new PIN again:".into();
+        let again = ask(prompt)?;
+        if again != first {
+            error = Some("Hai lần nhập PIN mới không khớp / The two new PINs differ".into());
+            continue;
+        }
+        return Ok(first);
+    }
+    Err(Rv(ck::CKR_PIN_INVALID))
+}
+
+pub(super) fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
     let program = std::path::Path::new(&c.program)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
