@@ -372,17 +372,8 @@ pub enum Call {
         grant: Vec<u8>,
         force: bool,
     },
-    /// kyso-helpdesk: unlock the token in `slot` on site: SO login with the escrowed SO PIN
-    /// (chosen among `candidates`, see [`SoPinCandidate`]), the user types the new PIN through
-    /// the pinentry, `C_InitPIN`, then the SO PIN becomes `new_so_pin` (named `generation`).
-    Unlock {
-        slot: Ulong,
-        candidates: Vec<SoPinCandidate>,
-        new_so_pin: Pin,
-        generation: String,
-        case_ref: String,
-        force: bool,
-    },
+    /// kyso-helpdesk: unlock a token on site (see [`Unlock`]).
+    Unlock(Unlock),
     /// kyso-helpdesk: re-initialise a returned token (`C_InitToken` with the SO PIN chosen
     /// among `candidates`), with a new label.
     Wipe {
@@ -391,6 +382,20 @@ pub enum Call {
         label: String,
         case_ref: String,
     },
+}
+
+/// kyso-helpdesk: unlock the token in `slot` on site: SO login with the escrowed SO PIN
+/// (chosen among `candidates`, see [`SoPinCandidate`]), the user types the new PIN through the
+/// pinentry, `C_InitPIN`, then the SO PIN becomes `new_so_pin` (named `generation`). `force`
+/// allows spending the SO PIN's final try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlock {
+    pub slot: Ulong,
+    pub candidates: Vec<SoPinCandidate>,
+    pub new_so_pin: Pin,
+    pub generation: String,
+    pub case_ref: String,
+    pub force: bool,
 }
 
 /// An SO PIN the helpdesk's escrow holds for a token, named by its generation: the grant digest
@@ -415,7 +420,7 @@ impl Call {
             } | Call::InitPin { pin: Some(_), .. }
                 | Call::SetPin { .. }
                 | Call::Login { pin: Some(_), .. }
-                | Call::Unlock { .. }
+                | Call::Unlock(_)
                 | Call::Wipe { .. }
         )
     }

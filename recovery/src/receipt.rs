@@ -54,7 +54,7 @@ pub fn verify(key: &[u8; 32], receipt: &Receipt) -> bool {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -36,25 +36,7 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
         Call::ChangePin { slot } => session::change_pin(d, c, slot),
         Call::RecoveryRequest { slot } => return recovery::request(d, c, slot),
         Call::RecoveryApply { grant, force } => return recovery::apply(d, c, &grant, force),
-        Call::Unlock {
-            slot,
-            candidates,
-            new_so_pin,
-            generation,
-            case_ref,
-            force,
-        } => {
-            return recovery::unlock(
-                d,
-                c,
-                slot,
-                &candidates,
-                &new_so_pin,
-                &generation,
-                &case_ref,
-                force,
-            )
-        }
+        Call::Unlock(order) => return recovery::unlock(d, c, &order),
         Call::Wipe {
             slot,
             candidates,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cryptoki_sys as ck;
 use kyso_proto::audit::AuditEvent;
-use kyso_proto::{Pin, Reply, SoPinCandidate, Ulong};
+use kyso_proto::{Pin, Reply, SoPinCandidate, Ulong, Unlock};
 use kyso_recovery::artefact::{encode_b64, RequestCertificate, REQUEST_KIND, VERSION};
 use kyso_recovery::{grant, receipt, RecoveryRequest};
 
@@ -333,23 +333,16 @@ fn apply_grant(d: &Daemon, c: &Client, grant_bytes: &[u8], force: bool) -> Resul
 }
 
 /// `kyso-helpdesk unlock`.
-pub fn unlock(
-    d: &Daemon,
-    c: &Client,
-    slot: Ulong,
-    candidates: &[SoPinCandidate],
-    new_so_pin: &Pin,
-    generation: &str,
-    case_ref: &str,
-    force: bool,
-) -> (Rv, Reply) {
-    let result = present_token(d, slot).and_then(|token| {
-        let case = Some(case_ref).filter(|c| !c.is_empty());
+pub fn unlock(d: &Daemon, c: &Client, order: &Unlock) -> (Rv, Reply) {
+    let generation = &order.generation;
+    let result = present_token(d, order.slot).and_then(|token| {
+        let case = Some(order.case_ref.as_str()).filter(|c| !c.is_empty());
         let used = d
             .recovery
-            .choose(&token.serial, candidates)
+            .choose(&token.serial, &order.candidates)
             .ok_or_else(|| Refusal::new(ck::CKR_ARGUMENTS_BAD, "no SO PIN was given"))?;
-        match unlock_token(d, c, &token, used.pin.expose(), new_so_pin.expose(), force) {
+        let (old, new) = (used.pin.expose(), order.new_so_pin.expose());
+        match unlock_token(d, c, &token, old, new, order.force) {
             Ok(()) => {
                 d.recovery.set_generation(&token.serial, generation);
                 let detail = format!(

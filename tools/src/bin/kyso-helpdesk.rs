@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kyso_proto::{Call, Pin, Reply, SoPinCandidate};
+use kyso_proto::{Call, Pin, Reply, SoPinCandidate, Unlock};
 use kyso_recovery::grant::{Approval, GrantSecrets};
 use kyso_tools::helpdesk::passphrase::passphrase;
 use kyso_tools::helpdesk::store::{Rotation, Store};
@@ -473,14 +473,14 @@ fn unlock(
     // The user types the new PIN meanwhile: no time limit. A lost connection leaves the
     // outcome unknown, and the rotation pending: both SO PINs stay in the escrow.
     let r = kysod.call(
-        Call::Unlock {
+        Call::Unlock(Unlock {
             slot: token.slot,
             candidates,
             new_so_pin: Pin::new(&new),
             generation: id.clone(),
             case_ref: case_ref.unwrap_or_default().into(),
             force,
-        },
+        }),
         None,
     )?;
     match (r.rv, r.reply) {

@@ -132,6 +132,9 @@ pub struct Rotation {
     pub state: String,
 }
 
+/// A pending rotation's id and the SO PIN it installs.
+pub type PendingSoPin = (String, Zeroizing<Vec<u8>>);
+
 /// One line of the agency's record.
 #[derive(Debug, Serialize)]
 pub struct Case {
@@ -372,7 +375,7 @@ impl Store {
     }
 
     /// The pending rotations of `serial`, newest first, with their new SO PINs.
-    pub fn pending(&self, serial: &str) -> Result<Vec<(String, Zeroizing<Vec<u8>>)>, StoreError> {
+    pub fn pending(&self, serial: &str) -> Result<Vec<PendingSoPin>, StoreError> {
         let mut stmt = self.db.prepare(
             "SELECT id, new_so_pin FROM rotations WHERE serial = ?1 AND state = 'pending' ORDER BY created DESC, rowid DESC",
         )?;
