@@ -224,6 +224,26 @@ pub fn parse_receipt(bytes: &[u8]) -> Result<Receipt, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_request(&bytes);
+            let _ = parse_grant(&bytes);
+            let _ = parse_receipt(&bytes);
+        }
+
+        #[test]
+        fn any_json_strings_in_a_grant_parse_or_fail_cleanly(serial in ".{0,80}", nonce in ".{0,40}", sig in ".{0,100}", enc in ".{0,60}") {
+            let text = serde_json::json!({
+                "kind": GRANT_KIND, "version": 1, "signature": sig,
+                "body": {"serial": serial, "nonce": nonce, "request_sha256": "", "case_ref": "",
+                         "operator": "", "issued": 0, "expires": 1, "enc": enc, "sealed": ""}
+            });
+            let _ = parse_grant(text.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {

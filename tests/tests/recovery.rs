@@ -159,6 +159,56 @@ fn helpdesk_store_keeps_no_secret_readable() {
 }
 
 #[test]
+fn the_passphrase_is_asked_through_pinentry_without_the_environment() {
+    let fx = Fixture::new();
+    let dir = fx.subdir("helpdesk-pinentry");
+    let program = kyso_tests::pinentry::scripted_pinentry(&dir);
+    std::fs::write(dir.join("answer"), "mot cau mat khau\n").unwrap();
+    let db = dir.join("store.db");
+    let helpdesk = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(kyso_tests::target_dir().join("kyso-helpdesk"));
+        cmd.args(args)
+            .arg("--db")
+            .arg(&db)
+            .env_remove("KYSO_HELPDESK_PASSPHRASE")
+            .env("KYSO_PINENTRY", &program);
+        kyso_tests::util::run(&mut cmd, std::time::Duration::from_secs(60))
+    };
+    let out = helpdesk(&["init"]);
+    assert!(out.status.success(), "{}", out.text());
+    assert_eq!(pins_asked(&dir), 2, "a new passphrase is asked twice");
+    let file = dir.join("so-pin");
+    std::fs::write(&file, format!("{SO_PIN}\n")).unwrap();
+    let out = helpdesk(&[
+        "escrow",
+        "add",
+        "--serial",
+        "S1",
+        "--so-pin-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", out.text());
+    assert_eq!(pins_asked(&dir), 3);
+    let seen = std::fs::read_to_string(dir.join("seen")).unwrap();
+    assert!(
+        seen.contains("SETDESC") && seen.contains("store.db"),
+        "{seen}"
+    );
+    // Cancelled at the prompt: nothing is opened.
+    std::fs::write(dir.join("answer"), "CANCEL\n").unwrap();
+    let out = helpdesk(&[
+        "escrow",
+        "add",
+        "--serial",
+        "S2",
+        "--so-pin-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("cancelled"), "{}", out.text());
+}
+
+#[test]
 fn on_site_unlock_rotates_the_so_pin_and_works_again_from_the_escrow() {
     let fx = Fixture::new();
     let h = Helpdesk::new(&fx, "helpdesk");

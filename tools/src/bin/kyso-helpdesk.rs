@@ -338,6 +338,27 @@ fn approve(
         .map_err(|e| e.to_string())?;
     let text = serde_json::to_vec_pretty(&grant).map_err(|e| e.to_string())?;
     write_new(out, &text)?;
+    let certificates: Vec<String> = req
+        .certificates
+        .iter()
+        .map(|c| format!("{} ({}, serial {})", c.holder, c.class, c.serial))
+        .collect();
+    store
+        .record(
+            "request",
+            &req.serial,
+            Some(case_ref),
+            operator,
+            "received",
+            Some(&format!(
+                "token {:?}, request nonce {}, made {}; certificates: {}",
+                req.label,
+                req.nonce,
+                day_time(req.created),
+                certificates.join("; ")
+            )),
+        )
+        .map_err(|e| e.to_string())?;
     store
         .record(
             "approve",
@@ -579,6 +600,12 @@ fn wipe(
             .map_err(|e| e.to_string())?;
         Err(format!("token {serial} not wiped: {text}"))
     }
+}
+
+/// A Unix time in RFC 3339 UTC.
+fn day_time(t: i64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    kyso_proto::audit::rfc3339_utc(time)
 }
 
 fn cases(db: &Path, json: bool) -> Result<(), String> {
