@@ -136,6 +136,24 @@ impl RecoveryState {
         })
     }
 
+    /// Deletes the keys of requests past their 72 hours (run when a new request is made).
+    pub fn purge_expired(&self, now: i64) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("requests")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let expired = std::fs::read(&path)
+                .ok()
+                .map(Zeroizing::new)
+                .and_then(|b| serde_json::from_slice::<RequestFile>(&b).ok())
+                .is_none_or(|f| now >= f.expires);
+            if expired && path.extension().is_some_and(|e| e == "json") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
     /// Deletes a request's key: its grant can no longer be opened.
     pub fn forget_request(&self, nonce: &str) {
         if let Some(path) = self.request_path(nonce) {
@@ -183,5 +201,65 @@ impl RecoveryState {
         recorded
             .and_then(|g| candidates.iter().find(|c| c.generation == g))
             .or(candidates.first())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kyso_proto::Pin;
+
+    fn state() -> (RecoveryState, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "kyso-recovery-state-{}-{}",
+            std::process::id(),
+            kyso_recovery::hex(&kyso_recovery::random::<6>())
+        ));
+        (RecoveryState::none(&dir), dir)
+    }
+
+    #[test]
+    fn an_expired_request_key_is_refused_and_deleted() {
+        let (s, dir) = state();
+        let (n1, n2) = ("a".repeat(32), "b".repeat(32));
+        s.save_request(&n1, "S1", &[1; 32], 100).unwrap();
+        s.save_request(&n2, "S2", &[2; 32], 300).unwrap();
+        assert_eq!(*s.load_request(&n1, 99).unwrap().private_key, [1; 32]);
+        assert!(matches!(
+            s.load_request(&n1, 100),
+            Err(RequestLookup::Expired)
+        ));
+        assert!(matches!(
+            s.load_request(&n1, 50),
+            Err(RequestLookup::Unknown)
+        ));
+        s.purge_expired(300);
+        assert!(matches!(
+            s.load_request(&n2, 10),
+            Err(RequestLookup::Unknown)
+        ));
+        assert!(matches!(
+            s.load_request("../x", 10),
+            Err(RequestLookup::Unknown)
+        ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_installed_generation_is_chosen_else_the_confirmed_one() {
+        let (s, dir) = state();
+        let c = |g: &str| SoPinCandidate {
+            generation: g.into(),
+            pin: Pin::new(b"0000"),
+        };
+        let offered = [c("escrow-1"), c("grant-2")];
+        assert_eq!(s.choose("S", &offered).unwrap().generation, "escrow-1");
+        s.set_generation("S", "grant-2");
+        assert_eq!(s.choose("S", &offered).unwrap().generation, "grant-2");
+        assert_eq!(s.choose("T", &offered).unwrap().generation, "escrow-1");
+        s.set_generation("S", "unknown-3");
+        assert_eq!(s.choose("S", &offered).unwrap().generation, "escrow-1");
+        assert!(s.choose("S", &[]).is_none());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

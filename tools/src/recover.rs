@@ -13,19 +13,6 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Writes `bytes` to `out`, refusing to overwrite an existing file.
-fn write_new(out: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.write_all(b"\n"))
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))
-}
-
 fn reply_bytes(rv: u64, reply: Reply, what: &str) -> Result<Vec<u8>, String> {
     match (rv, reply) {
         (0, Reply::Bytes(b)) => Ok(b),
@@ -46,7 +33,7 @@ pub fn request(socket: Option<PathBuf>, wanted: Option<&str>, out: &Path) -> Exi
             Some(Duration::from_secs(60)),
         )?;
         let bytes = reply_bytes(r.rv, r.reply, "the request")?;
-        write_new(out, &bytes)?;
+        kyso_tools::write_new(out, &bytes)?;
         Ok(token.serial)
     };
     match run() {
@@ -78,7 +65,7 @@ pub fn apply(socket: Option<PathBuf>, grant: &Path, out: &Path, force: bool) -> 
             None,
         )?;
         let receipt = reply_bytes(r.rv, r.reply, "applying the grant")?;
-        write_new(out, &receipt)
+        kyso_tools::write_new(out, &receipt)
     };
     match run() {
         Ok(()) => {

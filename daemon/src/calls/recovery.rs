@@ -74,6 +74,7 @@ fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
     let (private_key, public_key) = grant::ephemeral_keypair();
     let nonce = kyso_recovery::hex(&kyso_recovery::random::<16>());
     let created = kyso_recovery::now();
+    d.recovery.purge_expired(created);
     let request = RecoveryRequest {
         kind: REQUEST_KIND.into(),
         version: VERSION,

@@ -272,18 +272,6 @@ fn new_so_pin(min: u64, max: u64) -> Zeroizing<Vec<u8>> {
     pin
 }
 
-fn write_new(out: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.write_all(b"\n"))
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))
-}
-
 fn approve(
     request: &Path,
     db: &Path,
@@ -337,7 +325,7 @@ fn approve(
         )
         .map_err(|e| e.to_string())?;
     let text = serde_json::to_vec_pretty(&grant).map_err(|e| e.to_string())?;
-    write_new(out, &text)?;
+    kyso_tools::write_new(out, &text)?;
     let certificates: Vec<String> = req
         .certificates
         .iter()
