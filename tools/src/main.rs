@@ -10,13 +10,14 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod recover;
+mod report;
 mod token;
 use kyso_proto::{Call, TokenStatus};
 use kyso_tools::kysod::Kysod;
 
 /// kyso — PKCS#11 token middleware.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "kyso", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -47,6 +48,51 @@ enum Command {
     /// Remote recovery of a locked token with the helpdesk.
     #[command(subcommand)]
     Recover(RecoverCommand),
+    /// The signature-use report and certificate expiry list, from the audit journal.
+    ///
+    /// The journal's hash chain is verified first: a changed journal gives no report (exit 1,
+    /// naming the first bad line). Only signatures that were made (result CKR_OK) are counted;
+    /// refused or failed attempts are not. Days are whole UTC days, both ends included. The
+    /// certificate list holds every certificate seen signing up to the end of the period, with
+    /// renew-by = expiry - 30 days; "expired" and "renew now" are judged on the day the report
+    /// is made (--today). Exit 2: no journal or bad arguments.
+    Report(ReportArgs),
+    /// Writes the man pages of `kyso` and its commands (roff) into DIR; used when packaging.
+    #[command(hide = true)]
+    ManPage { dir: PathBuf },
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("period").required(true).args(["from", "half"])))]
+struct ReportArgs {
+    /// First day of the period (YYYY-MM-DD, UTC, included).
+    #[arg(long, value_name = "DATE", requires = "to")]
+    from: Option<String>,
+    /// Last day of the period (YYYY-MM-DD, UTC, included).
+    #[arg(long, value_name = "DATE", requires = "from")]
+    to: Option<String>,
+    /// A regulatory half-year: YEAR-H1 (1 January - 30 June) or YEAR-H2 (1 July - 31 December).
+    #[arg(long, value_name = "YEAR-H1|YEAR-H2", conflicts_with_all = ["from", "to"])]
+    half: Option<String>,
+    /// Output: a table for people (80 columns, Vietnamese and English), CSV or JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    /// The day expiry is judged against (YYYY-MM-DD). Default: today (UTC).
+    #[arg(long, value_name = "DATE")]
+    today: Option<String>,
+    /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
+    #[arg(long, value_name = "FILE", conflicts_with = "journal")]
+    config: Option<PathBuf>,
+    /// The journal file itself.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -114,7 +160,7 @@ enum AuditCommand {
     /// Checks the journal's hash chain: exit 0 when intact, 1 naming the first bad line,
     /// 2 when there is no journal.
     Verify {
-        /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml.
+        /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
         #[arg(long, value_name = "FILE", conflicts_with = "journal")]
         config: Option<PathBuf>,
         /// The journal file itself.
@@ -139,6 +185,18 @@ fn main() -> ExitCode {
             force,
             socket,
         }) => recover::apply(socket, &grant, &out, force),
+        Command::Report(args) => run_report(args),
+        Command::ManPage { dir } => {
+            match std::fs::create_dir_all(&dir).and_then(|()| {
+                clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), &dir)
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kyso: cannot write man pages to {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Audit(AuditCommand::Verify { config, journal }) => audit::verify(config, journal),
         Command::Pin(PinCommand::Change { token, socket }) => {
             match change_pin(socket, token) {
@@ -177,6 +235,59 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Runs `kyso report`: exit 0 with the report, 1 when the journal's chain is broken, 2 when
+/// there is no journal or an argument is wrong.
+fn run_report(args: ReportArgs) -> ExitCode {
+    let fail = |code: u8, e: &dyn std::fmt::Display| {
+        eprintln!("kyso: {e}");
+        ExitCode::from(code)
+    };
+    let period = match (&args.half, &args.from, &args.to) {
+        (Some(half), _, _) => report::Period::half(half),
+        (None, Some(from), Some(to)) => report::Period::between(from, to),
+        _ => {
+            return fail(
+                2,
+                &"give --half YEAR-H1|YEAR-H2, or --from DATE and --to DATE",
+            )
+        }
+    };
+    let period = match period {
+        Ok(p) => p,
+        Err(e) => return fail(2, &e),
+    };
+    let today = match args.today.as_deref().map(report::parse_day) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return fail(2, &e),
+        None => time::OffsetDateTime::now_utc().date(),
+    };
+    let path = match audit::journal_path(args.config, args.journal) {
+        Ok(p) => p,
+        Err(e) => return fail(2, &e),
+    };
+    let journal = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => return fail(2, &format!("no audit journal at {}: {e}", path.display())),
+    };
+    let report = match report::build(&journal, period, today) {
+        Ok(r) => r,
+        Err(e @ report::ReportError::BrokenChain { .. }) => {
+            return fail(1, &format!("{}: {e}", path.display()))
+        }
+        Err(e) => return fail(2, &format!("{}: {e}", path.display())),
+    };
+    let text = match args.format {
+        ReportFormat::Table => report::to_table(&report),
+        ReportFormat::Json => report::to_json(&report),
+        ReportFormat::Csv => match report::to_csv(&report) {
+            Ok(t) => t,
+            Err(e) => return fail(2, &e),
+        },
+    };
+    print!("{text}");
+    ExitCode::SUCCESS
 }
 
 /// Asks kysod for its tokens.

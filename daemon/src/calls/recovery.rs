@@ -168,7 +168,7 @@ fn unlock_token(
             format!("the new SO PIN must have {min}–{max} characters; nothing was changed"),
         ));
     }
-    let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+    let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
     let ask = |prompt: &crate::pinentry::PinPrompt| {
         crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
             tracing::warn!(client = c.id, serial = %token.serial, error = %e, "recovery: no PIN from the pinentry");
@@ -183,12 +183,13 @@ fn unlock_token(
         serial = token.serial
     );
     prompt.error = None;
-    let new_user_pin = super::session::ask_new_pin(&ask, &mut prompt, min, max).map_err(|rv| {
-        Refusal(
-            rv,
-            "no acceptable new PIN was chosen; nothing was changed on the token".into(),
-        )
-    })?;
+    let new_user_pin =
+        super::session::ask_new_pin(c, token, &info, &mut prompt, &ask).map_err(|rv| {
+            Refusal(
+                rv,
+                "no acceptable new PIN was chosen; nothing was changed on the token".into(),
+            )
+        })?;
 
     let login = token.login.lock().unwrap_or_else(|e| e.into_inner());
     if login.is_logged_in() {
@@ -425,6 +426,6 @@ fn wipe_token(
             };
             Refusal(rv, text.into())
         })?;
-    login.reset();
+    login.reset(&token.module);
     Ok(used.generation.clone())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kyso_proto::{Call, Pin, Reply, SoPinCandidate, Unlock};
 use kyso_recovery::grant::{Approval, GrantSecrets};
 use kyso_tools::helpdesk::passphrase::passphrase;
@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 /// kyso-helpdesk — recover, unlock and wipe kyso users' tokens.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "kyso-helpdesk", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -109,6 +109,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes the man pages of `kyso-helpdesk` and its commands (roff) into DIR; used when
+    /// packaging.
+    #[command(hide = true)]
+    ManPage { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +193,9 @@ fn main() -> ExitCode {
             socket,
         ),
         Command::Cases { db, json } => cases(&db, json),
+        Command::ManPage { dir } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(Args::command(), &dir))
+            .map_err(|e| format!("cannot write man pages to {}: {e}", dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
