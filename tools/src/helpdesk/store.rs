@@ -322,7 +322,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db.execute(
             "INSERT INTO rotations (id, serial, kind, nonce, case_ref, new_so_pin, receipt_key, state, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 r.id,
                 r.serial,
@@ -331,6 +331,7 @@ impl Store {
                 r.case_ref,
                 self.key.seal(&format!("new_so_pin {}", r.id), new_so_pin),
                 receipt_key.map(|k| self.key.seal(&format!("receipt_key {}", r.id), k)),
+                r.state,
                 now_text()
             ],
         )?;
