@@ -27,6 +27,21 @@ pub struct Config {
     pub pin: PinConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+}
+
+/// `[recovery]`: remote token recovery.
+///
+/// ```toml
+/// [recovery]
+/// # public keys (as `kyso-helpdesk pubkey` prints them) of the helpdesks whose grants are trusted
+/// helpdesk_keys = ["/etc/kyso/helpdesk.pub"]
+/// ```
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub helpdesk_keys: Vec<PathBuf>,
 }
 
 /// `[policy]`: the signing policy (see [`crate::policy`]).

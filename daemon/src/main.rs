@@ -20,6 +20,7 @@ mod login;
 mod module;
 mod pinentry;
 mod policy;
+mod recovery;
 mod server;
 mod slots;
 mod token;
@@ -155,6 +156,7 @@ fn run(config: Config) -> Result<(), String> {
     let mut daemon = server::Daemon::new(registry, config.limits.clone(), uid);
     daemon.pin = config.pin.clone();
     daemon.audit = journal;
+    daemon.recovery = recovery::RecoveryState::open(&state_dir, &config.recovery.helpdesk_keys)?;
     daemon.pinentry = config.pinentry.clone().unwrap_or_else(|| "pinentry".into());
     daemon.policy = policy::Policy::new(config.policy.clone());
     let daemon = Arc::new(daemon);

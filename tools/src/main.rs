@@ -2,7 +2,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,11 +9,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod recover;
 mod report;
-use kyso_proto::frame;
-use kyso_proto::{
-    Call, Hello, HelloReply, Reply, Request, Response, TokenStatus, PROTOCOL_VERSION,
-};
+mod token;
+use kyso_proto::{Call, TokenStatus};
+use kyso_tools::kysod::Kysod;
 
 /// kyso — PKCS#11 token middleware.
 #[derive(Parser)]
@@ -43,6 +42,12 @@ enum Command {
     /// The token's user PIN.
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Diagnosis of a token.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Remote recovery of a locked token with the helpdesk.
+    #[command(subcommand)]
+    Recover(RecoverCommand),
     /// The signature-use report and certificate expiry list, from the audit journal.
     ///
     /// The journal's hash chain is verified first: a changed journal gives no report (exit 1,
@@ -91,6 +96,52 @@ enum ReportFormat {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Model, serial, label, PIN state, certificates, and what to do next.
+    Status {
+        /// The token, by serial or label; default: every token kysod knows.
+        #[arg(long, value_name = "SERIAL|LABEL")]
+        token: Option<String>,
+        /// Prints JSON (an array of tokens) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecoverCommand {
+    /// Writes a recovery request for the helpdesk (bound to the token, a nonce and a key
+    /// kysod keeps for 72 hours).
+    Request {
+        /// The token, by serial or label; needed when more than one token is present.
+        #[arg(long, value_name = "SERIAL|LABEL")]
+        token: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Applies the helpdesk's grant: you choose the new PIN in kysod's prompt, the SO PIN is
+    /// rotated, and a receipt for the helpdesk is written.
+    Apply {
+        /// The grant file from the helpdesk.
+        grant: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Allows spending the SO PIN's final try.
+        #[arg(long)]
+        force: bool,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum PinCommand {
     /// Changes the user PIN. kysod asks for the current PIN and the new one (twice) through
     /// its PIN prompt; no PIN passes through this command.
@@ -120,6 +171,20 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     match Args::parse().command {
+        Command::Token(TokenCommand::Status {
+            token,
+            json,
+            socket,
+        }) => token::status(socket, token.as_deref(), json),
+        Command::Recover(RecoverCommand::Request { token, out, socket }) => {
+            recover::request(socket, token.as_deref(), &out)
+        }
+        Command::Recover(RecoverCommand::Apply {
+            grant,
+            out,
+            force,
+            socket,
+        }) => recover::apply(socket, &grant, &out, force),
         Command::Report(args) => run_report(args),
         Command::ManPage { dir } => {
             match std::fs::create_dir_all(&dir).and_then(|()| {
@@ -225,109 +290,15 @@ fn run_report(args: ReportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn socket_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
-    if let Some(p) = given {
-        return Ok(p);
-    }
-    if let Some(p) = std::env::var_os("KYSO_SOCKET").filter(|p| !p.is_empty()) {
-        return Ok(p.into());
-    }
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("kyso/kysod.sock"))
-        .ok_or_else(|| "no socket: set KYSO_SOCKET or XDG_RUNTIME_DIR, or pass --socket".into())
-}
-
-/// A connection to kysod speaking the ordinary protocol.
-struct Kysod {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    next: u32,
-}
-
-impl Kysod {
-    fn connect(socket: Option<PathBuf>) -> Result<Kysod, String> {
-        let path = socket_path(socket)?;
-        let mut stream = UnixStream::connect(&path)
-            .map_err(|e| format!("cannot reach kysod at {}: {e}", path.display()))?;
-        let mut buf = Vec::new();
-        let instance = u64::from(std::process::id()) << 32
-            | u64::from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0),
-            );
-        let hello = Hello {
-            version: PROTOCOL_VERSION,
-            instance,
-        };
-        frame::write(&mut stream, &hello, &mut buf).map_err(io)?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let reply: HelloReply = frame::read(&mut stream, &mut buf).map_err(io)?;
-        reply.map_err(|r| format!("kysod refused: {}", r.reason))?;
-        Ok(Kysod {
-            stream,
-            buf,
-            next: 1,
-        })
-    }
-
-    /// One call; `timeout` bounds the wait for the answer (`None`: a person is being asked).
-    fn call(&mut self, call: Call, timeout: Option<Duration>) -> Result<Response, String> {
-        let id = self.next;
-        self.next += 1;
-        frame::write(&mut self.stream, &Request { id, call }, &mut self.buf).map_err(io)?;
-        let _ = self.stream.set_read_timeout(timeout);
-        frame::read(&mut self.stream, &mut self.buf).map_err(io)
-    }
-}
-
-fn io(e: frame::FrameError) -> String {
-    format!("kysod: {e}")
-}
-
 /// Asks kysod for its tokens.
 fn status(socket: Option<PathBuf>) -> Result<Vec<TokenStatus>, String> {
-    let response = Kysod::connect(socket)?.call(Call::Status, Some(Duration::from_secs(30)))?;
-    match response.reply {
-        Reply::Status(tokens) if response.rv == 0 => Ok(tokens),
-        _ => Err(format!(
-            "kysod answered the status call with error 0x{:x}",
-            response.rv
-        )),
-    }
+    Kysod::connect(socket)?.tokens()
 }
 
 /// Has kysod change the user PIN of the chosen token; returns the token's serial.
 fn change_pin(socket: Option<PathBuf>, token: Option<String>) -> Result<String, String> {
     let mut kysod = Kysod::connect(socket)?;
-    let tokens = match kysod
-        .call(Call::Status, Some(Duration::from_secs(30)))?
-        .reply
-    {
-        Reply::Status(tokens) => tokens,
-        _ => return Err("kysod did not list its tokens".into()),
-    };
-    let present: Vec<&TokenStatus> = tokens
-        .iter()
-        .filter(|t| t.present)
-        .filter(|t| {
-            token
-                .as_deref()
-                .is_none_or(|w| t.serial == w || t.label == w)
-        })
-        .collect();
-    let chosen = match present.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(match token {
-                Some(w) => format!("no token {w} is present"),
-                None => "no token is present".into(),
-            })
-        }
-        _ => return Err("several tokens are present: choose one with --token SERIAL|LABEL".into()),
-    };
+    let chosen = kysod.choose_token(token.as_deref())?;
     // The user is typing PINs into kysod's prompt meanwhile: no time limit.
     let response = kysod.call(Call::ChangePin { slot: chosen.slot }, None)?;
     match response.rv {
@@ -378,7 +349,7 @@ fn print_table(tokens: &[TokenStatus]) {
 }
 
 /// The token's PIN state in words, from its `CKF_*` flags.
-fn pin_state(flags: u64) -> String {
+pub(crate) fn pin_state(flags: u64) -> String {
     const STATES: [(u64, &str); 7] = [
         (0x0004_0000, "user PIN locked (ask your helpdesk)"),
         (0x0002_0000, "user PIN final try"),
@@ -401,7 +372,7 @@ fn pin_state(flags: u64) -> String {
 }
 
 /// A Unix time as its UTC date.
-fn day(t: i64) -> String {
+pub(crate) fn day(t: i64) -> String {
     let time = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
     kyso_proto::audit::rfc3339_utc(time)[..10].to_string()
 }

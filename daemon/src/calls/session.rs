@@ -342,7 +342,7 @@ fn set_user_pin(token: &crate::token::Token, old: Option<&Pin>, new: &Pin) -> Re
 
 /// Asks a new PIN twice through the pinentry, within the token's length limits (`info`),
 /// letting the user try again a few times after a mismatch or a wrong length.
-fn ask_new_pin(
+pub(super) fn ask_new_pin(
     c: &Client,
     token: &crate::token::Token,
     info: &ck::CK_TOKEN_INFO,
@@ -428,7 +428,7 @@ fn tell_locked(d: &Daemon, c: &Client, token: &crate::token::Token) {
     }
 }
 
-fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
+pub(super) fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
     let program = std::path::Path::new(&c.program)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
