@@ -165,8 +165,10 @@ impl Journal {
     }
 
     /// Records the outcome of a `C_Login` (`CKR_PIN_LOCKED` is a lockout).
-    pub fn login(&self, c: &Client, token: &Token, rv: Rv) {
-        let _ = self.append(client_entry(login_event(rv), c, token, rv));
+    pub fn login(&self, c: &Client, token: &Token, rv: Rv, detail: Option<&str>) {
+        let mut e = client_entry(login_event(rv), c, token, rv);
+        e.detail = detail.map(str::to_string);
+        let _ = self.append(e);
     }
 
     /// Records a finished signature operation. The module has signed (or failed) already: a
@@ -181,6 +183,23 @@ impl Journal {
                 tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, error = %err, "A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL");
             }
         }
+    }
+
+    /// Records a recovery step (request, apply, on-site unlock, wipe) with the agency's case
+    /// reference and a detail that never holds a secret.
+    pub fn recovery(
+        &self,
+        event: AuditEvent,
+        c: &Client,
+        token: &Token,
+        case_ref: Option<&str>,
+        detail: &str,
+        rv: Rv,
+    ) {
+        let mut e = client_entry(event, c, token, rv);
+        e.case_ref = case_ref.map(str::to_string);
+        e.detail = Some(detail.to_string());
+        let _ = self.append(e);
     }
 
     /// Records a signature the policy refused, with the certificate it judged.

@@ -27,6 +27,21 @@ pub struct Config {
     pub pin: PinConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+}
+
+/// `[recovery]`: remote token recovery.
+///
+/// ```toml
+/// [recovery]
+/// # public keys (as `kyso-helpdesk pubkey` prints them) of the helpdesks whose grants are trusted
+/// helpdesk_keys = ["/etc/kyso/helpdesk.pub"]
+/// ```
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub helpdesk_keys: Vec<PathBuf>,
 }
 
 /// `[policy]`: the signing policy (see [`crate::policy`]).
@@ -86,12 +101,17 @@ pub struct PinConfig {
     /// Offer tokens with `CKF_PROTECTED_AUTHENTICATION_PATH`: a `C_Login` without a PIN makes
     /// kysod ask through the pinentry.
     pub protected_path: bool,
+    /// For how many seconds after a user login through kysod other applications of the user
+    /// may log in to the same token without being asked again; 0 (the default) keeps every
+    /// login to the application that made it.
+    pub share_login_seconds: u64,
 }
 
 impl Default for PinConfig {
     fn default() -> Self {
         PinConfig {
             protected_path: true,
+            share_login_seconds: 0,
         }
     }
 }

@@ -17,6 +17,7 @@ mod hotplug;
 mod login;
 mod module;
 mod policy;
+mod recovery;
 mod server;
 mod slots;
 mod token;
@@ -30,15 +31,27 @@ use config::Config;
 
 /// kysod — serves the user's PKCS#11 tokens to local applications.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "kysod", version)]
 struct Args {
-    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists.
+    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists,
+    /// else /etc/kyso/kysod.toml when it exists.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Writes the man page of kysod (roff) into DIR and exits; used when packaging.
+    #[arg(long, hide = true, value_name = "DIR")]
+    man_page: Option<PathBuf>,
 }
 
 fn main() {
     let args = Args::parse();
+    if let Some(dir) = args.man_page {
+        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| man.generate_to(&dir)) {
+            eprintln!("kysod: cannot write the man page to {}: {e}", dir.display());
+            std::process::exit(1);
+        }
+        return;
+    }
     let config = match load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -54,6 +67,9 @@ fn main() {
     }
 }
 
+/// The configuration the package installs, used by users who have none of their own.
+const SYSTEM_CONFIG: &str = "/etc/kyso/kysod.toml";
+
 fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
     if let Some(path) = path {
         return Config::load(path);
@@ -65,6 +81,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
         .map(|d| d.join("kyso/kysod.toml"));
     match default {
         Some(p) if p.exists() => Config::load(&p),
+        _ if Path::new(SYSTEM_CONFIG).exists() => Config::load(Path::new(SYSTEM_CONFIG)),
         _ => Ok(Config::default()),
     }
 }
@@ -140,9 +157,20 @@ fn run(config: Config) -> Result<(), String> {
     let mut daemon = server::Daemon::new(registry, config.limits.clone(), uid);
     daemon.pin = config.pin.clone();
     daemon.audit = journal;
+    daemon.recovery = recovery::RecoveryState::open(&state_dir, &config.recovery.helpdesk_keys)?;
     daemon.pinentry = config.pinentry.clone().unwrap_or_else(|| "pinentry".into());
     daemon.policy = policy::Policy::new(config.policy.clone());
     let daemon = Arc::new(daemon);
+    if config.pin.share_login_seconds > 0 {
+        let daemon = daemon.clone();
+        std::thread::Builder::new()
+            .name("kysod-logins".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                daemon.registry.expire_shared_logins();
+            })
+            .map_err(|e| format!("cannot start: {e}"))?;
+    }
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
 
     // Already-plugged token devices arrive now; without libusb kysod goes on (one warning).
