@@ -16,7 +16,7 @@ pub fn open(d: &Daemon, c: &Client, slot: Ulong, flags: Ulong) -> Result<Reply, 
     if !token.is_present() {
         return Err(Rv(ck::CKR_TOKEN_NOT_PRESENT));
     }
-    if c.session_count() >= d.limits.sessions_per_client {
+    if c.session_count() >= d.settings().limits.sessions_per_client {
         tracing::warn!(client = c.id, pid = c.pid, "session limit reached");
         return Err(Rv(ck::CKR_SESSION_COUNT));
     }
@@ -133,8 +133,8 @@ fn login_unjournaled(
     let mut asked = None;
     let prompted = pin.is_none();
     let pin = match pin {
-        None if user == ck::CKU_USER && d.pin.protected_path && c.login_of(&s.token).is_none() => {
-            let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+        None if user == ck::CKU_USER && d.settings().pin.protected_path && c.login_of(&s.token).is_none() => {
+            let settings = crate::pinentry::PinentrySettings::new(d.settings().pinentry.clone());
             let prompt = pin_prompt(c, &s.token);
             let got = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {
                 tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, error = %e, "no PIN from the pinentry");
@@ -153,7 +153,7 @@ fn login_unjournaled(
         .unwrap_or_else(|e| e.into_inner())
         .is_logged_in();
     if final_try && module_login_pending && !prompted && pin.is_some() {
-        let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+        let settings = crate::pinentry::PinentrySettings::new(d.settings().pinentry.clone());
         let mut prompt = pin_prompt(c, &s.token);
         prompt.description.push_str("\n\nỨng dụng đã tự cung cấp mã PIN. Tiếp tục? / The application supplied the PIN itself. Go on?");
         match crate::pinentry::confirm(&settings, &prompt) {
@@ -258,7 +258,7 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
         tracing::error!(slot, serial = %token.serial, "the token's user PIN is locked: it must be recovered by the helpdesk");
         return Err(Rv(ck::CKR_PIN_LOCKED));
     }
-    let settings = crate::pinentry::PinentrySettings::new(d.pinentry.clone());
+    let settings = crate::pinentry::PinentrySettings::new(d.settings().pinentry.clone());
     let ask = |prompt: &crate::pinentry::PinPrompt| {
         crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
             tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "PIN change: no PIN from the pinentry");
