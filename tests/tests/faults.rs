@@ -173,20 +173,11 @@ fn a_killed_application_loses_its_sessions_and_the_token_logs_out_when_no_one_ne
     let daemon = Daemon::start(&fx);
     let shim = Module::shim(&daemon);
     let slot = shim.slot_with_serial(fx.serial_a());
-    let sessions = || {
-        shim.ctx()
-            .get_token_info(slot)
-            .expect("C_GetTokenInfo")
-            .session_count()
-    };
     let mine = shim.session(fx.serial_a());
-    let before = sessions();
 
     let app = ClientProcess::start(&daemon, &["hold", fx.serial_a(), USER_PIN]);
     assert_eq!(app.line(), "ready");
-    if let (Some(b), Some(n)) = (before, sessions()) {
-        assert_eq!(n, b + 2, "the application's two sessions are open at the token");
-    }
+    let app_pid = app.child.id();
     // The token is logged in for the application: a wrong PIN from this client is judged by
     // kysod and never reaches the token, whose PIN counter stays clean.
     let e = login(&mine, WRONG_PIN).expect_err("wrong PIN accepted");
@@ -199,14 +190,16 @@ fn a_killed_application_loses_its_sessions_and_the_token_logs_out_when_no_one_ne
 
     app.kill();
 
-    if let Some(b) = before {
-        assert!(
-            eventually(Duration::from_secs(3), || sessions() == Some(b)),
-            "the killed application's sessions are still open: {:?} (before it: {b})",
-            sessions()
-        );
-    }
-    // Logged out at the module: now a wrong PIN is the token's to judge (and to count).
+    // kysod saw it go (its sessions are closed before this line is logged)...
+    let gone = eventually(Duration::from_secs(3), || {
+        daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("client disconnected") && l.contains(&format!("pid={app_pid}")))
+    });
+    assert!(gone, "kysod did not notice the killed application");
+    // ...and, its last session on the token closed, logged the token out at the module
+    // (SoftHSM2 reports no session count to check). Now a wrong PIN is the token's to judge (and to count).
     let logged_out = eventually(Duration::from_secs(3), || {
         let e = login(&mine, WRONG_PIN).expect_err("wrong PIN accepted");
         assert_eq!(rv_of(&e), Some(RvError::PinIncorrect));
