@@ -1,6 +1,6 @@
 //! Faults and hostile clients: kysod killed in the middle of a signature, an application killed
 //! while logged in, `fork()` after `C_Initialize`, and clients that open connections in a loop
-//! or never read their replies. Each test checks what the client sees and that kysod goes on
+//! or never read their replies, and a module call that hangs. Each test checks what the client sees and that kysod goes on
 //! serving others, with descriptor and memory figures read from `/proc`.
 
 use std::io::{BufRead, BufReader};
@@ -12,8 +12,10 @@ use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
 use cryptoki_sys::{CKR_CRYPTOKI_NOT_INITIALIZED, CKR_OK};
-use kyso_tests::util::{find_one, openssl_verify_sha256};
-use kyso_tests::{login, rv_of, Daemon, Fixture, Module, ID_RSA, USER_PIN, WRONG_PIN};
+use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
+use kyso_tests::{
+    login, rv_of, target_dir, Daemon, DaemonConfig, Fixture, Module, ID_RSA, USER_PIN, WRONG_PIN,
+};
 
 /// A `kyso-test-client` child process whose stdout lines arrive on a channel.
 struct ClientProcess {
@@ -95,7 +97,11 @@ fn eventually(limit: Duration, mut what: impl FnMut() -> bool) -> bool {
 /// session of its own, and says how long it took.
 fn signs_within(shim: &Module, fx: &Fixture, limit: Duration, what: &str) {
     let start = Instant::now();
-    let s = shim.user_session(fx.serial_a());
+    let s = shim.session(fx.serial_a());
+    match login(&s, USER_PIN) {
+        Err(e) if rv_of(&e) == Some(RvError::UserAlreadyLoggedIn) => {}
+        other => other.unwrap_or_else(|e| panic!("{what}: C_Login: {e}")),
+    }
     let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
     let sig = s
         .sign(&Mechanism::Sha256RsaPkcs, key, what.as_bytes())
@@ -387,4 +393,85 @@ fn a_client_that_never_reads_its_replies_costs_kysod_one_connection() {
         eventually(Duration::from_secs(3), || open_fds(pid) <= fds0),
         "kysod kept the greedy client's connection"
     );
+}
+
+#[test]
+fn a_call_stuck_in_a_module_stalls_no_other_token_session_or_client() {
+    let fx = Fixture::with_second_token();
+    // The test module holds the first C_Sign that finds the gate file, until released.
+    let gate = fx.dir().join("gate");
+    let held = fx.dir().join("gate.held");
+    std::env::set_var("KYSO_SLOW_MODULE_GATE", &gate);
+    let cfg = DaemonConfig {
+        modules: vec![(target_dir().join("libkyso_slow_module.so"), true)],
+        ..DaemonConfig::default()
+    };
+    let daemon = Daemon::start_with(&fx, cfg);
+    let shim = Module::shim(&daemon);
+    signs_within(&shim, &fx, Duration::from_secs(5), "through the test module");
+
+    std::fs::write(&gate, b"").expect("create the gate");
+    let (tx, stuck) = mpsc::channel();
+    std::thread::scope(|scope| {
+        // Whatever happens below, the held call is released before the scope joins it.
+        let _release = Release(held.clone());
+        let (shim, fx) = (&shim, &fx);
+        scope.spawn(move || {
+            let s = shim.user_session(fx.serial_a());
+            let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+            let _ = tx.send(s.sign(&Mechanism::Sha256RsaPkcs, key, b"held"));
+        });
+        assert!(
+            eventually(Duration::from_secs(5), || held.exists()),
+            "no C_Sign reached the test module"
+        );
+
+        // While that call hangs in the module: the other token signs...
+        let start = Instant::now();
+        let b = shim.user_session(fx.serial_b().expect("second token"));
+        let key = find_one(&b, ObjectClass::PRIVATE_KEY, &[0x01]);
+        let sig = b
+            .sign(&Mechanism::Ecdsa, key, &sha256(b"token B"))
+            .expect("C_Sign on the other token");
+        let took_b = start.elapsed();
+        assert!(openssl_verify_sha256(
+            &fx.cert_b_pem(),
+            b"token B",
+            &ecdsa_raw_to_der(&sig)
+        ));
+        // ...another session of the same token and application signs...
+        let start = Instant::now();
+        signs_within(shim, fx, Duration::from_secs(2), "same token, another session");
+        let took_a = start.elapsed();
+        // ...and another application connects and logs in.
+        let start = Instant::now();
+        let other = ClientProcess::start(&daemon, &["hold", fx.serial_a(), USER_PIN]);
+        assert_eq!(other.line(), "ready");
+        let took_app = start.elapsed();
+        eprintln!(
+            "beside a stuck call: other token {took_b:?}, same token {took_a:?}, another application {took_app:?}"
+        );
+        assert!(took_b < Duration::from_secs(2), "other token: {took_b:?}");
+        assert!(took_app < Duration::from_secs(5), "another application: {took_app:?}");
+        assert!(
+            stuck.try_recv().is_err(),
+            "the held signature returned before it was released"
+        );
+
+        std::fs::remove_file(&held).expect("release the held call");
+        let sig = stuck
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the released call did not return")
+            .expect("C_Sign after release");
+        assert!(openssl_verify_sha256(&fx.cert_pem(1), b"held", &sig));
+    });
+}
+
+/// Removes a file when dropped (releases the test module's held call, even on a failure).
+struct Release(std::path::PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
