@@ -108,7 +108,9 @@ impl Daemon {
                 client
             })
             .clone();
-        if client.connections.load(Ordering::Relaxed) >= self.settings().limits.connections_per_client {
+        if client.connections.load(Ordering::Relaxed)
+            >= self.settings().limits.connections_per_client
+        {
             return Err(format!("too many connections from process {pid}"));
         }
         client.connections.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +164,10 @@ impl Daemon {
             };
             if !self.process_joins(pid) {
                 self.connections.fetch_sub(1, Ordering::Relaxed);
-                tracing::warn!(pid, "connection refused: too many connections from one process");
+                tracing::warn!(
+                    pid,
+                    "connection refused: too many connections from one process"
+                );
                 refuse(&stream, &format!("too many connections from process {pid}"));
                 continue;
             }

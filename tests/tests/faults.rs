@@ -291,7 +291,10 @@ fn child_after_fork(shim: &Module, fx: &Fixture) -> i32 {
     if rv != CKR_OK {
         return 2;
     }
-    let Ok(s) = shim.ctx().open_ro_session(shim.slot_with_serial(fx.serial_a())) else {
+    let Ok(s) = shim
+        .ctx()
+        .open_ro_session(shim.slot_with_serial(fx.serial_a()))
+    else {
         return 3;
     };
     if login(&s, USER_PIN).is_err() {
@@ -330,7 +333,12 @@ fn a_process_opening_connections_in_a_loop_is_held_to_its_limit() {
         rss1 < rss0 + 16 * 1024,
         "kysod's RSS grew {rss0} -> {rss1} KiB"
     );
-    signs_within(&shim, &fx, Duration::from_secs(2), "during a connection flood");
+    signs_within(
+        &shim,
+        &fx,
+        Duration::from_secs(2),
+        "during a connection flood",
+    );
 
     flood.kill();
     assert!(
@@ -387,7 +395,12 @@ fn a_client_that_never_reads_its_replies_costs_kysod_one_connection() {
     );
     assert!(fds1 <= fds0 + 2, "fds {fds0} -> {fds1}");
     assert!(rss1 < rss0 + 4 * 1024, "RSS {rss0} -> {rss1} KiB");
-    signs_within(&shim, &fx, Duration::from_secs(2), "beside a client not reading");
+    signs_within(
+        &shim,
+        &fx,
+        Duration::from_secs(2),
+        "beside a client not reading",
+    );
     greedy.kill();
     assert!(
         eventually(Duration::from_secs(3), || open_fds(pid) <= fds0),
@@ -408,7 +421,12 @@ fn a_call_stuck_in_a_module_stalls_no_other_token_session_or_client() {
     };
     let daemon = Daemon::start_with(&fx, cfg);
     let shim = Module::shim(&daemon);
-    signs_within(&shim, &fx, Duration::from_secs(5), "through the test module");
+    signs_within(
+        &shim,
+        &fx,
+        Duration::from_secs(5),
+        "through the test module",
+    );
 
     std::fs::write(&gate, b"").expect("create the gate");
     let (tx, stuck) = mpsc::channel();
@@ -441,7 +459,12 @@ fn a_call_stuck_in_a_module_stalls_no_other_token_session_or_client() {
         ));
         // ...another session of the same token and application signs...
         let start = Instant::now();
-        signs_within(shim, fx, Duration::from_secs(2), "same token, another session");
+        signs_within(
+            shim,
+            fx,
+            Duration::from_secs(2),
+            "same token, another session",
+        );
         let took_a = start.elapsed();
         // ...and another application connects and logs in.
         let start = Instant::now();
@@ -452,7 +475,10 @@ fn a_call_stuck_in_a_module_stalls_no_other_token_session_or_client() {
             "beside a stuck call: other token {took_b:?}, same token {took_a:?}, another application {took_app:?}"
         );
         assert!(took_b < Duration::from_secs(2), "other token: {took_b:?}");
-        assert!(took_app < Duration::from_secs(5), "another application: {took_app:?}");
+        assert!(
+            took_app < Duration::from_secs(5),
+            "another application: {took_app:?}"
+        );
         assert!(
             stuck.try_recv().is_err(),
             "the held signature returned before it was released"

@@ -25,7 +25,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         fs::create_dir_all(dir).expect("mount point");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .expect("run mount");
@@ -78,6 +84,7 @@ fn signatures_in_journal(state: &Path) -> usize {
 
 #[test]
 fn a_full_state_dir_withholds_unrecorded_signatures_and_damages_nothing() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
         return;
@@ -108,7 +115,10 @@ fn a_full_state_dir_withholds_unrecorded_signatures_and_damages_nothing() {
             Ok(_) => recorded += 1,
             Err(e) => break e,
         }
-        assert!(recorded < 40, "signatures go on being handed out on a full disk");
+        assert!(
+            recorded < 40,
+            "signatures go on being handed out on a full disk"
+        );
     };
     eprintln!("full disk: {recorded} signature(s) still fitted in the journal's last page");
     assert_eq!(rv_of(&e), Some(RvError::FunctionFailed), "{e}");
@@ -167,9 +177,8 @@ fn sighup_reloads_run_time_settings_and_a_malformed_file_changes_nothing() {
     assert!(protected(), "the default offers a protected path");
     let original = fs::read_to_string(daemon.config_path()).expect("config");
 
-    let tightened = format!(
-        "{original}\n[pin]\nprotected_path = false\n\n[limits]\nsessions_per_client = 2\n"
-    );
+    let tightened =
+        format!("{original}\n[pin]\nprotected_path = false\n\n[limits]\nsessions_per_client = 2\n");
     fs::write(daemon.config_path(), &tightened).expect("write config");
     reload(&daemon, "configuration reloaded");
     assert!(!protected(), "[pin] protected_path = false not in force");
@@ -189,7 +198,10 @@ fn sighup_reloads_run_time_settings_and_a_malformed_file_changes_nothing() {
     )
     .expect("write config");
     reload(&daemon, "configuration NOT reloaded");
-    assert!(daemon.is_running(), "kysod died of a malformed configuration");
+    assert!(
+        daemon.is_running(),
+        "kysod died of a malformed configuration"
+    );
     assert!(!protected(), "a malformed reload changed the PIN setting");
     let _second = shim.session(fx.serial_a());
     let e = shim

@@ -2,9 +2,9 @@
 //! size queries and short buffers leave the operation running exactly as in process.
 
 use cryptoki_sys as ck;
-use zeroize::Zeroize;
 use kyso_proto::mechanism::Mechanism;
 use kyso_proto::{Operation, OutBuf, Reply, Ulong};
+use zeroize::Zeroize;
 
 use crate::calls::audit_hooks;
 use crate::client::Client;

@@ -133,7 +133,10 @@ fn login_unjournaled(
     let mut asked = None;
     let prompted = pin.is_none();
     let pin = match pin {
-        None if user == ck::CKU_USER && d.settings().pin.protected_path && c.login_of(&s.token).is_none() => {
+        None if user == ck::CKU_USER
+            && d.settings().pin.protected_path
+            && c.login_of(&s.token).is_none() =>
+        {
             let settings = crate::pinentry::PinentrySettings::new(d.settings().pinentry.clone());
             let prompt = pin_prompt(c, &s.token);
             let got = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {

@@ -5,7 +5,8 @@
 //! kyso-test-client hold SERIAL PIN
 //!     logs in on the token SERIAL, opens two sessions, prints `ready`, then waits to be killed
 //! kyso-test-client soak SERIAL PIN PUBKEY_PEM SECONDS SEED
-//!     signs (RSA, SHA256-RSA-PKCS) in a loop for SECONDS, verifying every signature with
+//!     signs with the key of CKA_ID 01 (RSA: SHA256-RSA-PKCS; EC: ECDSA over SHA-256) in a
+//!     loop for SECONDS, verifying every signature with
 //!     PUBKEY_PEM through `openssl`; disconnects (C_Finalize) at random; an error (token
 //!     removed, kysod restarted) makes it start over once the token is back. Prints
 //!     `stats ok=N wrong=N errors=N reconnects=N` after each batch; a call that takes longer
@@ -29,10 +30,11 @@ use std::time::{Duration, Instant};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::Error;
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::ObjectClass;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 use kyso_proto::{frame, Call, Hello, HelloReply, Request, PROTOCOL_VERSION};
+use kyso_tests::util::{ecdsa_raw_to_der, sha256};
 use kyso_tests::{login, rv_of, shim_path, ID_RSA};
 
 /// Longest time one PKCS#11 call may take before the soak calls it a hang.
@@ -190,7 +192,7 @@ impl Dice {
 
     /// True with probability 1/n.
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().checked_rem(n) == Some(0)
     }
 }
 
@@ -266,11 +268,16 @@ fn soak(serial: &str, pin: &str, pubkey: &Path, seconds: u64, seed: u64) -> Exit
                     Err(e) if rv_of(&e) == Some(cryptoki::error::RvError::UserAlreadyLoggedIn) => {}
                     other => other?,
                 }
-                let key = key_of(&s)?;
+                let (key, ec) = key_of(&s)?;
                 for _ in 0..batch {
                     counter += 1;
                     let data = format!("soak {seed} {counter}");
-                    let sig = s.sign(&Mechanism::Sha256RsaPkcs, key, data.as_bytes())?;
+                    let sig = if ec {
+                        let raw = s.sign(&Mechanism::Ecdsa, key, &sha256(data.as_bytes()))?;
+                        ecdsa_raw_to_der(&raw)
+                    } else {
+                        s.sign(&Mechanism::Sha256RsaPkcs, key, data.as_bytes())?
+                    };
                     if verifies(pubkey, dir.path(), data.as_bytes(), &sig) {
                         stats.ok += 1;
                     } else {
@@ -314,14 +321,20 @@ fn soak(serial: &str, pin: &str, pubkey: &Path, seconds: u64, seed: u64) -> Exit
     }
 }
 
-fn key_of(s: &Session) -> Result<cryptoki::object::ObjectHandle, Error> {
-    use cryptoki::object::Attribute;
+/// The private key of `CKA_ID` 01, and whether it is an EC key.
+fn key_of(s: &Session) -> Result<(ObjectHandle, bool), Error> {
     let found = s.find_objects(&[
         Attribute::Class(ObjectClass::PRIVATE_KEY),
         Attribute::Id(ID_RSA.to_vec()),
     ])?;
     match found[..] {
-        [key] => Ok(key),
+        [key] => {
+            let ec = s
+                .get_attributes(key, &[AttributeType::KeyType])?
+                .iter()
+                .any(|a| matches!(a, Attribute::KeyType(t) if *t == KeyType::EC));
+            Ok((key, ec))
+        }
         // A token without the key (or two) would make every signature wrong: say so loudly.
         _ => {
             println!("WRONG key lookup found {} keys", found.len());
