@@ -154,14 +154,15 @@ impl Daemon {
                 refuse(&stream, "kysod is serving too many connections");
                 continue;
             }
-            let pid = match getsockopt(&stream, PeerCredentials) {
-                Ok(cred) => cred.pid(),
+            let cred = match getsockopt(&stream, PeerCredentials) {
+                Ok(cred) => cred,
                 Err(e) => {
                     self.connections.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "cannot identify a connecting process; refused");
                     continue;
                 }
             };
+            let pid = cred.pid();
             if !self.process_joins(pid) {
                 self.connections.fetch_sub(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -175,7 +176,7 @@ impl Daemon {
             let spawned = std::thread::Builder::new()
                 .name("kysod-conn".into())
                 .spawn(move || {
-                    daemon.connection(stream);
+                    daemon.connection(stream, cred.uid(), pid);
                     daemon.process_leaves(pid);
                     daemon.connections.fetch_sub(1, Ordering::Relaxed);
                 });
@@ -208,15 +209,8 @@ impl Daemon {
         }
     }
 
-    fn connection(&self, mut stream: UnixStream) {
-        let cred = match getsockopt(&stream, PeerCredentials) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot identify a connecting process; refused");
-                return;
-            }
-        };
-        let (uid, pid) = (cred.uid(), cred.pid());
+    /// Serves one connection of the process `pid` (its peer credentials, read at `accept`).
+    fn connection(&self, mut stream: UnixStream, uid: u32, pid: i32) {
         if uid != self.uid {
             tracing::warn!(
                 uid,

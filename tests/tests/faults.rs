@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
+use cryptoki::session::Session;
+use cryptoki::slot::Slot;
 use cryptoki_sys::{CKR_CRYPTOKI_NOT_INITIALIZED, CKR_OK};
 use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
 use kyso_tests::{
@@ -186,11 +188,8 @@ fn a_killed_application_loses_its_sessions_and_the_token_logs_out_when_no_one_ne
     let app_pid = app.child.id();
     // The token is logged in for the application: a wrong PIN from this client is judged by
     // kysod and never reaches the token, whose PIN counter stays clean.
-    let e = login(&mine, WRONG_PIN).expect_err("wrong PIN accepted");
-    assert_eq!(rv_of(&e), Some(RvError::PinIncorrect));
-    let info = shim.ctx().get_token_info(slot).expect("C_GetTokenInfo");
     assert!(
-        !info.user_pin_count_low(),
+        !wrong_pin_reaches_token(&shim, slot, &mine),
         "the wrong PIN reached the token while it was logged in for another application"
     );
 
@@ -205,14 +204,10 @@ fn a_killed_application_loses_its_sessions_and_the_token_logs_out_when_no_one_ne
     });
     assert!(gone, "kysod did not notice the killed application");
     // ...and, its last session on the token closed, logged the token out at the module
-    // (SoftHSM2 reports no session count to check). Now a wrong PIN is the token's to judge (and to count).
+    // (SoftHSM2 reports no session count to check). Now a wrong PIN is the token's to judge
+    // (and to count).
     let logged_out = eventually(Duration::from_secs(3), || {
-        let e = login(&mine, WRONG_PIN).expect_err("wrong PIN accepted");
-        assert_eq!(rv_of(&e), Some(RvError::PinIncorrect));
-        shim.ctx()
-            .get_token_info(slot)
-            .expect("C_GetTokenInfo")
-            .user_pin_count_low()
+        wrong_pin_reaches_token(&shim, slot, &mine)
     });
     assert!(
         logged_out,
@@ -220,6 +215,18 @@ fn a_killed_application_loses_its_sessions_and_the_token_logs_out_when_no_one_ne
     );
     // kysod goes on serving this client.
     signs_within(&shim, &fx, Duration::from_secs(5), "after the kill");
+}
+
+/// Tries a wrong PIN on `session` (refused either way) and says whether it reached the token:
+/// SoftHSM2 then sets `CKF_USER_PIN_COUNT_LOW`, while a PIN that kysod judges against the
+/// logged-in token's verifier leaves the flag alone.
+fn wrong_pin_reaches_token(shim: &Module, slot: Slot, session: &Session) -> bool {
+    let e = login(session, WRONG_PIN).expect_err("wrong PIN accepted");
+    assert_eq!(rv_of(&e), Some(RvError::PinIncorrect));
+    shim.ctx()
+        .get_token_info(slot)
+        .expect("C_GetTokenInfo")
+        .user_pin_count_low()
 }
 
 #[test]

@@ -198,6 +198,27 @@ lib.C_Finalize(None)
 """
 
 
+def two_tokens(work):
+    """The two SoftHSM2 fixture tokens in WORK/fixture and a kysod configuration binding an
+    emulated ePass2003 (096e:0807) and eToken (0529:0620) to SoftHSM2: returns the fixture's
+    values (fixture.env), the configuration's path and the socket's."""
+    fixture = os.path.join(work, "fixture")
+    subprocess.run([os.path.join(ROOT, "tests", "fixtures", "softhsm-token.sh"), fixture, "--second"],
+                   check=True, stdout=subprocess.DEVNULL)
+    values = {"FIXTURE": fixture}
+    with open(os.path.join(fixture, "fixture.env")) as f:
+        for line in f:
+            k, _, v = line.strip().partition("=")
+            values[k] = v.strip('"')
+    socket_path = os.path.join(work, "kysod.sock")
+    config = os.path.join(work, "kysod.toml")
+    with open(config, "w") as f:
+        f.write(f'socket = "{socket_path}"\nstate_dir = "{work}/state"\nlog = "info"\n\n'
+                f'[[token]]\nname = "Test ePass2003"\nusb = ["096e:0807"]\nmodule = "{SOFTHSM}"\n\n'
+                f'[[token]]\nname = "Test eToken"\nusb = ["0529:0620"]\nmodule = "{SOFTHSM}"\n')
+    return values, config, socket_path
+
+
 def summary(xs):
     return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
 
@@ -207,21 +228,8 @@ def main():
         if not os.path.exists(path):
             raise SystemExit(f"{path} missing: cargo build --workspace first")
     work = tempfile.mkdtemp(prefix="kyso-hotplug-")
-    fixture = os.path.join(work, "fixture")
-    subprocess.run([os.path.join(ROOT, "tests", "fixtures", "softhsm-token.sh"), fixture, "--second"],
-                   check=True, stdout=subprocess.DEVNULL)
-    values = {}
-    with open(os.path.join(fixture, "fixture.env")) as f:
-        for line in f:
-            k, _, v = line.strip().partition("=")
-            values[k] = v.strip('"')
+    values, config, socket_path = two_tokens(work)
     serial_a, serial_b = values["SERIAL_A"], values["SERIAL_B"]
-    socket_path = os.path.join(work, "kysod.sock")
-    config = os.path.join(work, "kysod.toml")
-    with open(config, "w") as f:
-        f.write(f'socket = "{socket_path}"\nstate_dir = "{work}/state"\nlog = "info"\n\n'
-                f'[[token]]\nname = "Test ePass2003"\nusb = ["096e:0807"]\nmodule = "{SOFTHSM}"\n\n'
-                f'[[token]]\nname = "Test eToken"\nusb = ["0529:0620"]\nmodule = "{SOFTHSM}"\n')
     env = dict(os.environ, SOFTHSM2_CONF=values["SOFTHSM2_CONF"], KYSO_SOCKET=socket_path)
     env["RUST_LOG"] = os.environ.get("KYSOD_LOG", "info")
     os.environ["KYSO_SOCKET"] = socket_path

@@ -84,25 +84,13 @@ def main():
     restart_at = warmup / 2
 
     work = tempfile.mkdtemp(prefix="kyso-soak-")
-    fixture = os.path.join(work, "fixture")
-    subprocess.run([os.path.join(hp.ROOT, "tests", "fixtures", "softhsm-token.sh"), fixture, "--second"],
-                   check=True, stdout=subprocess.DEVNULL)
-    values = {}
-    with open(os.path.join(fixture, "fixture.env")) as f:
-        for line in f:
-            k, _, v = line.strip().partition("=")
-            values[k] = v.strip('"')
+    values, config, socket_path = hp.two_tokens(work)
+    fixture = values["FIXTURE"]
     serial_a, serial_b = values["SERIAL_A"], values["SERIAL_B"]
     pub_b = os.path.join(work, "pub-b.pem")
     subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", os.path.join(fixture, "cert-b-01.pem"),
                     "-out", pub_b], check=True)
     pubkeys = {serial_a: os.path.join(fixture, "pub-01.pem"), serial_b: pub_b}
-    socket_path = os.path.join(work, "kysod.sock")
-    config = os.path.join(work, "kysod.toml")
-    with open(config, "w") as f:
-        f.write(f'socket = "{socket_path}"\nstate_dir = "{work}/state"\nlog = "info"\n\n'
-                f'[[token]]\nname = "Test ePass2003"\nusb = ["096e:0807"]\nmodule = "{hp.SOFTHSM}"\n\n'
-                f'[[token]]\nname = "Test eToken"\nusb = ["0529:0620"]\nmodule = "{hp.SOFTHSM}"\n')
     env = dict(os.environ, SOFTHSM2_CONF=values["SOFTHSM2_CONF"], KYSO_SOCKET=socket_path, RUST_LOG="info")
 
     bed = UsbBed()
