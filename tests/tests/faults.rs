@@ -315,14 +315,21 @@ fn child_after_fork(shim: &Module, fx: &Fixture) -> i32 {
     }
 }
 
+/// kysod serving a fixture, warmed up by one signature through the shim: the daemon, the
+/// shim, kysod's pid and its descriptor count and RSS (KiB) at rest.
+fn at_rest(fx: &Fixture) -> (Daemon, Module, u32, usize, u64) {
+    let daemon = Daemon::start(fx);
+    let shim = Module::shim(&daemon);
+    signs_within(&shim, fx, Duration::from_secs(5), "warm-up");
+    let pid = daemon.pid().expect("kysod pid");
+    let (fds, rss) = (open_fds(pid), rss_kib(pid));
+    (daemon, shim, pid, fds, rss)
+}
+
 #[test]
 fn a_process_opening_connections_in_a_loop_is_held_to_its_limit() {
     let fx = Fixture::new();
-    let daemon = Daemon::start(&fx);
-    let shim = Module::shim(&daemon);
-    signs_within(&shim, &fx, Duration::from_secs(5), "warm-up");
-    let pid = daemon.pid().expect("kysod pid");
-    let (fds0, rss0) = (open_fds(pid), rss_kib(pid));
+    let (daemon, shim, pid, fds0, rss0) = at_rest(&fx);
 
     // Every connection claims to be another application (a new instance): the limit is the
     // process's, whatever its handshake says. Default limit: 64 connections per process.
@@ -376,11 +383,7 @@ fn a_process_opening_connections_in_a_loop_is_held_to_its_limit() {
 #[test]
 fn a_client_that_never_reads_its_replies_costs_kysod_one_connection() {
     let fx = Fixture::new();
-    let daemon = Daemon::start(&fx);
-    let shim = Module::shim(&daemon);
-    signs_within(&shim, &fx, Duration::from_secs(5), "warm-up");
-    let pid = daemon.pid().expect("kysod pid");
-    let (fds0, rss0) = (open_fds(pid), rss_kib(pid));
+    let (daemon, shim, pid, fds0, rss0) = at_rest(&fx);
 
     let greedy = ClientProcess::start(&daemon, &["noread", "1000000"]);
     let written = greedy.line();
