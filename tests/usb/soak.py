@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 import hotplug_test as hp  # noqa: E402
 from usbbed import UsbBed  # noqa: E402
 
-CLIENT = os.path.join(hp.TARGET, "kyso-test-client")
+CLIENT = hp.CLIENT
 CLIENTS_PER_TOKEN = 4
 USER_PIN = "123456"
 SAMPLE_EVERY = 2.0

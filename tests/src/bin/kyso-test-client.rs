@@ -11,6 +11,9 @@
 //!     removed, kysod restarted) makes it start over once the token is back. Prints
 //!     `stats ok=N wrong=N errors=N reconnects=N` after each batch; a call that takes longer
 //!     than the per-operation deadline prints `HANG` and exits with status 3.
+//! kyso-test-client signloop SERIAL PIN
+//!     logs in and signs until a call fails; prints `signing` once under way, then
+//!     `failed ERROR MS` with the error (cryptoki's name for it) and how long the call took
 //! kyso-test-client flood N hello|silent
 //!     opens N connections to kysod and keeps them: `hello` ones shake hands (prints how many
 //!     kysod welcomed and refused), `silent` ones never say a word; prints `ready`, then waits
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
             };
             soak(serial, pin, Path::new(pubkey), seconds, seed)
         }
+        ["signloop", serial, pin] => signloop(serial, pin),
         ["flood", n, mode] => match (n.parse(), mode) {
             (Ok(n), "hello" | "silent") => flood(n, mode == "hello"),
             _ => ExitCode::from(2),
@@ -92,6 +96,35 @@ fn hold(serial: &str, pin: &str) -> ExitCode {
     // Both sessions (and the context) stay open until the process is killed.
     std::mem::forget((first, second, ctx));
     wait_forever()
+}
+
+fn signloop(serial: &str, pin: &str) -> ExitCode {
+    let ctx = initialised().expect("C_Initialize");
+    let slot = slot_of(&ctx, serial)
+        .expect("C_GetSlotList")
+        .expect("token present");
+    let s = ctx.open_ro_session(slot).expect("C_OpenSession");
+    login(&s, pin).expect("C_Login");
+    let (key, ec) = key_of(&s).expect("the key of CKA_ID 01");
+    let mechanism = if ec {
+        Mechanism::Ecdsa
+    } else {
+        Mechanism::Sha256RsaPkcs
+    };
+    let data = sha256(b"signloop");
+    for n in 0u64.. {
+        let start = Instant::now();
+        match s.sign(&mechanism, key, &data) {
+            Ok(_) if n == 10 => println!("signing"),
+            Ok(_) => {}
+            Err(e) => {
+                let error = rv_of(&e).map_or_else(|| e.to_string(), |rv| format!("{rv:?}"));
+                println!("failed {error} {}", start.elapsed().as_millis());
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn socket() -> PathBuf {
