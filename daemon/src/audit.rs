@@ -165,8 +165,10 @@ impl Journal {
     }
 
     /// Records the outcome of a `C_Login` (`CKR_PIN_LOCKED` is a lockout).
-    pub fn login(&self, c: &Client, token: &Token, rv: Rv) {
-        let _ = self.append(client_entry(login_event(rv), c, token, rv));
+    pub fn login(&self, c: &Client, token: &Token, rv: Rv, detail: Option<&str>) {
+        let mut e = client_entry(login_event(rv), c, token, rv);
+        e.detail = detail.map(str::to_string);
+        let _ = self.append(e);
     }
 
     /// Records a finished signature operation; returns whether it is in the journal (a

@@ -86,12 +86,17 @@ pub struct PinConfig {
     /// Offer tokens with `CKF_PROTECTED_AUTHENTICATION_PATH`: a `C_Login` without a PIN makes
     /// kysod ask through the pinentry.
     pub protected_path: bool,
+    /// For how many seconds after a user login through kysod other applications of the user
+    /// may log in to the same token without being asked again; 0 (the default) keeps every
+    /// login to the application that made it.
+    pub share_login_seconds: u64,
 }
 
 impl Default for PinConfig {
     fn default() -> Self {
         PinConfig {
             protected_path: true,
+            share_login_seconds: 0,
         }
     }
 }

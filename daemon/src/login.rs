@@ -3,8 +3,15 @@
 //! the module while at least one client is; a second client's PIN is checked against a salted
 //! verifier of the PIN the token accepted, so it spends no try on the token and a wrong PIN
 //! never lets it in.
+//!
+//! With `[pin] share_login_seconds` set, a user login is also shared for that long: the user's
+//! other applications log in without being asked again, and a session of kysod's own keeps the
+//! module logged in after the first application has gone. A shared login is dropped (never
+//! retried with any PIN) when it expires, when the token leaves, when a login on the token
+//! fails, or when the module turns out to have logged out by itself.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use cryptoki_sys as ck;
 use kyso_proto::{Pin, Ulong};
@@ -51,6 +58,14 @@ impl Verifier {
     }
 }
 
+/// A user login offered to the user's other applications until `until`.
+struct SharedLogin {
+    until: Instant,
+    /// A module session of kysod's own: while it is open, the module stays logged in even when
+    /// every application has closed its sessions.
+    keeper: ck::CK_SESSION_HANDLE,
+}
+
 /// The module-level login state of one token, and which clients share it.
 #[derive(Default)]
 pub struct TokenLogin {
@@ -59,6 +74,7 @@ pub struct TokenLogin {
     verifier: Option<Verifier>,
     clients: HashSet<u64>,
     mismatches: u32,
+    shared: Option<SharedLogin>,
 }
 
 impl TokenLogin {
@@ -90,7 +106,14 @@ impl TokenLogin {
         }
         match self.user {
             Some(current) if current != user => Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN)),
-            Some(_) => self.join(client, pin),
+            Some(_) => {
+                let joined = self.join(client, pin);
+                if joined.is_err() {
+                    // A failed login ends the sharing at once.
+                    self.drop_shared(module);
+                }
+                joined
+            }
             None => {
                 match module.login(session, user, pin.map(Pin::expose)) {
                     Ok(()) => {}
@@ -148,19 +171,102 @@ impl TokenLogin {
             return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
         }
         if self.clients.is_empty() {
-            self.user = None;
-            self.verifier = None;
-            self.mismatches = 0;
-            if let Some(session) = session {
-                match module.logout(session) {
-                    Ok(())
-                    | Err(Rv(ck::CKR_USER_NOT_LOGGED_IN))
-                    | Err(Rv(ck::CKR_SESSION_HANDLE_INVALID)) => {}
-                    Err(rv) => tracing::warn!(%rv, "C_Logout failed"),
-                }
+            if self
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.until > Instant::now())
+            {
+                // Kept for the user's other applications until the sharing expires.
+                return Ok(());
             }
+            self.end_module_login(module, session);
         }
         Ok(())
+    }
+
+    /// Logs the token out at the module (through `session`, else the keeper session) and
+    /// forgets the login.
+    fn end_module_login(&mut self, module: &Module, session: Option<ck::CK_SESSION_HANDLE>) {
+        self.user = None;
+        self.verifier = None;
+        self.mismatches = 0;
+        let keeper = self.shared.take().map(|s| s.keeper);
+        if let Some(session) = session.or(keeper) {
+            match module.logout(session) {
+                Ok(())
+                | Err(Rv(ck::CKR_USER_NOT_LOGGED_IN))
+                | Err(Rv(ck::CKR_SESSION_HANDLE_INVALID)) => {}
+                Err(rv) => tracing::warn!(%rv, "C_Logout failed"),
+            }
+        }
+        if let Some(keeper) = keeper {
+            let _ = module.close_session(keeper);
+        }
+    }
+
+    /// Offers the user login just made to the user's other applications for `period`; the
+    /// login is kept at the module until then by a session of kysod's own on `module_slot`.
+    pub fn share(&mut self, module: &Module, module_slot: ck::CK_SLOT_ID, period: Duration) {
+        if self.user != Some(ck::CKU_USER) || period.is_zero() {
+            return;
+        }
+        let until = Instant::now() + period;
+        if let Some(shared) = &mut self.shared {
+            shared.until = until;
+            return;
+        }
+        match module.open_session(module_slot, ck::CKF_SERIAL_SESSION) {
+            Ok(keeper) => self.shared = Some(SharedLogin { until, keeper }),
+            Err(rv) => {
+                tracing::warn!(%rv, "cannot keep the login for other applications: not shared")
+            }
+        }
+    }
+
+    /// Logs `client` in on the strength of a shared login, without a PIN. `false` when there
+    /// is none (or no longer a valid one: the module logged out by itself, in which case the
+    /// shared login is dropped, never retried).
+    pub fn join_shared(&mut self, module: &Module, client: u64) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        if self.user != Some(ck::CKU_USER)
+            || self.clients.contains(&client)
+            || shared.until <= Instant::now()
+        {
+            return false;
+        }
+        match module.session_state(shared.keeper) {
+            Ok(ck::CKS_RO_USER_FUNCTIONS | ck::CKS_RW_USER_FUNCTIONS) => {
+                self.clients.insert(client);
+                true
+            }
+            state => {
+                tracing::warn!(
+                    ?state,
+                    "the shared login is no longer valid at the token: dropped"
+                );
+                self.drop_shared(module);
+                false
+            }
+        }
+    }
+
+    /// Ends the sharing; the module login ends too unless an application is still logged in.
+    fn drop_shared(&mut self, module: &Module) {
+        if self.clients.is_empty() && self.shared.is_some() {
+            self.end_module_login(module, None);
+        } else if let Some(shared) = self.shared.take() {
+            let _ = module.close_session(shared.keeper);
+        }
+    }
+
+    /// Ends a sharing whose time is up (called periodically).
+    pub fn expire(&mut self, module: &Module, now: Instant) {
+        if self.shared.as_ref().is_some_and(|s| s.until <= now) {
+            tracing::debug!("shared login expired");
+            self.drop_shared(module);
+        }
     }
 
     pub fn is_logged_in(&self) -> bool {
@@ -188,7 +294,12 @@ impl TokenLogin {
     }
 
     /// Forgets every login (the token left, or the module logged out by itself).
-    pub fn reset(&mut self) {
+    pub fn reset(&mut self, module: &Module) {
+        if let Some(shared) = self.shared.take() {
+            // Should the token come back in the same module slot, it comes back logged out.
+            let _ = module.logout(shared.keeper);
+            let _ = module.close_session(shared.keeper);
+        }
         self.clients.clear();
         self.user = None;
         self.verifier = None;

@@ -140,6 +140,8 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let mut daemon = server::Daemon::new(registry, server::Settings::from_config(&config), uid);
     daemon.audit = journal;
     let daemon = Arc::new(daemon);
+    let mut expiring = false;
+    expire_shared_logins(&daemon, &mut expiring).map_err(|e| format!("cannot start: {e}"))?;
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
 
     // Already-plugged token devices arrive now; without libusb kysod goes on (one warning).
@@ -154,7 +156,12 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let mut running = config;
     let signal = loop {
         match signals.wait().map_err(|e| format!("sigwait: {e}"))? {
-            Signal::SIGHUP => reload(&daemon, &mut running, config_path.as_deref()),
+            Signal::SIGHUP => {
+                reload(&daemon, &mut running, config_path.as_deref());
+                if let Err(e) = expire_shared_logins(&daemon, &mut expiring) {
+                    tracing::error!(error = %e, "cannot start ending shared logins");
+                }
+            }
             signal => break signal,
         }
     };
@@ -162,6 +169,23 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     if let Some(socket) = socket {
         let _ = std::fs::remove_file(socket);
     }
+    Ok(())
+}
+
+/// Starts the thread ending shared logins whose time is up, once sharing is on (`[pin]
+/// share_login_seconds`, at start or after a reload); `started` says whether it runs already.
+fn expire_shared_logins(daemon: &Arc<server::Daemon>, started: &mut bool) -> std::io::Result<()> {
+    if *started || daemon.settings().pin.share_login_seconds == 0 {
+        return Ok(());
+    }
+    let daemon = daemon.clone();
+    std::thread::Builder::new()
+        .name("kysod-logins".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            daemon.registry.expire_shared_logins();
+        })?;
+    *started = true;
     Ok(())
 }
 

@@ -277,6 +277,14 @@ impl Module {
         Ok(session)
     }
 
+    /// The session's state (`CKS_*`), which says whether the token is logged in.
+    pub fn session_state(&self, session: ck::CK_SESSION_HANDLE) -> Result<Ulong, Rv> {
+        // SAFETY: CK_SESSION_INFO is plain data; all-zero is a valid value.
+        let mut info: ck::CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+        check(ckcall!(self, C_GetSessionInfo, session, &mut info))?;
+        Ok(info.state)
+    }
+
     pub fn close_session(&self, session: ck::CK_SESSION_HANDLE) -> Result<(), Rv> {
         check(ckcall!(self, C_CloseSession, session))
     }

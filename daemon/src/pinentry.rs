@@ -88,6 +88,36 @@ impl PinentrySettings {
     }
 }
 
+impl PinentrySettings {
+    /// Settings for asking on behalf of the process `pid`: a terminal pinentry (such as
+    /// `pinentry-tty`) is pointed at that process's terminal when it has one, else at the
+    /// terminal named by `GPG_TTY`, else at kysod's own.
+    pub fn for_client(program: PathBuf, pid: i32) -> PinentrySettings {
+        let mut settings = PinentrySettings::new(program);
+        settings.ttyname = terminal_of(&format!("/proc/{pid}"))
+            .or_else(|| {
+                std::env::var("GPG_TTY")
+                    .ok()
+                    .filter(|t| is_terminal_path(t))
+            })
+            .or_else(|| terminal_of("/proc/self"));
+        settings
+    }
+}
+
+/// The terminal on a standard descriptor (0, 1 or 2) of the process at `proc_dir`.
+fn terminal_of(proc_dir: &str) -> Option<String> {
+    (0..3).find_map(|fd| {
+        let target = std::fs::read_link(format!("{proc_dir}/fd/{fd}")).ok()?;
+        let target = target.to_str()?.to_string();
+        is_terminal_path(&target).then_some(target)
+    })
+}
+
+fn is_terminal_path(path: &str) -> bool {
+    path.starts_with("/dev/pts/") || (path.starts_with("/dev/tty") && path.len() > "/dev/tty".len())
+}
+
 /// What the user is shown.
 #[derive(Debug, Clone, Default)]
 pub struct PinPrompt {

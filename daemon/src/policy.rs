@@ -390,7 +390,7 @@ fn confirm_organisation(
         prompt: String::new(),
         error: None,
     };
-    let settings = crate::pinentry::PinentrySettings::new(pinentry.to_path_buf());
+    let settings = crate::pinentry::PinentrySettings::for_client(pinentry.to_path_buf(), c.pid);
     match crate::pinentry::confirm(&settings, &prompt) {
         Ok(true) => {
             tracing::info!(client = c.id, pid = c.pid, program, token = %s.token.serial, cert_serial = %serial, "organisation signature confirmed by the user");

@@ -142,15 +142,18 @@ impl Registry {
             .collect()
     }
 
-    pub fn status(&self) -> Vec<TokenStatus> {
-        let tokens: Vec<_> = self
-            .tokens
+    /// Every token known, present or not (a snapshot: the registry is not locked after).
+    fn all_tokens(&self) -> Vec<Arc<Token>> {
+        self.tokens
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
-        tokens
+            .collect()
+    }
+
+    pub fn status(&self) -> Vec<TokenStatus> {
+        self.all_tokens()
             .iter()
             .map(|t| TokenStatus {
                 slot: t.slot,
@@ -171,6 +174,17 @@ impl Registry {
                 certificates: t.certificates.clone(),
             })
             .collect()
+    }
+
+    /// Ends the logins shared across applications whose time is up.
+    pub fn expire_shared_logins(&self) {
+        let now = std::time::Instant::now();
+        for t in self.all_tokens() {
+            t.login
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .expire(&t.module, now);
+        }
     }
 
     /// Re-reads the slot lists of the always-present modules and updates presence. When a scan
@@ -279,7 +293,7 @@ impl Registry {
             .login
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .reset();
+            .reset(&token.module);
         tracing::info!(slot = token.slot, serial = %token.serial, label = %token.label, "token removed");
         self.audit
             .token_event(kyso_proto::audit::AuditEvent::TokenRemoved, token);
@@ -451,6 +465,13 @@ mod tests {
         Some((dir, value("SERIAL_A=")?, value("SERIAL_B=")?))
     }
 
+    /// The fixture, SoftHSM2 as the USB tokens' module, and a registry on the fixture's state.
+    fn usb_fixture() -> Option<(PathBuf, String, String, [PathBuf; 1], Registry)> {
+        let (dir, a, b) = fixture()?;
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        Some((dir, a, b, [PathBuf::from(SOFTHSM)], r))
+    }
+
     fn present_serials(r: &Registry) -> Vec<String> {
         let mut s: Vec<_> = r
             .status()
@@ -464,11 +485,9 @@ mod tests {
 
     #[test]
     fn devices_bind_to_tokens_by_serial_and_keep_their_slots() {
-        let Some((dir, a, b)) = fixture() else {
+        let Some((dir, a, b, modules, r)) = usb_fixture() else {
             return;
         };
-        let modules = [PathBuf::from(SOFTHSM)];
-        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
         r.rescan();
         assert!(
             present_serials(&r).is_empty(),
@@ -520,11 +539,9 @@ mod tests {
 
     #[test]
     fn without_a_serial_the_first_unbound_token_is_taken() {
-        let Some((dir, a, b)) = fixture() else {
+        let Some((dir, a, b, modules, r)) = usb_fixture() else {
             return;
         };
-        let modules = [PathBuf::from(SOFTHSM)];
-        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
         let first = r.device_arrived(&modules, "001/002", None).unwrap();
         let second = r.device_arrived(&modules, "001/003", None).unwrap();
         assert_ne!(first, second);
@@ -538,6 +555,81 @@ mod tests {
             r.device_arrived(&[PathBuf::from("/nonexistent.so")], "001/004", None),
             None
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_shared_login_outlives_its_application_but_not_the_token() {
+        let Some((dir, a, _, modules, r)) = usb_fixture() else {
+            return;
+        };
+        let pin = kyso_proto::Pin::new(b"123456");
+        let state = |m: &Module, session| m.session_state(session).unwrap();
+        // Client 1 logs in on `session`, the login is shared, and client 1 logs out again.
+        let share_and_leave = |token: &Token, session| {
+            let m = &token.module;
+            let mut login = token.login.lock().unwrap();
+            login
+                .login(m, session, 1, ck::CKU_USER, Some(&pin))
+                .unwrap();
+            login.share(m, token.module_slot, Duration::from_secs(60));
+            login.logout(m, Some(session), 1).unwrap();
+        };
+
+        // A device plugged at `bus`: its token, and a module session on it.
+        let plug = |bus: &str| {
+            let token = r.token(r.device_arrived(&modules, bus, Some(&a)).unwrap());
+            let token = token.unwrap();
+            let session = token
+                .module
+                .open_session(token.module_slot, ck::CKF_SERIAL_SESSION);
+            (session.unwrap(), token)
+        };
+
+        let (first, token) = plug("001/002");
+        let m = &token.module;
+        share_and_leave(&token, first);
+        // The application has closed its session too: the module stays logged in.
+        m.close_session(first).unwrap();
+        let probe = m
+            .open_session(token.module_slot, ck::CKF_SERIAL_SESSION)
+            .unwrap();
+        assert_eq!(state(m, probe), ck::CKS_RO_USER_FUNCTIONS);
+        // Another application joins without a PIN.
+        let mut login = token.login.lock().unwrap();
+        assert!(login.join_shared(m, 2));
+        login.logout(m, Some(probe), 2).unwrap();
+        drop(login);
+
+        // The device leaves: the shared login goes, and the module is logged out.
+        r.device_left("001/002");
+        let mut login = token.login.lock().unwrap();
+        assert!(!login.is_logged_in());
+        assert!(!login.join_shared(m, 3));
+        assert_eq!(state(m, probe), ck::CKS_RO_PUBLIC_SESSION);
+        drop(login);
+        m.close_session(probe).unwrap();
+
+        // Expiry does the same once the time is up.
+        let (first, token) = plug("001/003");
+        let m = &token.module;
+        share_and_leave(&token, first);
+        assert_eq!(state(m, first), ck::CKS_RO_USER_FUNCTIONS);
+        let mut login = token.login.lock().unwrap();
+        login.expire(m, std::time::Instant::now() + Duration::from_secs(61));
+        assert!(!login.is_logged_in());
+        assert_eq!(state(m, first), ck::CKS_RO_PUBLIC_SESSION);
+        drop(login);
+
+        // A module that logged out by itself: the shared login is dropped, not retried.
+        share_and_leave(&token, first);
+        m.logout(first).unwrap();
+        let mut login = token.login.lock().unwrap();
+        assert!(!login.join_shared(m, 2));
+        assert!(!login.is_logged_in());
+        assert_eq!(login.user_of(2), None);
+        drop(login);
+        m.close_session(first).unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
 }

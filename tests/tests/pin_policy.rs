@@ -38,6 +38,15 @@ fn null_pin_login_asks_the_pinentry() {
     assert!(seen.contains(fx.serial_a()), "{seen}");
     assert!(seen.contains("yêu cầu mã PIN"), "{seen}");
     assert!(seen.contains("asks for the PIN"), "{seen}");
+    // The certificate holder (CN, O) whose signatures the PIN unlocks, in both languages.
+    assert!(
+        seen.contains("Chứng thư số: NGUYEN VAN A, UBND Tinh Demo"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Certificates: NGUYEN VAN A, UBND Tinh Demo"),
+        "{seen}"
+    );
     assert_names_this_application(&seen);
     assert!(seen.contains("GETPIN"), "{seen}");
 

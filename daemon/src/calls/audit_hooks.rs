@@ -38,9 +38,10 @@ pub fn sign_updated(d: &Daemon, c: &Client, s: &Session, op: Operation, data: &[
     }
 }
 
-/// A `C_Login` that reached a token, with its result.
-pub fn logged_in(d: &Daemon, c: &Client, s: &Session, rv: Rv) {
-    d.audit.login(c, &s.token, rv);
+/// A `C_Login` that reached a token, with its result and, for a login the token did not
+/// check itself, a note saying how it was made.
+pub fn logged_in(d: &Daemon, c: &Client, s: &Session, rv: Rv, detail: Option<&str>) {
+    d.audit.login(c, &s.token, rv, detail);
 }
 
 /// A `C_Sign` (`data` given) or `C_SignFinal` (`data` `None`) answered by the module: when it

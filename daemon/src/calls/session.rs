@@ -105,18 +105,39 @@ pub fn login(
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let result = login_unjournaled(d, c, handle, user, pin);
-    super::audit_hooks::logged_in(d, c, &s, result.as_ref().err().copied().unwrap_or(Rv::OK));
-    result
+    let (rv, detail) = match &result {
+        Ok(how) => (Rv::OK, *how),
+        Err(rv) => (*rv, None),
+    };
+    super::audit_hooks::logged_in(d, c, &s, rv, detail);
+    result.map(|_| Reply::None)
 }
 
+/// What the journal says of a login made without the token checking a PIN.
+const SHARED_LOGIN: &str = "shared login: no PIN asked (pin.share_login_seconds)";
+
+/// Logs in; `Ok(Some(detail))` for a login worth a note in the journal.
 fn login_unjournaled(
     d: &Daemon,
     c: &Client,
     handle: Ulong,
     user: Ulong,
     pin: Option<&Pin>,
-) -> Result<Reply, Rv> {
+) -> Result<Option<&'static str>, Rv> {
     let s = c.session(handle)?;
+    // Another application of the user logged in recently: no prompt while that is shared.
+    if pin.is_none()
+        && user == ck::CKU_USER
+        && d.settings().pin.share_login_seconds > 0
+        && s.token
+            .login
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join_shared(&s.token.module, c.id)
+    {
+        tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot = s.token.slot, serial = %s.token.serial, "login (shared)");
+        return Ok(Some(SHARED_LOGIN));
+    }
     // The token may count tries and lock: say so instead of spending one.
     let mut final_try = false;
     if user == ck::CKU_USER {
@@ -137,7 +158,8 @@ fn login_unjournaled(
             && d.settings().pin.protected_path
             && c.login_of(&s.token).is_none() =>
         {
-            let settings = crate::pinentry::PinentrySettings::new(d.settings().pinentry.clone());
+            let settings =
+                crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
             let prompt = pin_prompt(c, &s.token);
             let got = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {
                 tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, error = %e, "no PIN from the pinentry");
@@ -156,7 +178,8 @@ fn login_unjournaled(
         .unwrap_or_else(|e| e.into_inner())
         .is_logged_in();
     if final_try && module_login_pending && !prompted && pin.is_some() {
-        let settings = crate::pinentry::PinentrySettings::new(d.settings().pinentry.clone());
+        let settings =
+            crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
         let mut prompt = pin_prompt(c, &s.token);
         prompt.description.push_str("\n\nỨng dụng đã tự cung cấp mã PIN. Tiếp tục? / The application supplied the PIN itself. Go on?");
         match crate::pinentry::confirm(&settings, &prompt) {
@@ -178,15 +201,31 @@ fn login_unjournaled(
     {
         return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
     }
-    let result = s
-        .token
-        .login
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .login(&s.token.module, s.module_session, c.id, user, pin);
+    let mut login = s.token.login.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = !login.is_logged_in();
+    let result = login.login(&s.token.module, s.module_session, c.id, user, pin);
+    drop(login);
+    let fresh_user = result.is_ok() && fresh && user == ck::CKU_USER;
+    if fresh_user
+        && s.token
+            .module
+            .token_info(s.token.module_slot)
+            .is_ok_and(|i| i.flags & ck::CKF_USER_PIN_TO_BE_CHANGED != 0)
+    {
+        forced_pin_change(d, c, &s, pin)?;
+    }
+    let mut login = s.token.login.lock().unwrap_or_else(|e| e.into_inner());
+    if fresh_user {
+        login.share(
+            &s.token.module,
+            s.token.module_slot,
+            std::time::Duration::from_secs(d.settings().pin.share_login_seconds),
+        );
+    }
+    drop(login);
     let rv = result.err().unwrap_or(Rv::OK);
     tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot = s.token.slot, serial = %s.token.serial, user, %rv, "login");
-    result.map(|()| Reply::None)
+    result.map(|()| None)
 }
 
 pub fn logout(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
@@ -261,7 +300,8 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
         tracing::error!(slot, serial = %token.serial, "the token's user PIN is locked: it must be recovered by the helpdesk");
         return Err(Rv(ck::CKR_PIN_LOCKED));
     }
-    let settings = crate::pinentry::PinentrySettings::new(d.settings().pinentry.clone());
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
     let ask = |prompt: &crate::pinentry::PinPrompt| {
         crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
             tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "PIN change: no PIN from the pinentry");
@@ -272,13 +312,50 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     prompt.title = "kyso — đổi PIN / change PIN".into();
     prompt.prompt = "PIN hiện tại / current PIN:".into();
     let old = ask(&prompt)?;
+    let new = ask_new_pin(c, &token, &info, &mut prompt, &ask)?;
+    // C_SetPIN acts on whoever is logged in at the module: with the SO logged in it would
+    // change the SO PIN.
+    let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+    if login.module_user() == Some(ck::CKU_SO) {
+        return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
+    }
+    let result = set_user_pin(&token, Some(&old), &new);
+    if result.is_ok() {
+        login.pin_changed(ck::CKU_USER, &new);
+    }
+    tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
+    result.map(|()| Reply::None)
+}
+
+/// `C_SetPIN` from `old` to `new` in a read-write session of kysod's own (the PIN changed is
+/// the user's unless the SO is logged in at the module, which callers rule out).
+fn set_user_pin(token: &crate::token::Token, old: Option<&Pin>, new: &Pin) -> Result<(), Rv> {
+    let session = token.module.open_session(
+        token.module_slot,
+        ck::CKF_SERIAL_SESSION | ck::CKF_RW_SESSION,
+    )?;
+    let result = token
+        .module
+        .set_pin(session, old.map(Pin::expose), Some(new.expose()));
+    let _ = token.module.close_session(session);
+    result
+}
+
+/// Asks a new PIN twice through the pinentry, within the token's length limits (`info`),
+/// letting the user try again a few times after a mismatch or a wrong length.
+fn ask_new_pin(
+    c: &Client,
+    token: &crate::token::Token,
+    info: &ck::CK_TOKEN_INFO,
+    prompt: &mut crate::pinentry::PinPrompt,
+    ask: &dyn Fn(&crate::pinentry::PinPrompt) -> Result<Pin, Rv>,
+) -> Result<Pin, Rv> {
     let (min, max) = (info.ulMinPinLen as usize, info.ulMaxPinLen as usize);
-    let mut new = None;
     let mut error = None;
     for _ in 0..NEW_PIN_ATTEMPTS {
         prompt.prompt = format!("PIN mới ({min}–{max} ký tự) / new PIN ({min}–{max} characters):");
         prompt.error = error.take();
-        let first = ask(&prompt)?;
+        let first = ask(prompt)?;
         if first.len() < min || first.len() > max {
             error = Some(format!(
                 "PIN mới phải có {min}–{max} ký tự / The new PIN must have {min}–{max} characters"
@@ -286,37 +363,52 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
             continue;
         }
         prompt.prompt = "Nhập lại PIN mới / new PIN again:".into();
-        let again = ask(&prompt)?;
+        let again = ask(prompt)?;
         if again != first {
             error = Some("Hai lần nhập PIN mới không khớp / The two new PINs differ".into());
             continue;
         }
-        new = Some(first);
-        break;
+        return Ok(first);
     }
-    let Some(new) = new else {
-        tracing::warn!(client = c.id, serial = %token.serial, "PIN change abandoned: no acceptable new PIN");
-        return Err(Rv(ck::CKR_PIN_INVALID));
+    tracing::warn!(client = c.id, serial = %token.serial, "PIN change abandoned: no acceptable new PIN");
+    Err(Rv(ck::CKR_PIN_INVALID))
+}
+
+/// The token says the user PIN must be changed (`CKF_USER_PIN_TO_BE_CHANGED`) and `c` has just
+/// logged in with `old`: a new PIN is asked (twice, within the token's limits) and set before
+/// the client may do anything else. When that fails the client is logged out again.
+fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> Result<(), Rv> {
+    let token = &s.token;
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
+    let ask = |prompt: &crate::pinentry::PinPrompt| {
+        crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
+            tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "forced PIN change: no PIN from the pinentry");
+            e.rv()
+        })
     };
-    // C_SetPIN acts on whoever is logged in at the module: with the SO logged in it would
-    // change the SO PIN.
-    let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
-    if login.module_user() == Some(ck::CKU_SO) {
-        return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
+    let result = token.module.token_info(token.module_slot).and_then(|info| {
+        let mut prompt = pin_prompt(c, token);
+        prompt.title = "kyso — đổi PIN / change PIN".into();
+        prompt.description.push_str("\n\nThiết bị yêu cầu đổi mã PIN trước khi dùng. / The token requires a new PIN before it can be used.");
+        let new = ask_new_pin(c, token, &info, &mut prompt, &ask)?;
+        set_user_pin(token, old, &new)?;
+        token
+            .login
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pin_changed(ck::CKU_USER, &new);
+        Ok(())
+    });
+    tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot = token.slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "forced PIN change");
+    if result.is_err() {
+        let _ = token
+            .login
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .logout(&token.module, Some(s.module_session), c.id);
     }
-    let session = token.module.open_session(
-        token.module_slot,
-        ck::CKF_SERIAL_SESSION | ck::CKF_RW_SESSION,
-    )?;
-    let result = token
-        .module
-        .set_pin(session, Some(old.expose()), Some(new.expose()));
-    let _ = token.module.close_session(session);
-    if result.is_ok() {
-        login.pin_changed(ck::CKU_USER, &new);
-    }
-    tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
-    result.map(|()| Reply::None)
+    result
 }
 
 fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
@@ -339,10 +431,24 @@ fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPr
     } else {
         None
     };
+    // Whose signatures the PIN unlocks: the certificate holders (CN, O), once each.
+    let mut holders: Vec<&str> = Vec::new();
+    for cert in &token.certificates {
+        if !cert.holder.is_empty() && !holders.contains(&cert.holder.as_str()) {
+            holders.push(&cert.holder);
+        }
+    }
+    let holders = if holders.is_empty() {
+        String::new()
+    } else {
+        let list = holders.join("; ");
+        format!("\nChứng thư số: {list}")
+    };
+    let holders_en = holders.replacen("Chứng thư số", "Certificates", 1);
     crate::pinentry::PinPrompt {
         title: "kyso — PIN".into(),
         description: format!(
-            "Ứng dụng {program} (pid {pid}) yêu cầu mã PIN của thiết bị \"{label}\" (số sê-ri {serial}).\n\nThe application {program} (pid {pid}) asks for the PIN of the token \"{label}\" (serial {serial}).",
+            "Ứng dụng {program} (pid {pid}) yêu cầu mã PIN của thiết bị \"{label}\" (số sê-ri {serial}).{holders}\n\nThe application {program} (pid {pid}) asks for the PIN of the token \"{label}\" (serial {serial}).{holders_en}",
             pid = c.pid,
             label = token.label,
             serial = token.serial,

@@ -131,7 +131,7 @@ pub fn init_token(
         .login
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .reset();
+        .reset(&token.module);
     Ok(Reply::None)
 }
 
