@@ -113,7 +113,7 @@ impl Journal {
             unsynced: false,
         };
         if let Err(e) = inner.prepare() {
-            tracing::error!(journal = %inner.path.display(), error = %e, "cannot open the audit journal; events will be lost until it can be written");
+            tracing::error!(journal = %inner.path.display(), error = %e, "cannot open the audit journal; events are lost and signatures withheld until it can be written");
         }
         let shared = Arc::new(Shared {
             state: Mutex::new(inner),
