@@ -189,6 +189,23 @@ impl Journal {
         }
     }
 
+    /// Records a recovery step (request, apply, on-site unlock, wipe) with the agency's case
+    /// reference and a detail that never holds a secret.
+    pub fn recovery(
+        &self,
+        event: AuditEvent,
+        c: &Client,
+        token: &Token,
+        case_ref: Option<&str>,
+        detail: &str,
+        rv: Rv,
+    ) {
+        let mut e = client_entry(event, c, token, rv);
+        e.case_ref = case_ref.map(str::to_string);
+        e.detail = Some(detail.to_string());
+        let _ = self.append(e);
+    }
+
     /// Records a signature the policy refused, with the certificate it judged.
     pub fn refusal(
         &self,

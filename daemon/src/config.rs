@@ -27,6 +27,21 @@ pub struct Config {
     pub pin: PinConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+}
+
+/// `[recovery]`: remote token recovery.
+///
+/// ```toml
+/// [recovery]
+/// # public keys (as `kyso-helpdesk pubkey` prints them) of the helpdesks whose grants are trusted
+/// helpdesk_keys = ["/etc/kyso/helpdesk.pub"]
+/// ```
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub helpdesk_keys: Vec<PathBuf>,
 }
 
 /// `[policy]`: the signing policy (see [`crate::policy`]).
@@ -155,13 +170,14 @@ pub enum ConfigError {
 
 impl Config {
     /// The settings read only at start, each with whether `new` differs from `self` there.
-    pub fn start_only_changes(&self, new: &Config) -> [(&'static str, bool); 5] {
+    pub fn start_only_changes(&self, new: &Config) -> [(&'static str, bool); 6] {
         [
             ("socket", self.socket != new.socket),
             ("state_dir", self.state_dir != new.state_dir),
             ("log", self.log != new.log),
             ("module", self.modules != new.modules),
             ("token", self.tokens != new.tokens),
+            ("recovery", self.recovery != new.recovery),
         ]
     }
 

@@ -20,6 +20,7 @@ mod login;
 mod module;
 mod pinentry;
 mod policy;
+mod recovery;
 mod server;
 mod slots;
 mod token;
@@ -29,15 +30,27 @@ use config::Config;
 
 /// kysod — serves the user's PKCS#11 tokens to local applications.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "kysod", version)]
 struct Args {
-    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists.
+    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists,
+    /// else /etc/kyso/kysod.toml when it exists.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Writes the man page of kysod (roff) into DIR and exits; used when packaging.
+    #[arg(long, hide = true, value_name = "DIR")]
+    man_page: Option<PathBuf>,
 }
 
 fn main() {
     let args = Args::parse();
+    if let Some(dir) = args.man_page {
+        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| man.generate_to(&dir)) {
+            eprintln!("kysod: cannot write the man page to {}: {e}", dir.display());
+            std::process::exit(1);
+        }
+        return;
+    }
     let config = match load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -53,6 +66,9 @@ fn main() {
     }
 }
 
+/// The configuration the package installs, used by users who have none of their own.
+const SYSTEM_CONFIG: &str = "/etc/kyso/kysod.toml";
+
 fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
     if let Some(path) = path {
         return Config::load(path);
@@ -64,6 +80,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
         .map(|d| d.join("kyso/kysod.toml"));
     match default {
         Some(p) if p.exists() => Config::load(&p),
+        _ if Path::new(SYSTEM_CONFIG).exists() => Config::load(Path::new(SYSTEM_CONFIG)),
         _ => Ok(Config::default()),
     }
 }
@@ -139,6 +156,7 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let uid = unsafe { libc::getuid() };
     let mut daemon = server::Daemon::new(registry, server::Settings::from_config(&config), uid);
     daemon.audit = journal;
+    daemon.recovery = recovery::RecoveryState::open(&state_dir, &config.recovery.helpdesk_keys)?;
     let daemon = Arc::new(daemon);
     let mut expiring = false;
     expire_shared_logins(&daemon, &mut expiring).map_err(|e| format!("cannot start: {e}"))?;

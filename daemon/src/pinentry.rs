@@ -151,6 +151,18 @@ pub fn confirm(settings: &PinentrySettings, prompt: &PinPrompt) -> Result<bool, 
     answer
 }
 
+/// Shows a message with one button (`CONFIRM --one-button`); returns when the user closed it.
+pub fn notify(settings: &PinentrySettings, prompt: &PinPrompt) -> Result<(), PinentryError> {
+    let mut p = Pinentry::start(settings)?;
+    p.setup(prompt)?;
+    let shown = match p.transact("CONFIRM --one-button", settings.user_timeout) {
+        Ok(()) | Err(PinentryError::Cancelled | PinentryError::NotConfirmed) => Ok(()),
+        Err(e) => Err(e),
+    };
+    p.bye();
+    shown
+}
+
 /// A running pinentry. Dropping it ends the process (and reaps it).
 struct Pinentry {
     child: Child,

@@ -61,6 +61,8 @@ pub struct Daemon {
     pub uid: u32,
     /// The audit journal (`state_dir/audit.jsonl`).
     pub audit: crate::audit::Journal,
+    /// Remote recovery: pending requests' keys, SO PIN generations, trusted helpdesk keys.
+    pub recovery: crate::recovery::RecoveryState,
     clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
     next_client: AtomicU64,
     connections: AtomicUsize,
@@ -76,6 +78,7 @@ impl Daemon {
             settings: RwLock::new(Arc::new(settings)),
             uid,
             audit: crate::audit::Journal::disabled(),
+            recovery: crate::recovery::RecoveryState::none(&std::env::temp_dir()),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

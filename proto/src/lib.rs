@@ -18,8 +18,9 @@ pub use frame::{FrameError, MAX_FRAME};
 pub use message::*;
 pub use pin::Pin;
 
-/// Version spoken by this build; the handshake refuses any other.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version spoken by this build; the handshake refuses any other. Raised whenever a message
+/// changes shape: 2 added the one-round-trip signature and the recovery calls.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// `CK_ULONG` on the wire. kyso runs on LP64 Linux, where `CK_ULONG` is 64 bits wide.
 pub type Ulong = u64;

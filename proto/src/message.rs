@@ -358,6 +358,55 @@ pub enum Call {
     ChangePin {
         slot: Ulong,
     },
+    /// kyso: start a remote recovery of the token in `slot`: kysod makes an ephemeral X25519
+    /// key pair, keeps the private half in its state directory and answers with the request
+    /// file ([`Reply::Bytes`]).
+    RecoveryRequest {
+        slot: Ulong,
+    },
+    /// kyso: apply a recovery grant (the file's bytes). kysod checks it, logs in as SO, has the
+    /// user choose the new PIN through the pinentry, rotates the SO PIN and answers with the
+    /// receipt file ([`Reply::Bytes`]); a refusal comes with [`Reply::Text`]. `force` allows
+    /// spending the SO PIN's final try.
+    RecoveryApply {
+        grant: Vec<u8>,
+        force: bool,
+    },
+    /// kyso-helpdesk: unlock a token on site (see [`Unlock`]).
+    Unlock(Unlock),
+    /// kyso-helpdesk: re-initialise a returned token (`C_InitToken` with the SO PIN chosen
+    /// among `candidates`), with a new label.
+    Wipe {
+        slot: Ulong,
+        candidates: Vec<SoPinCandidate>,
+        label: String,
+        case_ref: String,
+    },
+}
+
+/// kyso-helpdesk: unlock the token in `slot` on site: SO login with the escrowed SO PIN
+/// (chosen among `candidates`, see [`SoPinCandidate`]), the user types the new PIN through the
+/// pinentry, `C_InitPIN`, then the SO PIN becomes `new_so_pin` (named `generation`). `force`
+/// allows spending the SO PIN's final try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlock {
+    pub slot: Ulong,
+    pub candidates: Vec<SoPinCandidate>,
+    pub new_so_pin: Pin,
+    pub generation: String,
+    pub case_ref: String,
+    pub force: bool,
+}
+
+/// An SO PIN the helpdesk's escrow holds for a token, named by its generation: the grant digest
+/// or unlock id that installed it (`escrow` for one recorded by hand). Until a rotation is
+/// confirmed the escrow holds both the old and the new SO PIN; kysod records the generation it
+/// installed on each token, so it picks the right one without spending an SO PIN try on the
+/// wrong one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoPinCandidate {
+    pub generation: String,
+    pub pin: Pin,
 }
 
 impl Call {
@@ -371,6 +420,8 @@ impl Call {
             } | Call::InitPin { pin: Some(_), .. }
                 | Call::SetPin { .. }
                 | Call::Login { pin: Some(_), .. }
+                | Call::Unlock(_)
+                | Call::Wipe { .. }
         )
     }
 }
@@ -403,6 +454,8 @@ pub enum Reply {
     },
     Bytes(Vec<u8>),
     Status(Vec<TokenStatus>),
+    /// A message for a person (why a recovery call was refused, which SO PIN was used).
+    Text(String),
 }
 
 #[cfg(test)]

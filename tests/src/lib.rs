@@ -21,6 +21,7 @@ mod opencryptoki;
 mod paths;
 pub mod pinentry;
 mod raw;
+pub mod recovery;
 pub mod util;
 
 pub use daemon::{toml_str, Daemon, DaemonConfig};

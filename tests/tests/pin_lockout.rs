@@ -2,7 +2,8 @@
 //! soft token): one wrong PIN through kysod spends exactly one try (kysod never tries again on
 //! its own), a PIN the application supplies at the final try goes to the token only when the
 //! user confirms it in the pinentry, and a locked token is refused with `CKR_PIN_LOCKED` and a
-//! pointer to recovery, without a prompt and without touching the token.
+//! pointer to recovery (in the log and journal, and for a PIN-less login a message to the user
+//! through the pinentry), without asking a PIN and without touching the token.
 
 use std::path::PathBuf;
 
@@ -124,15 +125,26 @@ fn a_locked_token_is_refused_with_a_pointer_to_recovery() {
     assert!(tries(&shim, slot).2, "the token did not lock");
     let before = seen(&dir);
 
-    // Locked: refused at once, for a PIN-less login without a prompt.
+    // Locked: an application's PIN is refused at once, without a prompt.
     assert_eq!(app_login(&s, OCK_USER_PIN), Some(RvError::PinLocked));
-    let err = s.login(UserType::User, None).unwrap_err();
-    assert_eq!(rv_of(&err), Some(RvError::PinLocked));
     assert_eq!(
         seen(&dir),
         before,
         "the pinentry was asked for a locked token"
     );
+    // A PIN-less login: no PIN is asked, the user is told why and what to do.
+    let err = s.login(UserType::User, None).unwrap_err();
+    assert_eq!(rv_of(&err), Some(RvError::PinLocked));
+    let shown = seen(&dir)[before.len()..].to_string();
+    assert!(!shown.contains("GETPIN"), "a PIN was asked: {shown}");
+    assert!(shown.contains("CONFIRM --one-button"), "{shown}");
+    assert!(shown.contains("đã bị khóa"), "{shown}");
+    assert!(shown.contains("ask your helpdesk"), "{shown}");
+    assert!(
+        shown.contains(&format!("serial {}", fx.opencryptoki().serial())),
+        "{shown}"
+    );
+    assert!(shown.contains("kyso token status"), "{shown}");
     let log = daemon.log();
     assert!(log.contains("khôi phục"), "no recovery hint in the log");
     assert!(

@@ -9,9 +9,12 @@ use std::process::ExitCode;
 use kyso_proto::audit;
 
 /// Where the journal is: `--journal` as given, else `state_dir` from the kysod configuration
-/// (`--config`, else `$XDG_CONFIG_HOME/kyso/kysod.toml` when it exists), else the default
-/// state directory.
-fn journal_path(config: Option<PathBuf>, journal: Option<PathBuf>) -> Result<PathBuf, String> {
+/// (`--config`, else `$XDG_CONFIG_HOME/kyso/kysod.toml` or `/etc/kyso/kysod.toml`, the first
+/// that exists, as kysod looks for it), else the default state directory.
+pub(crate) fn journal_path(
+    config: Option<PathBuf>,
+    journal: Option<PathBuf>,
+) -> Result<PathBuf, String> {
     if let Some(j) = journal {
         return Ok(j);
     }
@@ -22,6 +25,7 @@ fn journal_path(config: Option<PathBuf>, journal: Option<PathBuf>) -> Result<Pat
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
             .map(|d| d.join("kyso/kysod.toml"))
             .filter(|p| p.exists())
+            .or_else(|| Some(PathBuf::from("/etc/kyso/kysod.toml")).filter(|p| p.exists()))
     });
     let state_dir = match config {
         Some(path) => state_dir_from_config(&path)?,

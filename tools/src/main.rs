@@ -2,7 +2,6 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,14 +9,15 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod audit;
-use kyso_proto::frame;
-use kyso_proto::{
-    Call, Hello, HelloReply, Reply, Request, Response, TokenStatus, PROTOCOL_VERSION,
-};
+mod recover;
+mod report;
+mod token;
+use kyso_proto::{Call, TokenStatus};
+use kyso_tools::kysod::Kysod;
 
 /// kyso — PKCS#11 token middleware.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "kyso", version)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +42,103 @@ enum Command {
     /// The token's user PIN.
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Diagnosis of a token.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Remote recovery of a locked token with the helpdesk.
+    #[command(subcommand)]
+    Recover(RecoverCommand),
+    /// The signature-use report and certificate expiry list, from the audit journal.
+    ///
+    /// The journal's hash chain is verified first: a changed journal gives no report (exit 1,
+    /// naming the first bad line). Only signatures that were made (result CKR_OK) are counted;
+    /// refused or failed attempts are not. Days are whole UTC days, both ends included. The
+    /// certificate list holds every certificate seen signing up to the end of the period, with
+    /// renew-by = expiry - 30 days; "expired" and "renew now" are judged on the day the report
+    /// is made (--today). Exit 2: no journal or bad arguments.
+    Report(ReportArgs),
+    /// Writes the man pages of `kyso` and its commands (roff) into DIR; used when packaging.
+    #[command(hide = true)]
+    ManPage { dir: PathBuf },
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("period").required(true).args(["from", "half"])))]
+struct ReportArgs {
+    /// First day of the period (YYYY-MM-DD, UTC, included).
+    #[arg(long, value_name = "DATE", requires = "to")]
+    from: Option<String>,
+    /// Last day of the period (YYYY-MM-DD, UTC, included).
+    #[arg(long, value_name = "DATE", requires = "from")]
+    to: Option<String>,
+    /// A regulatory half-year: YEAR-H1 (1 January - 30 June) or YEAR-H2 (1 July - 31 December).
+    #[arg(long, value_name = "YEAR-H1|YEAR-H2", conflicts_with_all = ["from", "to"])]
+    half: Option<String>,
+    /// Output: a table for people (80 columns, Vietnamese and English), CSV or JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    /// The day expiry is judged against (YYYY-MM-DD). Default: today (UTC).
+    #[arg(long, value_name = "DATE")]
+    today: Option<String>,
+    /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
+    #[arg(long, value_name = "FILE", conflicts_with = "journal")]
+    config: Option<PathBuf>,
+    /// The journal file itself.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Model, serial, label, PIN state, certificates, and what to do next.
+    Status {
+        /// The token, by serial or label; default: every token kysod knows.
+        #[arg(long, value_name = "SERIAL|LABEL")]
+        token: Option<String>,
+        /// Prints JSON (an array of tokens) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecoverCommand {
+    /// Writes a recovery request for the helpdesk (bound to the token, a nonce and a key
+    /// kysod keeps for 72 hours).
+    Request {
+        /// The token, by serial or label; needed when more than one token is present.
+        #[arg(long, value_name = "SERIAL|LABEL")]
+        token: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Applies the helpdesk's grant: you choose the new PIN in kysod's prompt, the SO PIN is
+    /// rotated, and a receipt for the helpdesk is written.
+    Apply {
+        /// The grant file from the helpdesk.
+        grant: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Allows spending the SO PIN's final try.
+        #[arg(long)]
+        force: bool,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,7 +160,7 @@ enum AuditCommand {
     /// Checks the journal's hash chain: exit 0 when intact, 1 naming the first bad line,
     /// 2 when there is no journal.
     Verify {
-        /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml.
+        /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
         #[arg(long, value_name = "FILE", conflicts_with = "journal")]
         config: Option<PathBuf>,
         /// The journal file itself.
@@ -74,6 +171,32 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     match Args::parse().command {
+        Command::Token(TokenCommand::Status {
+            token,
+            json,
+            socket,
+        }) => token::status(socket, token.as_deref(), json),
+        Command::Recover(RecoverCommand::Request { token, out, socket }) => {
+            recover::request(socket, token.as_deref(), &out)
+        }
+        Command::Recover(RecoverCommand::Apply {
+            grant,
+            out,
+            force,
+            socket,
+        }) => recover::apply(socket, &grant, &out, force),
+        Command::Report(args) => run_report(args),
+        Command::ManPage { dir } => {
+            match std::fs::create_dir_all(&dir).and_then(|()| {
+                clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), &dir)
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kyso: cannot write man pages to {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Audit(AuditCommand::Verify { config, journal }) => audit::verify(config, journal),
         Command::Pin(PinCommand::Change { token, socket }) => {
             match change_pin(socket, token) {
@@ -114,109 +237,68 @@ fn main() -> ExitCode {
     }
 }
 
-fn socket_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
-    if let Some(p) = given {
-        return Ok(p);
-    }
-    if let Some(p) = std::env::var_os("KYSO_SOCKET").filter(|p| !p.is_empty()) {
-        return Ok(p.into());
-    }
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("kyso/kysod.sock"))
-        .ok_or_else(|| "no socket: set KYSO_SOCKET or XDG_RUNTIME_DIR, or pass --socket".into())
-}
-
-/// A connection to kysod speaking the ordinary protocol.
-struct Kysod {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    next: u32,
-}
-
-impl Kysod {
-    fn connect(socket: Option<PathBuf>) -> Result<Kysod, String> {
-        let path = socket_path(socket)?;
-        let mut stream = UnixStream::connect(&path)
-            .map_err(|e| format!("cannot reach kysod at {}: {e}", path.display()))?;
-        let mut buf = Vec::new();
-        let instance = u64::from(std::process::id()) << 32
-            | u64::from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0),
-            );
-        let hello = Hello {
-            version: PROTOCOL_VERSION,
-            instance,
-        };
-        frame::write(&mut stream, &hello, &mut buf).map_err(io)?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let reply: HelloReply = frame::read(&mut stream, &mut buf).map_err(io)?;
-        reply.map_err(|r| format!("kysod refused: {}", r.reason))?;
-        Ok(Kysod {
-            stream,
-            buf,
-            next: 1,
-        })
-    }
-
-    /// One call; `timeout` bounds the wait for the answer (`None`: a person is being asked).
-    fn call(&mut self, call: Call, timeout: Option<Duration>) -> Result<Response, String> {
-        let id = self.next;
-        self.next += 1;
-        frame::write(&mut self.stream, &Request { id, call }, &mut self.buf).map_err(io)?;
-        let _ = self.stream.set_read_timeout(timeout);
-        frame::read(&mut self.stream, &mut self.buf).map_err(io)
-    }
-}
-
-fn io(e: frame::FrameError) -> String {
-    format!("kysod: {e}")
+/// Runs `kyso report`: exit 0 with the report, 1 when the journal's chain is broken, 2 when
+/// there is no journal or an argument is wrong.
+fn run_report(args: ReportArgs) -> ExitCode {
+    let fail = |code: u8, e: &dyn std::fmt::Display| {
+        eprintln!("kyso: {e}");
+        ExitCode::from(code)
+    };
+    let period = match (&args.half, &args.from, &args.to) {
+        (Some(half), _, _) => report::Period::half(half),
+        (None, Some(from), Some(to)) => report::Period::between(from, to),
+        _ => {
+            return fail(
+                2,
+                &"give --half YEAR-H1|YEAR-H2, or --from DATE and --to DATE",
+            )
+        }
+    };
+    let period = match period {
+        Ok(p) => p,
+        Err(e) => return fail(2, &e),
+    };
+    let today = match args.today.as_deref().map(report::parse_day) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return fail(2, &e),
+        None => time::OffsetDateTime::now_utc().date(),
+    };
+    let path = match audit::journal_path(args.config, args.journal) {
+        Ok(p) => p,
+        Err(e) => return fail(2, &e),
+    };
+    let journal = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => return fail(2, &format!("no audit journal at {}: {e}", path.display())),
+    };
+    let report = match report::build(&journal, period, today) {
+        Ok(r) => r,
+        Err(e @ report::ReportError::BrokenChain { .. }) => {
+            return fail(1, &format!("{}: {e}", path.display()))
+        }
+        Err(e) => return fail(2, &format!("{}: {e}", path.display())),
+    };
+    let text = match args.format {
+        ReportFormat::Table => report::to_table(&report),
+        ReportFormat::Json => report::to_json(&report),
+        ReportFormat::Csv => match report::to_csv(&report) {
+            Ok(t) => t,
+            Err(e) => return fail(2, &e),
+        },
+    };
+    print!("{text}");
+    ExitCode::SUCCESS
 }
 
 /// Asks kysod for its tokens.
 fn status(socket: Option<PathBuf>) -> Result<Vec<TokenStatus>, String> {
-    let response = Kysod::connect(socket)?.call(Call::Status, Some(Duration::from_secs(30)))?;
-    match response.reply {
-        Reply::Status(tokens) if response.rv == 0 => Ok(tokens),
-        _ => Err(format!(
-            "kysod answered the status call with error 0x{:x}",
-            response.rv
-        )),
-    }
+    Kysod::connect(socket)?.tokens()
 }
 
 /// Has kysod change the user PIN of the chosen token; returns the token's serial.
 fn change_pin(socket: Option<PathBuf>, token: Option<String>) -> Result<String, String> {
     let mut kysod = Kysod::connect(socket)?;
-    let tokens = match kysod
-        .call(Call::Status, Some(Duration::from_secs(30)))?
-        .reply
-    {
-        Reply::Status(tokens) => tokens,
-        _ => return Err("kysod did not list its tokens".into()),
-    };
-    let present: Vec<&TokenStatus> = tokens
-        .iter()
-        .filter(|t| t.present)
-        .filter(|t| {
-            token
-                .as_deref()
-                .is_none_or(|w| t.serial == w || t.label == w)
-        })
-        .collect();
-    let chosen = match present.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(match token {
-                Some(w) => format!("no token {w} is present"),
-                None => "no token is present".into(),
-            })
-        }
-        _ => return Err("several tokens are present: choose one with --token SERIAL|LABEL".into()),
-    };
+    let chosen = kysod.choose_token(token.as_deref())?;
     // The user is typing PINs into kysod's prompt meanwhile: no time limit.
     let response = kysod.call(Call::ChangePin { slot: chosen.slot }, None)?;
     match response.rv {
@@ -267,7 +349,7 @@ fn print_table(tokens: &[TokenStatus]) {
 }
 
 /// The token's PIN state in words, from its `CKF_*` flags.
-fn pin_state(flags: u64) -> String {
+pub(crate) fn pin_state(flags: u64) -> String {
     const STATES: [(u64, &str); 7] = [
         (0x0004_0000, "user PIN locked (ask your helpdesk)"),
         (0x0002_0000, "user PIN final try"),
@@ -290,7 +372,7 @@ fn pin_state(flags: u64) -> String {
 }
 
 /// A Unix time as its UTC date.
-fn day(t: i64) -> String {
+pub(crate) fn day(t: i64) -> String {
     let time = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
     kyso_proto::audit::rfc3339_utc(time)[..10].to_string()
 }

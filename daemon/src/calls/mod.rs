@@ -4,6 +4,7 @@
 pub(crate) mod audit_hooks;
 mod crypto;
 mod object;
+mod recovery;
 mod session;
 mod slot;
 
@@ -33,6 +34,15 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
         } => slot::init_token(d, slot, so_pin.as_ref(), &label),
         Call::Status => Ok(Reply::Status(d.registry.status())),
         Call::ChangePin { slot } => session::change_pin(d, c, slot),
+        Call::RecoveryRequest { slot } => return recovery::request(d, c, slot),
+        Call::RecoveryApply { grant, force } => return recovery::apply(d, c, &grant, force),
+        Call::Unlock(order) => return recovery::unlock(d, c, &order),
+        Call::Wipe {
+            slot,
+            candidates,
+            label,
+            case_ref,
+        } => return recovery::wipe(d, c, slot, &candidates, &label, &case_ref),
         Call::OpenSession { slot, flags } => session::open(d, c, slot, flags),
         Call::CloseSession { session } => session::close(c, session),
         Call::CloseAllSessions { slot } => session::close_all(d, c, slot),

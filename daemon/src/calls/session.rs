@@ -145,6 +145,11 @@ fn login_unjournaled(
             final_try = info.flags & ck::CKF_USER_PIN_FINAL_TRY != 0;
             if info.flags & ck::CKF_USER_PIN_LOCKED != 0 {
                 tracing::error!(slot = s.token.slot, serial = %s.token.serial, label = %s.token.label, "the token's user PIN is locked: it must be recovered (khôi phục thiết bị) by the helpdesk or the CA with the SO PIN; kysod will not try a PIN on it");
+                // The user, not the application, would have typed the PIN: tell them why
+                // nothing will be signed, and what to do.
+                if pin.is_none() && d.settings().pin.protected_path {
+                    tell_locked(d, c, &s.token);
+                }
                 return Err(Rv(ck::CKR_PIN_LOCKED));
             }
         }
@@ -343,7 +348,7 @@ fn set_user_pin(token: &crate::token::Token, old: Option<&Pin>, new: &Pin) -> Re
 
 /// Asks a new PIN twice through the pinentry, within the token's length limits (`info`),
 /// letting the user try again a few times after a mismatch or a wrong length.
-fn ask_new_pin(
+pub(super) fn ask_new_pin(
     c: &Client,
     token: &crate::token::Token,
     info: &ck::CK_TOKEN_INFO,
@@ -411,7 +416,27 @@ fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> 
     result
 }
 
-fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
+/// Tells the user, through the pinentry, that the token's PIN is locked and how to get it
+/// recovered.
+fn tell_locked(d: &Daemon, c: &Client, token: &crate::token::Token) {
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
+    let prompt = crate::pinentry::PinPrompt {
+        title: "kyso — PIN".into(),
+        description: format!(
+            "Mã PIN của thiết bị \"{label}\" (số sê-ri {serial}) đã bị khóa do nhập sai quá số lần cho phép. Không thể ký số cho đến khi thiết bị được khôi phục: hãy liên hệ bộ phận hỗ trợ và cung cấp số sê-ri {serial} (xem: kyso token status).\n\nThe PIN of the token \"{label}\" (serial {serial}) is locked after too many wrong entries. Nothing can be signed until the token is recovered: ask your helpdesk, quoting serial {serial} (see: kyso token status).",
+            label = token.label,
+            serial = token.serial,
+        ),
+        prompt: String::new(),
+        error: None,
+    };
+    if let Err(e) = crate::pinentry::notify(&settings, &prompt) {
+        tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "could not show the locked-PIN message");
+    }
+}
+
+pub(super) fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPrompt {
     let program = std::path::Path::new(&c.program)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -438,6 +463,7 @@ fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pinentry::PinPr
             holders.push(&cert.holder);
         }
     }
+    holders.sort_unstable();
     let holders = if holders.is_empty() {
         String::new()
     } else {

@@ -1,1 +1,633 @@
-fn main() {}
+//! `kyso-helpdesk`: the helpdesk's token-recovery tool — escrow store, remote recovery
+//! (approve a request, close with the receipt), on-site unlock and wipe through the user's
+//! kysod, and the record of cases.
+
+#![forbid(unsafe_code)]
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use kyso_proto::{Call, Pin, Reply, SoPinCandidate, Unlock};
+use kyso_recovery::grant::{Approval, GrantSecrets};
+use kyso_tools::helpdesk::passphrase::passphrase;
+use kyso_tools::helpdesk::store::{Rotation, Store};
+use kyso_tools::kysod::Kysod;
+use zeroize::Zeroizing;
+
+/// kyso-helpdesk — recover, unlock and wipe kyso users' tokens.
+#[derive(Parser)]
+#[command(name = "kyso-helpdesk", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the store and the helpdesk's Ed25519 signing key.
+    Init {
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
+    /// Prints the public key workstations trust (`[recovery] helpdesk_keys`).
+    Pubkey {
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
+    /// The escrowed SO PINs.
+    #[command(subcommand)]
+    Escrow(EscrowCommand),
+    /// Answers a recovery request with a grant sealed to it and signed.
+    Approve {
+        /// The request file from `kyso recover request`.
+        request: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The agency's written request (công văn) number.
+        #[arg(long = "case", value_name = "REFERENCE")]
+        case_ref: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Who approves (default: $USER).
+        #[arg(long)]
+        operator: Option<String>,
+        /// How long the grant is valid, in minutes.
+        #[arg(long, default_value_t = 24 * 60, value_parser = clap::value_parser!(u32).range(0..=7 * 24 * 60))]
+        valid_minutes: u32,
+    },
+    /// Verifies a receipt from `kyso recover apply`; the new SO PIN becomes the escrowed one.
+    Close {
+        receipt: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        #[arg(long)]
+        operator: Option<String>,
+    },
+    /// Unlocks a token on site, through the user's kysod: the user types the new PIN; the SO
+    /// PIN is rotated and the escrow updated.
+    Unlock {
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        #[arg(long, value_name = "SERIAL")]
+        token: String,
+        /// Allows spending the SO PIN's final try.
+        #[arg(long)]
+        force: bool,
+        #[arg(long = "case", value_name = "REFERENCE")]
+        case_ref: Option<String>,
+        #[arg(long)]
+        operator: Option<String>,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Re-initialises a returned token (C_InitToken with the escrowed SO PIN) after the serial
+    /// is typed to confirm.
+    Wipe {
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        #[arg(long, value_name = "SERIAL")]
+        token: String,
+        /// The token's new label.
+        #[arg(long, default_value = "RECALLED")]
+        label: String,
+        #[arg(long = "case", value_name = "REFERENCE")]
+        case_ref: Option<String>,
+        #[arg(long)]
+        operator: Option<String>,
+        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Lists every case for the agency's records.
+    Cases {
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes the man pages of `kyso-helpdesk` and its commands (roff) into DIR; used when
+    /// packaging.
+    #[command(hide = true)]
+    ManPage { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum EscrowCommand {
+    /// Records a token's SO PIN (read from a file, first line).
+    Add {
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        #[arg(long)]
+        serial: String,
+        #[arg(long, value_name = "FILE")]
+        so_pin_file: PathBuf,
+        #[arg(long)]
+        operator: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Args::parse().command {
+        Command::Init { db } => init(&db),
+        Command::Pubkey { db } => Store::public_key_of(&db)
+            .map(|k| println!("{k}"))
+            .map_err(|e| e.to_string()),
+        Command::Escrow(EscrowCommand::Add {
+            db,
+            serial,
+            so_pin_file,
+            operator,
+        }) => escrow_add(&db, &serial, &so_pin_file, &operator_name(operator)),
+        Command::Approve {
+            request,
+            db,
+            case_ref,
+            out,
+            operator,
+            valid_minutes,
+        } => approve(
+            &request,
+            &db,
+            &case_ref,
+            &out,
+            &operator_name(operator),
+            valid_minutes,
+        ),
+        Command::Close {
+            receipt,
+            db,
+            operator,
+        } => close(&receipt, &db, &operator_name(operator)),
+        Command::Unlock {
+            db,
+            token,
+            force,
+            case_ref,
+            operator,
+            socket,
+        } => unlock(
+            &db,
+            &token,
+            force,
+            case_ref.as_deref(),
+            &operator_name(operator),
+            socket,
+        ),
+        Command::Wipe {
+            db,
+            token,
+            label,
+            case_ref,
+            operator,
+            socket,
+        } => wipe(
+            &db,
+            &token,
+            &label,
+            case_ref.as_deref(),
+            &operator_name(operator),
+            socket,
+        ),
+        Command::Cases { db, json } => cases(&db, json),
+        Command::ManPage { dir } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(Args::command(), &dir))
+            .map_err(|e| format!("cannot write man pages to {}: {e}", dir.display())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kyso-helpdesk: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn operator_name(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn open_store(db: &Path) -> Result<Store, String> {
+    let pass = passphrase(
+        &format!(
+            "Mật khẩu kho khôi phục / passphrase of the helpdesk store {}",
+            db.display()
+        ),
+        false,
+    )?;
+    Store::open(db, &pass).map_err(|e| e.to_string())
+}
+
+fn init(db: &Path) -> Result<(), String> {
+    let pass = passphrase(
+        &format!(
+            "Mật khẩu mới cho kho / new passphrase for the helpdesk store {}",
+            db.display()
+        ),
+        true,
+    )?;
+    let public = Store::init(db, &pass).map_err(|e| e.to_string())?;
+    println!(
+        "store {} created; public key (for [recovery] helpdesk_keys): {public}",
+        db.display()
+    );
+    Ok(())
+}
+
+fn escrow_add(db: &Path, serial: &str, so_pin_file: &Path, operator: &str) -> Result<(), String> {
+    let text = Zeroizing::new(
+        std::fs::read(so_pin_file)
+            .map_err(|e| format!("cannot read {}: {e}", so_pin_file.display()))?,
+    );
+    let pin = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    let pin = pin.strip_suffix(b"\r").unwrap_or(pin);
+    if pin.is_empty() {
+        return Err(format!("{} holds no SO PIN", so_pin_file.display()));
+    }
+    let store = open_store(db)?;
+    store.escrow_add(serial, pin).map_err(|e| e.to_string())?;
+    store
+        .record("escrow", serial, None, operator, "ok", None)
+        .map_err(|e| e.to_string())?;
+    println!("SO PIN of token {serial} escrowed");
+    Ok(())
+}
+
+/// A random SO PIN of digits (every token accepts those), of 12 digits or the nearest length
+/// the token allows.
+fn new_so_pin(min: u64, max: u64) -> Zeroizing<Vec<u8>> {
+    let len = 12u64.clamp(min.max(1), max.max(min).max(1)) as usize;
+    let mut pin = Zeroizing::new(Vec::with_capacity(len));
+    while pin.len() < len {
+        let bytes = Zeroizing::new(kyso_recovery::random::<32>());
+        let missing = len - pin.len();
+        // Rejection sampling keeps the digits uniform.
+        pin.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 250)
+                .map(|b| b'0' + b % 10)
+                .take(missing),
+        );
+    }
+    pin
+}
+
+fn approve(
+    request: &Path,
+    db: &Path,
+    case_ref: &str,
+    out: &Path,
+    operator: &str,
+    valid_minutes: u32,
+) -> Result<(), String> {
+    if case_ref.trim().is_empty() {
+        return Err("--case needs the agency's written request number".into());
+    }
+    let bytes =
+        std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
+    let req =
+        kyso_recovery::parse_request(&bytes).map_err(|e| format!("{}: {e}", request.display()))?;
+    if kyso_recovery::now() >= req.expires {
+        return Err("the request expired (72 hours): the user must make a new one".into());
+    }
+    if out.exists() {
+        return Err(format!("{} exists already", out.display()));
+    }
+    let store = open_store(db)?;
+    let (current, _) = store.escrowed(&req.serial).map_err(|e| e.to_string())?;
+    let secrets = GrantSecrets {
+        current_so_pin: current,
+        new_so_pin: new_so_pin(req.min_pin_len, req.max_pin_len),
+        receipt_key: Zeroizing::new(kyso_recovery::random::<32>()),
+    };
+    let key = store.signing_key().map_err(|e| e.to_string())?;
+    let approval = Approval {
+        case_ref,
+        operator,
+        lifetime_secs: i64::from(valid_minutes) * 60,
+    };
+    let grant = kyso_recovery::grant::issue(&req, &bytes, &secrets, &approval, &key)
+        .map_err(|e| e.to_string())?;
+    let id = grant.body.digest();
+    // Recorded before the grant leaves: whatever happens to it, both SO PINs stay known.
+    store
+        .rotation_add(
+            &Rotation {
+                id: id.clone(),
+                serial: req.serial.clone(),
+                kind: "grant".into(),
+                nonce: Some(req.nonce.clone()),
+                case_ref: Some(case_ref.into()),
+                state: "pending".into(),
+            },
+            &secrets.new_so_pin,
+            Some(&secrets.receipt_key),
+        )
+        .map_err(|e| e.to_string())?;
+    let text = serde_json::to_vec_pretty(&grant).map_err(|e| e.to_string())?;
+    kyso_tools::write_new(out, &text)?;
+    let certificates: Vec<String> = req
+        .certificates
+        .iter()
+        .map(|c| format!("{} ({}, serial {})", c.holder, c.class, c.serial))
+        .collect();
+    store
+        .record(
+            "request",
+            &req.serial,
+            Some(case_ref),
+            operator,
+            "received",
+            Some(&format!(
+                "token {:?}, request nonce {}, made {}; certificates: {}",
+                req.label,
+                req.nonce,
+                day_time(req.created),
+                certificates.join("; ")
+            )),
+        )
+        .map_err(|e| e.to_string())?;
+    store
+        .record(
+            "approve",
+            &req.serial,
+            Some(case_ref),
+            operator,
+            "granted",
+            Some(&format!(
+                "request nonce {}, grant {id}, expires {}",
+                req.nonce, grant.body.expires
+            )),
+        )
+        .map_err(|e| e.to_string())?;
+    println!(
+        "grant for token {} written to {}",
+        req.serial,
+        out.display()
+    );
+    Ok(())
+}
+
+fn close(receipt: &Path, db: &Path, operator: &str) -> Result<(), String> {
+    let bytes =
+        std::fs::read(receipt).map_err(|e| format!("cannot read {}: {e}", receipt.display()))?;
+    let r =
+        kyso_recovery::parse_receipt(&bytes).map_err(|e| format!("{}: {e}", receipt.display()))?;
+    let mut store = open_store(db)?;
+    let rotation = store
+        .rotation(&r.grant_sha256)
+        .map_err(|e| e.to_string())?
+        .ok_or("the receipt names no grant of this store")?;
+    if rotation.serial != r.serial || rotation.nonce.as_deref() != Some(r.nonce.as_str()) {
+        return Err("the receipt does not match its grant (serial or nonce differ)".into());
+    }
+    if rotation.state != "pending" {
+        return Err(format!("this case is {} already", rotation.state));
+    }
+    let key = store.receipt_key(&rotation.id).map_err(|e| e.to_string())?;
+    if !kyso_recovery::receipt::verify(&key, &r) {
+        store
+            .record(
+                "close",
+                &r.serial,
+                rotation.case_ref.as_deref(),
+                operator,
+                "refused",
+                Some("receipt does not verify"),
+            )
+            .map_err(|e| e.to_string())?;
+        return Err("the receipt does not verify: it was not made by the workstation that applied the grant".into());
+    }
+    store
+        .rotation_done(&rotation.id)
+        .map_err(|e| e.to_string())?;
+    store
+        .record(
+            "close",
+            &r.serial,
+            rotation.case_ref.as_deref(),
+            operator,
+            "closed",
+            Some(&format!(
+                "grant {} applied; new SO PIN escrowed",
+                rotation.id
+            )),
+        )
+        .map_err(|e| e.to_string())?;
+    println!(
+        "case closed: the new SO PIN of token {} is escrowed",
+        r.serial
+    );
+    Ok(())
+}
+
+/// The SO PINs the escrow holds for `serial`: the confirmed one first, then the pending ones.
+fn candidates(store: &Store, serial: &str) -> Result<Vec<SoPinCandidate>, String> {
+    let (pin, generation) = store.escrowed(serial).map_err(|e| e.to_string())?;
+    let mut all = vec![SoPinCandidate {
+        generation,
+        pin: Pin::new(&pin),
+    }];
+    for (id, pin) in store.pending(serial).map_err(|e| e.to_string())? {
+        all.push(SoPinCandidate {
+            generation: id,
+            pin: Pin::new(&pin),
+        });
+    }
+    Ok(all)
+}
+
+fn unlock(
+    db: &Path,
+    serial: &str,
+    force: bool,
+    case_ref: Option<&str>,
+    operator: &str,
+    socket: Option<PathBuf>,
+) -> Result<(), String> {
+    let mut store = open_store(db)?;
+    let candidates = candidates(&store, serial)?;
+    let mut kysod = Kysod::connect(socket)?;
+    let token = kysod.choose_token(Some(serial))?;
+    let info = match kysod.call(
+        Call::GetTokenInfo { slot: token.slot },
+        Some(Duration::from_secs(30)),
+    )? {
+        r if r.rv == 0 => match r.reply {
+            Reply::TokenInfo(i) => i,
+            _ => return Err("kysod did not describe the token".into()),
+        },
+        r => return Err(format!("kysod cannot read the token: 0x{:x}", r.rv)),
+    };
+    let new = new_so_pin(info.min_pin_len, info.max_pin_len);
+    let id = format!(
+        "unlock-{}",
+        kyso_recovery::hex(&kyso_recovery::random::<16>())
+    );
+    store
+        .rotation_add(
+            &Rotation {
+                id: id.clone(),
+                serial: serial.into(),
+                kind: "unlock".into(),
+                nonce: None,
+                case_ref: case_ref.map(str::to_string),
+                state: "pending".into(),
+            },
+            &new,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    eprintln!("kyso-helpdesk: the user now chooses the new PIN in the prompt on this workstation");
+    // The user types the new PIN meanwhile: no time limit. A lost connection leaves the
+    // outcome unknown, and the rotation pending: both SO PINs stay in the escrow.
+    let r = kysod.call(
+        Call::Unlock(Unlock {
+            slot: token.slot,
+            candidates,
+            new_so_pin: Pin::new(&new),
+            generation: id.clone(),
+            case_ref: case_ref.unwrap_or_default().into(),
+            force,
+        }),
+        None,
+    )?;
+    match (r.rv, r.reply) {
+        (0, reply) => {
+            store.rotation_done(&id).map_err(|e| e.to_string())?;
+            let used = match reply {
+                Reply::Text(g) => g,
+                _ => String::new(),
+            };
+            store
+                .record(
+                    "unlock",
+                    serial,
+                    case_ref,
+                    operator,
+                    "unlocked",
+                    Some(&format!("on site; SO PIN {used} used, rotated to {id}")),
+                )
+                .map_err(|e| e.to_string())?;
+            println!(
+                "token {serial} unlocked with the user's new PIN; SO PIN rotated and escrowed"
+            );
+            Ok(())
+        }
+        (rv, reply) => {
+            let text = match reply {
+                Reply::Text(t) => t,
+                _ => format!("kysod answered 0x{rv:x}"),
+            };
+            // kysod answered: the SO PIN rotation did not happen.
+            store.rotation_abandoned(&id).map_err(|e| e.to_string())?;
+            store
+                .record("unlock", serial, case_ref, operator, "refused", Some(&text))
+                .map_err(|e| e.to_string())?;
+            Err(format!("token {serial} not unlocked: {text}"))
+        }
+    }
+}
+
+fn wipe(
+    db: &Path,
+    serial: &str,
+    label: &str,
+    case_ref: Option<&str>,
+    operator: &str,
+    socket: Option<PathBuf>,
+) -> Result<(), String> {
+    if label.len() > 32 {
+        return Err("a token label has at most 32 bytes".into());
+    }
+    let store = open_store(db)?;
+    let candidates = candidates(&store, serial)?;
+    let mut kysod = Kysod::connect(socket)?;
+    let token = kysod.choose_token(Some(serial))?;
+    eprintln!(
+        "Xóa toàn bộ khóa và chứng thư trên thiết bị {serial} ({}). Gõ số sê-ri để xác nhận:\nEverything on token {serial} ({}) will be erased. Type its serial to confirm:",
+        token.label, token.label
+    );
+    let mut typed = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut typed)
+        .map_err(|e| format!("no confirmation: {e}"))?;
+    if typed.trim() != serial {
+        return Err("the serial typed does not match: nothing was wiped".into());
+    }
+    let r = kysod.call(
+        Call::Wipe {
+            slot: token.slot,
+            candidates,
+            label: label.into(),
+            case_ref: case_ref.unwrap_or_default().into(),
+        },
+        Some(Duration::from_secs(120)),
+    )?;
+    let text = match r.reply {
+        Reply::Text(t) => t,
+        _ => format!("kysod answered 0x{:x}", r.rv),
+    };
+    if r.rv == 0 {
+        store
+            .record(
+                "wipe",
+                serial,
+                case_ref,
+                operator,
+                "wiped",
+                Some(&format!("re-initialised as {label:?}; SO PIN {text}")),
+            )
+            .map_err(|e| e.to_string())?;
+        println!("token {serial} wiped");
+        Ok(())
+    } else {
+        store
+            .record("wipe", serial, case_ref, operator, "refused", Some(&text))
+            .map_err(|e| e.to_string())?;
+        Err(format!("token {serial} not wiped: {text}"))
+    }
+}
+
+/// A Unix time in RFC 3339 UTC.
+fn day_time(t: i64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    kyso_proto::audit::rfc3339_utc(time)
+}
+
+fn cases(db: &Path, json: bool) -> Result<(), String> {
+    let all = Store::cases_of(db).map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<20}  {:<8}  {:<16}  {:<20}  {:<10}  {:<9}  detail",
+        "id", "time", "action", "serial", "case", "operator", "outcome"
+    );
+    for c in all {
+        println!(
+            "{:>4}  {:<20}  {:<8}  {:<16}  {:<20}  {:<10}  {:<9}  {}",
+            c.id,
+            c.time,
+            c.action,
+            c.serial,
+            c.case_ref.as_deref().unwrap_or("-"),
+            c.operator,
+            c.outcome,
+            c.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}

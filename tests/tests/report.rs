@@ -1,0 +1,461 @@
+//! `kyso report`: exact counts from a hash-chained journal written here with known signatures
+//! across two half-years and three certificate classes, in every output format; a changed
+//! journal gives no report; signatures made through the shim against a real kysod are counted.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::UNIX_EPOCH;
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::ObjectClass;
+use kyso_proto::audit::{self, AuditEntry, AuditEvent};
+use kyso_tests::util::find_one;
+use kyso_tests::{target_dir, Daemon, Fixture, Module, ID_RSA};
+use serde_json::Value;
+
+const LIBREOFFICE: &str = "/usr/lib/libreoffice/program/soffice.bin";
+const PKCS11_TOOL: &str = "/usr/bin/pkcs11-tool";
+const OPENSSL: &str = "/usr/bin/openssl";
+
+/// A personal certificate, valid well beyond the report days.
+const PERSONAL: Cert = Cert {
+    serial: "1001",
+    subject: "NGUYEN VAN A, UBND Tinh Demo",
+    class: "personal",
+    not_after: "2027-03-31T16:59:59Z",
+};
+/// The agency's seal, expiring in the second half-year.
+const SEAL: Cert = Cert {
+    serial: "2002",
+    subject: "UBND TINH DEMO, UBND Tinh Demo",
+    class: "organisation",
+    not_after: "2026-07-20T00:00:00Z",
+};
+/// A service certificate that expired during the first half-year.
+const SERVICE: Cert = Cert {
+    serial: "3003",
+    subject: "MAY CHU KY SO, So TTTT Demo",
+    class: "other",
+    not_after: "2026-05-01T00:00:00Z",
+};
+
+struct Cert {
+    serial: &'static str,
+    subject: &'static str,
+    class: &'static str,
+    not_after: &'static str,
+}
+
+/// Writes journal entries with a correct hash chain, as kysod does.
+struct Journal {
+    lines: Vec<String>,
+    prev: String,
+}
+
+impl Journal {
+    fn new() -> Journal {
+        Journal {
+            lines: Vec::new(),
+            prev: audit::GENESIS.to_string(),
+        }
+    }
+
+    fn push(&mut self, mut e: AuditEntry) {
+        e.prev = std::mem::take(&mut self.prev);
+        let line = e.to_line().expect("entry serialises");
+        self.prev = audit::line_hash(line.as_bytes());
+        self.lines.push(line);
+    }
+
+    fn entry(event: AuditEvent, time: &str) -> AuditEntry {
+        let mut e = AuditEntry::new(event, UNIX_EPOCH);
+        e.time = time.into();
+        e.uid = Some(1000);
+        e.pid = Some(4242);
+        e.token_serial = Some("9a3b5c7d00000001".into());
+        e.token_label = Some("NGUYEN VAN A".into());
+        e
+    }
+
+    /// `n` signatures with `cert` by `app` on `day` (`YYYY-MM-DD`), a minute apart from `hour`.
+    fn signatures(&mut self, n: usize, cert: &Cert, app: &str, day: &str, result: &str) {
+        for i in 0..n {
+            let mut e = Journal::entry(
+                AuditEvent::Signature,
+                &format!("{day}T10:{:02}:00Z", i % 60),
+            );
+            e.application = Some(app.into());
+            e.cert_serial = Some(cert.serial.into());
+            e.cert_subject = Some(cert.subject.into());
+            e.class = Some(cert.class.into());
+            e.cert_not_after = Some(cert.not_after.into());
+            e.mechanism = Some("0x40".into());
+            e.data_sha256 = Some(audit::sha256_hex(format!("{day}{i}").as_bytes()));
+            e.result = Some(result.into());
+            self.push(e);
+        }
+    }
+
+    fn event(&mut self, event: AuditEvent, time: &str, case_ref: Option<&str>) {
+        let mut e = Journal::entry(event, time);
+        e.case_ref = case_ref.map(str::to_string);
+        e.result = Some("CKR_OK".into());
+        self.push(e);
+    }
+
+    fn text(&self) -> String {
+        self.lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+}
+
+/// The fixture journal. First half of 2026: personal 5 (LibreOffice) + 2 (pkcs11-tool), seal 3,
+/// service 1, and two refused personal signatures that do not count; second half: personal 4,
+/// seal 6. One on-site unlock in H1, a remote recovery (request and apply) in H2.
+fn fixture_journal() -> Journal {
+    let mut j = Journal::new();
+    j.event(AuditEvent::TokenPresent, "2025-12-30T07:00:00Z", None);
+    // The last second of 2025: outside both half-years of 2026.
+    j.signatures(1, &PERSONAL, LIBREOFFICE, "2025-12-31", "CKR_OK");
+    j.event(AuditEvent::Login, "2026-01-02T08:00:00Z", None);
+    j.signatures(5, &PERSONAL, LIBREOFFICE, "2026-01-02", "CKR_OK");
+    j.signatures(2, &PERSONAL, PKCS11_TOOL, "2026-03-15", "CKR_OK");
+    j.signatures(
+        2,
+        &PERSONAL,
+        PKCS11_TOOL,
+        "2026-03-16",
+        "CKR_FUNCTION_FAILED",
+    );
+    j.event(AuditEvent::LoginFailed, "2026-04-01T08:00:00Z", None);
+    j.event(AuditEvent::Lockout, "2026-04-01T08:01:00Z", None);
+    j.event(
+        AuditEvent::Unlock,
+        "2026-04-02T09:00:00Z",
+        Some("15/CV-UBND"),
+    );
+    j.signatures(1, &SERVICE, OPENSSL, "2026-04-20", "CKR_OK");
+    j.signatures(2, &SEAL, LIBREOFFICE, "2026-06-01", "CKR_OK");
+    // The last day of H1 and the first of H2.
+    j.signatures(1, &SEAL, LIBREOFFICE, "2026-06-30", "CKR_OK");
+    j.signatures(1, &SEAL, LIBREOFFICE, "2026-07-01", "CKR_OK");
+    j.signatures(5, &SEAL, LIBREOFFICE, "2026-07-10", "CKR_OK");
+    j.event(
+        AuditEvent::RecoveryRequest,
+        "2026-09-01T08:00:00Z",
+        Some("88/CV-UBND"),
+    );
+    j.event(
+        AuditEvent::RecoveryApply,
+        "2026-09-02T08:00:00Z",
+        Some("88/CV-UBND"),
+    );
+    j.signatures(4, &PERSONAL, LIBREOFFICE, "2026-11-20", "CKR_OK");
+    j.event(AuditEvent::TokenRemoved, "2026-11-20T17:00:00Z", None);
+    j
+}
+
+fn kyso(args: &[&str], journal: &Path) -> Output {
+    let path = target_dir().join("kyso");
+    assert!(path.exists(), "{} not built", path.display());
+    Command::new(path)
+        .arg("report")
+        .args(args)
+        .arg("--journal")
+        .arg(journal)
+        .output()
+        .expect("run kyso report")
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 report")
+}
+
+fn write_journal(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("audit.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn json_report(args: &[&str], journal: &Path) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    serde_json::from_str(&ok_stdout(&kyso(&all, journal))).expect("JSON report")
+}
+
+fn cert<'a>(report: &'a Value, serial: &str) -> &'a Value {
+    report["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .find(|c| c["serial"] == serial)
+        .unwrap_or_else(|| panic!("certificate {serial} in {report:#}"))
+}
+
+#[test]
+fn json_counts_per_certificate_class_application_and_half_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = write_journal(dir.path(), &fixture_journal().text());
+    assert!(audit::verify_bytes(fixture_journal().text().as_bytes()).is_ok());
+
+    let h1 = json_report(&["--half", "2026-H1", "--today", "2026-07-01"], &journal);
+    assert_eq!(h1["from"], "2026-01-01");
+    assert_eq!(h1["to"], "2026-06-30");
+    assert_eq!(
+        h1["totals"],
+        serde_json::json!({"personal": 7, "organisation": 3, "other": 1, "all": 11})
+    );
+    assert_eq!(h1["certificates"].as_array().unwrap().len(), 3);
+    let p = cert(&h1, PERSONAL.serial);
+    assert_eq!(p["subject"], PERSONAL.subject);
+    assert_eq!(p["class"], "personal");
+    assert_eq!(p["signatures"], 7);
+    assert_eq!(
+        p["by_application"],
+        serde_json::json!({LIBREOFFICE: 5, PKCS11_TOOL: 2})
+    );
+    assert_eq!(p["not_after"], PERSONAL.not_after);
+    assert_eq!(p["renew_by"], "2027-03-01");
+    assert_eq!(p["expired"], false);
+    let seal = cert(&h1, SEAL.serial);
+    assert_eq!(
+        (&seal["class"], &seal["signatures"]),
+        (&"organisation".into(), &3.into())
+    );
+    // Renew by 2026-06-20, not yet expired on 2026-07-01.
+    assert_eq!(seal["renew_by"], "2026-06-20");
+    assert_eq!(seal["expired"], false);
+    assert_eq!(seal["status"], "renew_now");
+    let service = cert(&h1, SERVICE.serial);
+    assert_eq!(service["signatures"], 1);
+    assert_eq!(service["class"], "other");
+    assert_eq!(service["expired"], true);
+    let recoveries = h1["recoveries"].as_array().unwrap();
+    assert_eq!(recoveries.len(), 1, "{h1:#}");
+    assert_eq!(recoveries[0]["event"], "unlock");
+    assert_eq!(recoveries[0]["case_ref"], "15/CV-UBND");
+
+    let h2 = json_report(&["--half", "2026-H2", "--today", "2026-12-31"], &journal);
+    assert_eq!(
+        h2["totals"],
+        serde_json::json!({"personal": 4, "organisation": 6, "other": 0, "all": 10})
+    );
+    assert_eq!(cert(&h2, PERSONAL.serial)["signatures"], 4);
+    assert_eq!(cert(&h2, SEAL.serial)["signatures"], 6);
+    assert_eq!(cert(&h2, SEAL.serial)["expired"], true);
+    // Seen before, no signature in H2: still on the expiry list.
+    assert_eq!(cert(&h2, SERVICE.serial)["signatures"], 0);
+    let events: Vec<&Value> = h2["recoveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["event"])
+        .collect();
+    assert_eq!(events, ["recovery_request", "recovery_apply"]);
+
+    // Inclusive days: exactly the two boundary days around 1 July.
+    let edge = json_report(
+        &[
+            "--from",
+            "2026-06-30",
+            "--to",
+            "2026-07-01",
+            "--today",
+            "2026-07-01",
+        ],
+        &journal,
+    );
+    assert_eq!(edge["totals"]["all"], 2);
+    assert_eq!(edge["totals"]["organisation"], 2);
+    let all_2026 = json_report(
+        &[
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-12-31",
+            "--today",
+            "2026-07-01",
+        ],
+        &journal,
+    );
+    assert_eq!(all_2026["totals"]["all"], 21);
+}
+
+#[test]
+fn csv_and_table_give_the_same_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = write_journal(dir.path(), &fixture_journal().text());
+
+    let csv = ok_stdout(&kyso(
+        &[
+            "--half",
+            "2026-H1",
+            "--today",
+            "2026-07-01",
+            "--format",
+            "csv",
+        ],
+        &journal,
+    ));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv.as_bytes());
+    let records: Vec<csv::StringRecord> = reader
+        .records()
+        .collect::<Result<_, _>>()
+        .expect("well-formed CSV with rows of one width");
+    let rows: Vec<Vec<&str>> = records.iter().map(|r| r.iter().collect()).collect();
+    assert_eq!(rows[0][..3], ["record", "subject", "serial"]);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r[0] == "certificate" && r[1] == SEAL.subject)
+            .count(),
+        1,
+        "{csv}"
+    );
+    let count = |record: &str, serial: &str, class: &str, app: &str| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r[0] == record && r[2] == serial && r[3] == class && r[4] == app)
+            .map(|r| r[5])
+            .collect()
+    };
+    assert_eq!(count("certificate", "1001", "personal", ""), ["7"]);
+    assert_eq!(count("application", "1001", "personal", LIBREOFFICE), ["5"]);
+    assert_eq!(count("application", "1001", "personal", PKCS11_TOOL), ["2"]);
+    assert_eq!(count("certificate", "2002", "organisation", ""), ["3"]);
+    assert_eq!(count("certificate", "3003", "other", ""), ["1"]);
+    assert_eq!(count("total", "", "personal", ""), ["7"]);
+    assert_eq!(count("total", "", "organisation", ""), ["3"]);
+    assert_eq!(count("total", "", "other", ""), ["1"]);
+    assert_eq!(count("total", "", "all", ""), ["11"]);
+    let recoveries: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "recovery").collect();
+    assert_eq!(recoveries.len(), 1);
+    assert!(recoveries[0].contains(&"15/CV-UBND"), "{csv}");
+    let expired: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[0] == "certificate" && r[8] == "expired")
+        .map(|r| r[2])
+        .collect();
+    assert_eq!(expired, ["3003"]);
+
+    let table = ok_stdout(&kyso(
+        &["--half", "2026-H2", "--today", "2026-12-31"],
+        &journal,
+    ));
+    for line in table.lines() {
+        assert!(line.chars().count() <= 80, "wider than 80 columns: {line}");
+    }
+    assert!(table.contains("2026-07-01 – 2026-12-31"), "{table}");
+    for label in ["Chủ thể", "Subject", "Gia hạn trước", "Renew by"] {
+        assert!(table.contains(label), "{label} missing:\n{table}");
+    }
+    let total = |label: &str| -> u64 {
+        let line = table
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("no {label} line in:\n{table}"));
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    assert_eq!(total("/ personal"), 4);
+    assert_eq!(total("/ organisation"), 6);
+    assert_eq!(total("/ other"), 0);
+    assert_eq!(total("/ all"), 10);
+    let seal_row = table
+        .lines()
+        .find(|l| l.starts_with("UBND TINH DEMO") && l.contains("2026-07-20"))
+        .unwrap_or_else(|| panic!("no expiry row for the seal:\n{table}"));
+    assert!(seal_row.contains("expired"), "{seal_row}");
+    assert!(table.contains("88/CV-UBND"), "{table}");
+}
+
+#[test]
+fn a_changed_journal_gives_no_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fixture_journal().text();
+    let lines: Vec<&str> = text.lines().collect();
+
+    // A refused signature turned into a made one, to inflate the count.
+    let refused = lines
+        .iter()
+        .position(|l| l.contains("CKR_FUNCTION_FAILED"))
+        .unwrap();
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[refused] = edited[refused].replace("CKR_FUNCTION_FAILED", "CKR_OK");
+    let journal = write_journal(dir.path(), &(edited.join("\n") + "\n"));
+    for format in ["table", "csv", "json"] {
+        let out = kyso(&["--half", "2026-H1", "--format", format], &journal);
+        assert_eq!(out.status.code(), Some(1), "{format}");
+        assert!(out.stdout.is_empty(), "a report was printed for {format}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("line {}", refused + 2)) && err.contains("broken"),
+            "{err}"
+        );
+    }
+
+    // A signature line deleted.
+    let mut deleted = lines.clone();
+    deleted.remove(3);
+    let journal = write_journal(dir.path(), &(deleted.join("\n") + "\n"));
+    let out = kyso(&["--half", "2026-H1"], &journal);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 4"));
+
+    // No journal, and bad periods: exit 2 with a clear message.
+    let out = kyso(&["--half", "2026-H1"], &dir.path().join("none.jsonl"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no audit journal"));
+    let journal = write_journal(dir.path(), &text);
+    for bad in [
+        &["--half", "2026-H3"][..],
+        &["--from", "2026-07-01", "--to", "2026-06-30"],
+        &["--from", "2026-02-30", "--to", "2026-06-30"],
+    ] {
+        let out = kyso(bad, &journal);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn signatures_through_the_shim_are_reported() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    for i in 0..3u8 {
+        s.sign(&Mechanism::Sha256RsaPkcs, key, &[b'x', i])
+            .expect("C_Sign");
+    }
+    drop(s);
+
+    let today = audit::rfc3339_utc(std::time::SystemTime::now())[..10].to_string();
+    let path = target_dir().join("kyso");
+    let out = Command::new(path)
+        .args([
+            "report", "--from", &today, "--to", &today, "--format", "json",
+        ])
+        .arg("--config")
+        .arg(daemon.config_path())
+        .output()
+        .expect("run kyso report");
+    let report: Value = serde_json::from_str(&ok_stdout(&out)).expect("JSON report");
+    let certs = report["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 1, "{report:#}");
+    let c = &certs[0];
+    assert_eq!(c["subject"], "NGUYEN VAN A, UBND Tinh Demo");
+    assert_eq!(c["class"], "personal");
+    assert_eq!(c["signatures"], 3);
+    let me = std::fs::read_link("/proc/self/exe").unwrap();
+    assert_eq!(c["by_application"][me.to_string_lossy().as_ref()], 3);
+    assert_eq!(report["totals"]["personal"], 3);
+    assert_eq!(report["totals"]["all"], 3);
+    assert_eq!(c["expired"], false);
+}

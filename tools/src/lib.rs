@@ -1,0 +1,23 @@
+//! What the `kyso` and `kyso-helpdesk` commands share: the connection to kysod.
+
+#![forbid(unsafe_code)]
+
+pub mod kysod;
+
+/// Writes an artefact (request, grant, receipt) to `out`, never over an existing file.
+pub fn write_new(out: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.write_all(b"\n"))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))
+}
+pub mod helpdesk {
+    //! The helpdesk's side of token recovery (`kyso-helpdesk`).
+    pub mod passphrase;
+    pub mod store;
+}
