@@ -113,7 +113,7 @@ impl Journal {
             unsynced: false,
         };
         if let Err(e) = inner.prepare() {
-            tracing::error!(journal = %inner.path.display(), error = %e, "cannot open the audit journal; events will be lost until it can be written");
+            tracing::error!(journal = %inner.path.display(), error = %e, "cannot open the audit journal; events are lost and signatures withheld until it can be written");
         }
         let shared = Arc::new(Shared {
             state: Mutex::new(inner),
@@ -171,16 +171,20 @@ impl Journal {
         let _ = self.append(e);
     }
 
-    /// Records a finished signature operation. The module has signed (or failed) already: a
-    /// journal failure cannot undo it, so it is logged as loudly as kysod can.
-    pub fn signature(&self, c: &Client, token: &Token, done: SignDone, rv: Rv) {
+    /// Records a finished signature operation; returns whether it is in the journal (a
+    /// journal that is switched off counts as recorded). The module has signed already and a
+    /// journal failure cannot undo that: the caller withholds a signature that is not recorded
+    /// (see [`crate::calls::audit_hooks::sign_operated`]).
+    pub fn signature(&self, c: &Client, token: &Token, done: SignDone, rv: Rv) -> bool {
         let mut e = client_entry(AuditEvent::Signature, c, token, rv);
         e.mechanism = Some(format!("{:#x}", done.mechanism));
         e.data_sha256 = done.data_sha256;
         set_cert(&mut e, done.cert.as_ref());
-        if let Err(err) = self.append(e) {
-            if !matches!(err, JournalError::Disabled) {
-                tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, error = %err, "A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL");
+        match self.append(e) {
+            Ok(()) | Err(JournalError::Disabled) => true,
+            Err(err) => {
+                tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, error = %err, "a signature could not be recorded in the audit journal; it is withheld from the application");
+                false
             }
         }
     }
@@ -309,8 +313,15 @@ impl Inner {
         let Some(file) = self.file.as_mut() else {
             return Err(io(&self.path, std::io::ErrorKind::NotFound.into()));
         };
+        let before = file.metadata().map(|m| m.len());
         if let Err(e) = file.write_all(&bytes) {
-            // Part of the line may be in the file: read its end again before the next entry.
+            // Part of the line may be in the file (a full disk): cut it off so the journal
+            // stays a valid chain, and read its end again before the next entry.
+            if let Ok(len) = before {
+                if let Err(cut) = file.set_len(len) {
+                    tracing::error!(error = %cut, "cannot remove a partly written audit entry");
+                }
+            }
             self.resync = true;
             return Err(io(&self.path, e));
         }

@@ -38,7 +38,7 @@ pub struct Config {
 /// # public keys (as `kyso-helpdesk pubkey` prints them) of the helpdesks whose grants are trusted
 /// helpdesk_keys = ["/etc/kyso/helpdesk.pub"]
 /// ```
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecoveryConfig {
     pub helpdesk_keys: Vec<PathBuf>,
@@ -117,7 +117,7 @@ impl Default for PinConfig {
 }
 
 /// A USB token model added in the configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub name: String,
@@ -127,7 +127,7 @@ pub struct TokenConfig {
     pub module: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleConfig {
     pub path: PathBuf,
@@ -169,6 +169,18 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The settings read only at start, each with whether `new` differs from `self` there.
+    pub fn start_only_changes(&self, new: &Config) -> [(&'static str, bool); 6] {
+        [
+            ("socket", self.socket != new.socket),
+            ("state_dir", self.state_dir != new.state_dir),
+            ("log", self.log != new.log),
+            ("module", self.modules != new.modules),
+            ("token", self.tokens != new.tokens),
+            ("recovery", self.recovery != new.recovery),
+        ]
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),

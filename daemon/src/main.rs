@@ -60,7 +60,7 @@ fn main() {
         }
     };
     init_logging(&config);
-    if let Err(e) = run(config) {
+    if let Err(e) = run(config, args.config) {
         tracing::error!("{e}");
         eprintln!("kysod: {e}");
         std::process::exit(1);
@@ -105,11 +105,12 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn run(config: Config) -> Result<(), String> {
+fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGHUP);
     signals
         .thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
@@ -154,39 +155,89 @@ fn run(config: Config) -> Result<(), String> {
     let (listener, socket) = listen(&config)?;
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
-    let mut daemon = server::Daemon::new(registry, config.limits.clone(), uid);
-    daemon.pin = config.pin.clone();
+    let mut daemon = server::Daemon::new(registry, server::Settings::from_config(&config), uid);
     daemon.audit = journal;
     daemon.recovery = recovery::RecoveryState::open(&state_dir, &config.recovery.helpdesk_keys)?;
-    daemon.pinentry = config.pinentry.clone().unwrap_or_else(|| "pinentry".into());
-    daemon.policy = policy::Policy::new(config.policy.clone());
     let daemon = Arc::new(daemon);
-    if config.pin.share_login_seconds > 0 {
-        let daemon = daemon.clone();
-        std::thread::Builder::new()
-            .name("kysod-logins".into())
-            .spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_millis(250));
-                daemon.registry.expire_shared_logins();
-            })
-            .map_err(|e| format!("cannot start: {e}"))?;
-    }
+    let mut expiring = false;
+    expire_shared_logins(&daemon, &mut expiring).map_err(|e| format!("cannot start: {e}"))?;
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
 
     // Already-plugged token devices arrive now; without libusb kysod goes on (one warning).
     let _devices = hotplug::start(token_table, daemon.clone());
 
+    let serving = daemon.clone();
     std::thread::Builder::new()
         .name("kysod-accept".into())
-        .spawn(move || daemon.serve(listener))
+        .spawn(move || serving.serve(listener))
         .map_err(|e| format!("cannot start: {e}"))?;
 
-    let signal = signals.wait().map_err(|e| format!("sigwait: {e}"))?;
+    let mut running = config;
+    let signal = loop {
+        match signals.wait().map_err(|e| format!("sigwait: {e}"))? {
+            Signal::SIGHUP => {
+                reload(&daemon, &mut running, config_path.as_deref());
+                if let Err(e) = expire_shared_logins(&daemon, &mut expiring) {
+                    tracing::error!(error = %e, "cannot start ending shared logins");
+                }
+            }
+            signal => break signal,
+        }
+    };
     tracing::info!(?signal, "stopping");
     if let Some(socket) = socket {
         let _ = std::fs::remove_file(socket);
     }
     Ok(())
+}
+
+/// Starts the thread ending shared logins whose time is up, once sharing is on (`[pin]
+/// share_login_seconds`, at start or after a reload); `started` says whether it runs already.
+fn expire_shared_logins(daemon: &Arc<server::Daemon>, started: &mut bool) -> std::io::Result<()> {
+    if *started || daemon.settings().pin.share_login_seconds == 0 {
+        return Ok(());
+    }
+    let daemon = daemon.clone();
+    std::thread::Builder::new()
+        .name("kysod-logins".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            daemon.registry.expire_shared_logins();
+        })?;
+    *started = true;
+    Ok(())
+}
+
+/// SIGHUP: reads the configuration file again and puts its run-time part in force (see
+/// [`server::Settings`]: limits, PIN collection, pinentry, policy). A file that does not parse
+/// changes nothing: the running configuration stays in force. Changes to what is read only at
+/// start are reported as waiting for a restart.
+fn reload(daemon: &server::Daemon, running: &mut Config, path: Option<&Path>) {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration NOT reloaded; the running configuration stays in force");
+            return;
+        }
+    };
+    for (setting, changed) in running.start_only_changes(&config) {
+        if changed {
+            tracing::warn!(
+                setting,
+                "changed in the configuration file; takes effect when kysod restarts"
+            );
+        }
+    }
+    daemon.replace_settings(server::Settings::from_config(&config));
+    tracing::info!("configuration reloaded (limits, pin, pinentry, policy)");
+    let start_only = Config {
+        limits: config.limits,
+        pin: config.pin,
+        pinentry: config.pinentry,
+        policy: config.policy,
+        ..running.clone()
+    };
+    *running = start_only;
 }
 
 /// The listening socket: passed by systemd (socket activation) or created here. Returns the

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kyso_proto::frame::{self, FrameError};
@@ -31,14 +31,32 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a blocked slot-event wait checks that its client is still there.
 const WAIT_CHECK: Duration = Duration::from_millis(500);
 
-pub struct Daemon {
-    pub registry: Registry,
+/// The part of the configuration that a reload (SIGHUP) replaces while kysod runs: each call
+/// takes the settings in force when it starts. Everything else in the file (socket, state
+/// directory, log filter, modules, token table) is read once at start.
+pub struct Settings {
     pub limits: Limits,
     /// PIN collection (`[pin]`, `pinentry`).
     pub pin: crate::config::PinConfig,
     pub pinentry: std::path::PathBuf,
     /// The signing policy (`[policy]`).
     pub policy: crate::policy::Policy,
+}
+
+impl Settings {
+    pub fn from_config(config: &crate::config::Config) -> Settings {
+        Settings {
+            limits: config.limits.clone(),
+            pin: config.pin.clone(),
+            pinentry: config.pinentry.clone().unwrap_or_else(|| "pinentry".into()),
+            policy: crate::policy::Policy::new(config.policy.clone()),
+        }
+    }
+}
+
+pub struct Daemon {
+    pub registry: Registry,
+    settings: RwLock<Arc<Settings>>,
     /// The only uid served.
     pub uid: u32,
     /// The audit journal (`state_dir/audit.jsonl`).
@@ -48,23 +66,37 @@ pub struct Daemon {
     clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
     next_client: AtomicU64,
     connections: AtomicUsize,
+    /// Open connections per process, counted from `accept` (before the handshake), so one
+    /// process cannot hold more than `connections_per_client`, whatever its `Hello` says.
+    per_process: Mutex<HashMap<i32, usize>>,
 }
 
 impl Daemon {
-    pub fn new(registry: Registry, limits: Limits, uid: u32) -> Daemon {
+    pub fn new(registry: Registry, settings: Settings, uid: u32) -> Daemon {
         Daemon {
             registry,
-            limits,
-            pin: Default::default(),
-            pinentry: "pinentry".into(),
-            policy: Default::default(),
+            settings: RwLock::new(Arc::new(settings)),
             uid,
             audit: crate::audit::Journal::disabled(),
             recovery: crate::recovery::RecoveryState::none(&std::env::temp_dir()),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            per_process: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `settings` in force for the calls that start from now on.
+    pub fn replace_settings(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
     }
 
     /// Adds a connection to the client `(pid, instance)`, creating the client on its first.
@@ -79,7 +111,9 @@ impl Daemon {
                 client
             })
             .clone();
-        if client.connections.load(Ordering::Relaxed) >= self.limits.connections_per_client {
+        if client.connections.load(Ordering::Relaxed)
+            >= self.settings().limits.connections_per_client
+        {
             return Err(format!("too many connections from process {pid}"));
         }
         client.connections.fetch_add(1, Ordering::Relaxed);
@@ -115,35 +149,71 @@ impl Daemon {
                     continue;
                 }
             };
-            if self.connections.fetch_add(1, Ordering::Relaxed) >= self.limits.connections_total {
+            if self.connections.fetch_add(1, Ordering::Relaxed)
+                >= self.settings().limits.connections_total
+            {
                 self.connections.fetch_sub(1, Ordering::Relaxed);
                 tracing::warn!("connection refused: too many connections");
                 refuse(&stream, "kysod is serving too many connections");
+                continue;
+            }
+            let cred = match getsockopt(&stream, PeerCredentials) {
+                Ok(cred) => cred,
+                Err(e) => {
+                    self.connections.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "cannot identify a connecting process; refused");
+                    continue;
+                }
+            };
+            let pid = cred.pid();
+            if !self.process_joins(pid) {
+                self.connections.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(
+                    pid,
+                    "connection refused: too many connections from one process"
+                );
+                refuse(&stream, &format!("too many connections from process {pid}"));
                 continue;
             }
             let daemon = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("kysod-conn".into())
                 .spawn(move || {
-                    daemon.connection(stream);
+                    daemon.connection(stream, cred.uid(), pid);
+                    daemon.process_leaves(pid);
                     daemon.connections.fetch_sub(1, Ordering::Relaxed);
                 });
             if let Err(e) = spawned {
+                self.process_leaves(pid);
                 self.connections.fetch_sub(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "cannot start a connection thread");
             }
         }
     }
 
-    fn connection(&self, mut stream: UnixStream) {
-        let cred = match getsockopt(&stream, PeerCredentials) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot identify a connecting process; refused");
-                return;
+    /// Counts a new connection of process `pid`; false when it has its limit already.
+    fn process_joins(&self, pid: i32) -> bool {
+        let mut counts = self.per_process.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(pid).or_insert(0);
+        if *count >= self.settings().limits.connections_per_client {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn process_leaves(&self, pid: i32) {
+        let mut counts = self.per_process.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&pid) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&pid);
             }
-        };
-        let (uid, pid) = (cred.uid(), cred.pid());
+        }
+    }
+
+    /// Serves one connection of the process `pid` (its peer credentials, read at `accept`).
+    fn connection(&self, mut stream: UnixStream, uid: u32, pid: i32) {
         if uid != self.uid {
             tracing::warn!(
                 uid,

@@ -193,20 +193,27 @@ fn missing_journal_exits_2() {
 }
 
 #[test]
-fn unwritable_journal_is_logged_and_signing_goes_on() {
+fn unwritable_journal_withholds_signatures_and_says_why() {
     let fx = Fixture::new();
     // A directory where the journal should be: every append fails.
     let journal = journal_of(&fx);
     std::fs::create_dir_all(&journal).unwrap();
     let daemon = Daemon::start(&fx);
     let shim = Module::shim(&daemon);
+    // Logging in goes on (its entry is lost, loudly); a signature that cannot be recorded is
+    // not handed out.
     let s = shim.user_session(fx.serial_a());
     let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
-    s.sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
-        .expect("C_Sign still works");
+    let e = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect_err("a signature was handed out without a journal entry");
+    assert_eq!(
+        kyso_tests::rv_of(&e),
+        Some(cryptoki::error::RvError::FunctionFailed)
+    );
     let log = daemon.log();
     assert!(
-        log.contains("A SIGNATURE WAS MADE BUT IS NOT IN THE AUDIT JOURNAL"),
+        log.contains("a signature could not be recorded in the audit journal; it is withheld"),
         "{log}"
     );
     assert!(log.contains("audit event NOT recorded"), "{log}");

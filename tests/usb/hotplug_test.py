@@ -34,6 +34,7 @@ TARGET = os.path.join(ROOT, "target", "debug")
 KYSOD = os.path.join(TARGET, "kysod")
 KYSO = os.path.join(TARGET, "kyso")
 SHIM = os.path.join(TARGET, "libkyso_pkcs11.so")
+CLIENT = os.path.join(TARGET, "kyso-test-client")
 CYCLES = int(os.environ.get("CYCLES", "100"))
 IDLE_SECONDS = int(os.environ.get("IDLE_SECONDS", "10"))
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
@@ -198,30 +199,56 @@ lib.C_Finalize(None)
 """
 
 
-def summary(xs):
-    return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
+def lines_of(proc):
+    """A queue receiving `proc`'s stdout lines (read by a thread)."""
+    lines = queue.Queue()
+
+    def read():
+        for line in proc.stdout:
+            lines.put(line.strip())
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
-def main():
-    for path in (KYSOD, KYSO, SHIM):
-        if not os.path.exists(path):
-            raise SystemExit(f"{path} missing: cargo build --workspace first")
-    work = tempfile.mkdtemp(prefix="kyso-hotplug-")
+def next_line(lines, timeout):
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return None
+
+
+def two_tokens(work):
+    """The two SoftHSM2 fixture tokens in WORK/fixture and a kysod configuration binding an
+    emulated ePass2003 (096e:0807) and eToken (0529:0620) to SoftHSM2: returns the fixture's
+    values (fixture.env), the configuration's path and the socket's."""
     fixture = os.path.join(work, "fixture")
     subprocess.run([os.path.join(ROOT, "tests", "fixtures", "softhsm-token.sh"), fixture, "--second"],
                    check=True, stdout=subprocess.DEVNULL)
-    values = {}
+    values = {"FIXTURE": fixture}
     with open(os.path.join(fixture, "fixture.env")) as f:
         for line in f:
             k, _, v = line.strip().partition("=")
             values[k] = v.strip('"')
-    serial_a, serial_b = values["SERIAL_A"], values["SERIAL_B"]
     socket_path = os.path.join(work, "kysod.sock")
     config = os.path.join(work, "kysod.toml")
     with open(config, "w") as f:
         f.write(f'socket = "{socket_path}"\nstate_dir = "{work}/state"\nlog = "info"\n\n'
                 f'[[token]]\nname = "Test ePass2003"\nusb = ["096e:0807"]\nmodule = "{SOFTHSM}"\n\n'
                 f'[[token]]\nname = "Test eToken"\nusb = ["0529:0620"]\nmodule = "{SOFTHSM}"\n')
+    return values, config, socket_path
+
+
+def summary(xs):
+    return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
+
+
+def main():
+    for path in (KYSOD, KYSO, SHIM, CLIENT):
+        if not os.path.exists(path):
+            raise SystemExit(f"{path} missing: cargo build --workspace first")
+    work = tempfile.mkdtemp(prefix="kyso-hotplug-")
+    values, config, socket_path = two_tokens(work)
+    serial_a, serial_b = values["SERIAL_A"], values["SERIAL_B"]
     env = dict(os.environ, SOFTHSM2_CONF=values["SOFTHSM2_CONF"], KYSO_SOCKET=socket_path)
     env["RUST_LOG"] = os.environ.get("KYSOD_LOG", "info")
     os.environ["KYSO_SOCKET"] = socket_path
@@ -304,6 +331,30 @@ def main():
               str(got))
         kysod.expect("ready", timeout=10)
         check("after restart kyso status shows A", present(env) == {serial_a}, str(status(env)))
+
+        # A token pulled out in the middle of signing: the call in flight fails at once.
+        signer = subprocess.Popen([CLIENT, "signloop", serial_a, "123456"], env=env,
+                                  stdout=subprocess.PIPE, text=True)
+        said = lines_of(signer)
+        first = next_line(said, 20)
+        check("an application signs on A in a loop", first == "signing", repr(first))
+        t0 = time.monotonic()
+        bed.remove(dev_a)
+        line = next_line(said, 5)
+        took = time.monotonic() - t0
+        removal_errors = ("DeviceRemoved", "SessionHandleInvalid", "TokenNotPresent", "DeviceError", "SessionClosed")
+        check("a signature in flight when A is pulled out fails at once with a removal error",
+              line is not None and line.split()[1] in removal_errors and took < 2,
+              f"{line!r} {1000 * took:.0f} ms after the removal")
+        if line:
+            print(f"        removal mid-signature -> {line.split()[1]} after {1000 * took:.0f} ms")
+        kysod.expect("removed", serial_a)
+        try:
+            signer.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            signer.kill()
+        dev_a = bed.insert(*EPASS, serial_a, addr=2, port=1)
+        check("A back after the mid-signature removal", kysod.expect("present", serial_a) is not None)
 
         bed.remove(dev_a)
         kysod.expect("removed", serial_a)

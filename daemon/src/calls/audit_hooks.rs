@@ -33,7 +33,8 @@ pub fn sign_updated(d: &Daemon, c: &Client, s: &Session, op: Operation, data: &[
         drop(track);
         let mut done = t.multi();
         done.data_sha256 = None;
-        d.audit.signature(c, &s.token, done, rv);
+        // A failed signature hands out nothing, recorded or not.
+        let _ = d.audit.signature(c, &s.token, done, rv);
     }
 }
 
@@ -44,7 +45,13 @@ pub fn logged_in(d: &Daemon, c: &Client, s: &Session, rv: Rv, detail: Option<&st
 }
 
 /// A `C_Sign` (`data` given) or `C_SignFinal` (`data` `None`) answered by the module: when it
-/// ended the operation, the result goes to the journal.
+/// ended the operation, the result goes to the journal. Returns false when a signature could
+/// not be journaled: the caller must then withhold it.
+///
+/// The journal is the legal record of what was signed, so a signature it cannot record (the
+/// state directory is full or read-only) never reaches the application: the module made it,
+/// but it does not leave kysod, and the application gets `CKR_FUNCTION_FAILED`.
+#[must_use]
 pub fn sign_operated(
     d: &Daemon,
     c: &Client,
@@ -53,16 +60,16 @@ pub fn sign_operated(
     data: Option<&[u8]>,
     rv: Rv,
     out: OutBuf,
-) {
+) -> bool {
     if op != Operation::Sign || !sign_ended(rv, out) {
-        return;
+        return true;
     }
     let Some(track) = s.signing().take() else {
-        return;
+        return true;
     };
     let done = match data {
         Some(data) => track.single(data),
         None => track.multi(),
     };
-    d.audit.signature(c, &s.token, done, rv);
+    d.audit.signature(c, &s.token, done, rv) || rv != Rv::OK
 }

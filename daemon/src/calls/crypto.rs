@@ -4,6 +4,7 @@
 use cryptoki_sys as ck;
 use kyso_proto::mechanism::Mechanism;
 use kyso_proto::{Operation, OutBuf, Reply, Ulong};
+use zeroize::Zeroize;
 
 use crate::calls::audit_hooks;
 use crate::client::Client;
@@ -31,7 +32,10 @@ pub fn init(
     // The signing policy (certificate validity, class, confirmation) before every signature.
     let mut cert = None;
     if matches!(op, Operation::Sign | Operation::SignRecover) {
-        let checked = d.policy.check_signature(&d.pinentry, c, &s, key);
+        let settings = d.settings();
+        let checked = settings
+            .policy
+            .check_signature(&settings.pinentry, c, &s, key);
         if let Err(rv) = checked.verdict {
             d.audit
                 .refusal(c, &s.token, mechanism.kind, checked.cert.as_ref(), rv);
@@ -56,6 +60,13 @@ fn output(out: Output) -> (Rv, Reply) {
     )
 }
 
+/// A signature the audit journal could not record: withheld (see
+/// [`audit_hooks::sign_operated`]).
+fn unrecorded(mut done: Output) -> (Rv, Reply) {
+    done.data.zeroize();
+    failed(Rv(ck::CKR_FUNCTION_FAILED))
+}
+
 fn failed(rv: Rv) -> (Rv, Reply) {
     (rv, Reply::None)
 }
@@ -71,7 +82,9 @@ pub fn operate(
     match c.session(handle) {
         Ok(s) => {
             let done = s.token.module.operate(s.module_session, op, data, out);
-            audit_hooks::sign_operated(d, c, &s, op, Some(data), done.rv, out);
+            if !audit_hooks::sign_operated(d, c, &s, op, Some(data), done.rv, out) {
+                return unrecorded(done);
+            }
             output(done)
         }
         Err(rv) => failed(rv),
@@ -111,7 +124,9 @@ pub fn sign_complete(
         }
         break done;
     };
-    audit_hooks::sign_operated(d, c, &s, Operation::Sign, Some(data), done.rv, Some(room));
+    if !audit_hooks::sign_operated(d, c, &s, Operation::Sign, Some(data), done.rv, Some(room)) {
+        return unrecorded(done);
+    }
     output(done)
 }
 
@@ -137,7 +152,9 @@ pub fn finish(d: &Daemon, c: &Client, handle: Ulong, op: Operation, out: OutBuf)
     match c.session(handle) {
         Ok(s) => {
             let done = s.token.module.finish(s.module_session, op, out);
-            audit_hooks::sign_operated(d, c, &s, op, None, done.rv, out);
+            if !audit_hooks::sign_operated(d, c, &s, op, None, done.rv, out) {
+                return unrecorded(done);
+            }
             output(done)
         }
         Err(rv) => failed(rv),

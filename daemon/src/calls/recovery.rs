@@ -168,7 +168,8 @@ fn unlock_token(
             format!("the new SO PIN must have {min}–{max} characters; nothing was changed"),
         ));
     }
-    let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
     let ask = |prompt: &crate::pinentry::PinPrompt| {
         crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
             tracing::warn!(client = c.id, serial = %token.serial, error = %e, "recovery: no PIN from the pinentry");

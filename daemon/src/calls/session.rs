@@ -16,7 +16,7 @@ pub fn open(d: &Daemon, c: &Client, slot: Ulong, flags: Ulong) -> Result<Reply, 
     if !token.is_present() {
         return Err(Rv(ck::CKR_TOKEN_NOT_PRESENT));
     }
-    if c.session_count() >= d.limits.sessions_per_client {
+    if c.session_count() >= d.settings().limits.sessions_per_client {
         tracing::warn!(client = c.id, pid = c.pid, "session limit reached");
         return Err(Rv(ck::CKR_SESSION_COUNT));
     }
@@ -128,7 +128,7 @@ fn login_unjournaled(
     // Another application of the user logged in recently: no prompt while that is shared.
     if pin.is_none()
         && user == ck::CKU_USER
-        && d.pin.share_login_seconds > 0
+        && d.settings().pin.share_login_seconds > 0
         && s.token
             .login
             .lock()
@@ -147,7 +147,7 @@ fn login_unjournaled(
                 tracing::error!(slot = s.token.slot, serial = %s.token.serial, label = %s.token.label, "the token's user PIN is locked: it must be recovered (khôi phục thiết bị) by the helpdesk or the CA with the SO PIN; kysod will not try a PIN on it");
                 // The user, not the application, would have typed the PIN: tell them why
                 // nothing will be signed, and what to do.
-                if pin.is_none() && d.pin.protected_path {
+                if pin.is_none() && d.settings().pin.protected_path {
                     tell_locked(d, c, &s.token);
                 }
                 return Err(Rv(ck::CKR_PIN_LOCKED));
@@ -159,8 +159,12 @@ fn login_unjournaled(
     let mut asked = None;
     let prompted = pin.is_none();
     let pin = match pin {
-        None if user == ck::CKU_USER && d.pin.protected_path && c.login_of(&s.token).is_none() => {
-            let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
+        None if user == ck::CKU_USER
+            && d.settings().pin.protected_path
+            && c.login_of(&s.token).is_none() =>
+        {
+            let settings =
+                crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
             let prompt = pin_prompt(c, &s.token);
             let got = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {
                 tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, error = %e, "no PIN from the pinentry");
@@ -179,7 +183,8 @@ fn login_unjournaled(
         .unwrap_or_else(|e| e.into_inner())
         .is_logged_in();
     if final_try && module_login_pending && !prompted && pin.is_some() {
-        let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
+        let settings =
+            crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
         let mut prompt = pin_prompt(c, &s.token);
         prompt.description.push_str("\n\nỨng dụng đã tự cung cấp mã PIN. Tiếp tục? / The application supplied the PIN itself. Go on?");
         match crate::pinentry::confirm(&settings, &prompt) {
@@ -219,7 +224,7 @@ fn login_unjournaled(
         login.share(
             &s.token.module,
             s.token.module_slot,
-            std::time::Duration::from_secs(d.pin.share_login_seconds),
+            std::time::Duration::from_secs(d.settings().pin.share_login_seconds),
         );
     }
     drop(login);
@@ -300,7 +305,8 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
         tracing::error!(slot, serial = %token.serial, "the token's user PIN is locked: it must be recovered by the helpdesk");
         return Err(Rv(ck::CKR_PIN_LOCKED));
     }
-    let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
     let ask = |prompt: &crate::pinentry::PinPrompt| {
         crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
             tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "PIN change: no PIN from the pinentry");
@@ -378,7 +384,8 @@ pub(super) fn ask_new_pin(
 /// the client may do anything else. When that fails the client is logged out again.
 fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> Result<(), Rv> {
     let token = &s.token;
-    let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
     let ask = |prompt: &crate::pinentry::PinPrompt| {
         crate::pinentry::ask_pin(&settings, prompt).map_err(|e| {
             tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "forced PIN change: no PIN from the pinentry");
@@ -412,7 +419,8 @@ fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> 
 /// Tells the user, through the pinentry, that the token's PIN is locked and how to get it
 /// recovered.
 fn tell_locked(d: &Daemon, c: &Client, token: &crate::token::Token) {
-    let settings = crate::pinentry::PinentrySettings::for_client(d.pinentry.clone(), c.pid);
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
     let prompt = crate::pinentry::PinPrompt {
         title: "kyso — PIN".into(),
         description: format!(

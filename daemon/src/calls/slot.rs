@@ -54,7 +54,7 @@ pub fn slot_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
 pub fn token_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
     let token = present_token(d, slot)?;
     let i = token.module.token_info(token.module_slot)?;
-    let protected = if d.pin.protected_path {
+    let protected = if d.settings().pin.protected_path {
         ck::CKF_PROTECTED_AUTHENTICATION_PATH
     } else {
         0

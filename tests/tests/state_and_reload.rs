@@ -1,0 +1,235 @@
+//! kysod's state directory filling up under it, and its configuration reloaded (SIGHUP) with
+//! good and with malformed text.
+//!
+//! Policy pinned here: the audit journal is the legal record of signatures, so a signature it
+//! cannot record is withheld (`CKR_FUNCTION_FAILED`); the journal and the slot table stay
+//! intact, and signing resumes by itself once there is room again.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cryptoki::error::RvError;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::ObjectClass;
+use kyso_proto::audit;
+use kyso_tests::util::{find_one, openssl_verify_sha256};
+use kyso_tests::{login, rv_of, Daemon, Fixture, Module, ID_RSA, USER_PIN};
+
+/// A small tmpfs mounted on a directory; unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs failed (this test needs root, as CI runs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `dir` (a file `dir/filler`); returns the file's path.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = fs::File::create(&path).expect("create filler");
+    let block = [0x55u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&block[..64]).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+fn sign(shim: &Module, fx: &Fixture, data: &[u8]) -> Result<Vec<u8>, cryptoki::error::Error> {
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    s.sign(&Mechanism::Sha256RsaPkcs, key, data)
+}
+
+fn journal_entries(state: &Path) -> usize {
+    let bytes = fs::read(state.join(audit::FILE_NAME)).expect("read the audit journal");
+    audit::verify_bytes(&bytes)
+        .unwrap_or_else(|e| panic!("the audit journal is damaged: {e}"))
+        .entries
+}
+
+fn signatures_in_journal(state: &Path) -> usize {
+    fs::read_to_string(state.join(audit::FILE_NAME))
+        .expect("read the audit journal")
+        .lines()
+        .filter(|l| l.contains("\"signature\""))
+        .count()
+}
+
+#[test]
+fn a_full_state_dir_withholds_unrecorded_signatures_and_damages_nothing() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let fx = Fixture::new();
+    let state = fx.subdir("kysod").join("state");
+    let _tmpfs = Tmpfs::mount(&state, "512k");
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+
+    let sig = sign(&shim, &fx, b"room to spare").expect("C_Sign with room on disk");
+    assert!(openssl_verify_sha256(
+        &fx.cert_pem(1),
+        b"room to spare",
+        &sig
+    ));
+    let slots_before = fs::read(state.join("slots.toml")).expect("slots.toml");
+    let entries_before = journal_entries(&state);
+    let signed_before = signatures_in_journal(&state);
+    assert_eq!(signed_before, 1, "the first signature is journaled");
+
+    let filler = fill(&state);
+    // The journal's last page may still hold an entry or two: those signatures are recorded
+    // and handed out; the first one that finds no room is withheld.
+    let mut recorded = 0;
+    let e = loop {
+        match sign(&shim, &fx, b"no room") {
+            Ok(_) => recorded += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            recorded < 40,
+            "signatures go on being handed out on a full disk"
+        );
+    };
+    eprintln!("full disk: {recorded} signature(s) still fitted in the journal's last page");
+    assert_eq!(rv_of(&e), Some(RvError::FunctionFailed), "{e}");
+    assert!(
+        daemon.log().contains("withheld"),
+        "kysod did not say why the signature failed"
+    );
+    // Nothing damaged, nothing half-written: the chain verifies and has no new signature.
+    assert_eq!(
+        fs::read(state.join("slots.toml")).expect("slots.toml"),
+        slots_before
+    );
+    assert!(journal_entries(&state) >= entries_before);
+    assert_eq!(signatures_in_journal(&state), signed_before + recorded);
+
+    // kysod keeps serving meanwhile (calls that need no journal entry).
+    let s = shim.session(fx.serial_a());
+    assert!(s.generate_random_vec(16).is_ok());
+
+    fs::remove_file(filler).expect("free the disk");
+    let sig = sign(&shim, &fx, b"room again").expect("C_Sign once there is room");
+    assert!(openssl_verify_sha256(&fx.cert_pem(1), b"room again", &sig));
+    assert_eq!(signatures_in_journal(&state), signed_before + recorded + 1);
+    journal_entries(&state);
+}
+
+/// Sends SIGHUP to kysod and waits for the log line saying how the reload went.
+fn reload(daemon: &Daemon, expect: &str) {
+    let seen = daemon.log().matches(expect).count();
+    let pid = daemon.pid().expect("kysod running") as libc::pid_t;
+    // SAFETY: kill(2) on the daemon child's pid, which the harness has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let start = Instant::now();
+    while daemon.log().matches(expect).count() == seen {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "kysod did not log {expect:?} after SIGHUP; its log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_run_time_settings_and_a_malformed_file_changes_nothing() {
+    let fx = Fixture::new();
+    let mut daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let slot = shim.slot_with_serial(fx.serial_a());
+    let protected = || {
+        shim.ctx()
+            .get_token_info(slot)
+            .expect("C_GetTokenInfo")
+            .protected_authentication_path()
+    };
+    assert!(protected(), "the default offers a protected path");
+    let original = fs::read_to_string(daemon.config_path()).expect("config");
+
+    let tightened =
+        format!("{original}\n[pin]\nprotected_path = false\n\n[limits]\nsessions_per_client = 2\n");
+    fs::write(daemon.config_path(), &tightened).expect("write config");
+    reload(&daemon, "configuration reloaded");
+    assert!(!protected(), "[pin] protected_path = false not in force");
+    let first = shim.session(fx.serial_a());
+    let second = shim.session(fx.serial_a());
+    let e = shim
+        .ctx()
+        .open_ro_session(slot)
+        .expect_err("a third session beyond sessions_per_client = 2");
+    assert_eq!(rv_of(&e), Some(RvError::SessionCount));
+    drop(second);
+
+    // A file that does not parse: the running configuration stays in force.
+    fs::write(
+        daemon.config_path(),
+        format!("{tightened}\n[limits]\nsessions_per_client = \"many\"\n"),
+    )
+    .expect("write config");
+    reload(&daemon, "configuration NOT reloaded");
+    assert!(
+        daemon.is_running(),
+        "kysod died of a malformed configuration"
+    );
+    assert!(!protected(), "a malformed reload changed the PIN setting");
+    let _second = shim.session(fx.serial_a());
+    let e = shim
+        .ctx()
+        .open_ro_session(slot)
+        .expect_err("the session limit was lost on a malformed reload");
+    assert_eq!(rv_of(&e), Some(RvError::SessionCount));
+    login(&first, USER_PIN).expect("C_Login after a malformed reload");
+    let key = find_one(&first, ObjectClass::PRIVATE_KEY, ID_RSA);
+    let sig = first
+        .sign(&Mechanism::Sha256RsaPkcs, key, b"still serving")
+        .expect("C_Sign after a malformed reload");
+    assert!(openssl_verify_sha256(
+        &fx.cert_pem(1),
+        b"still serving",
+        &sig
+    ));
+
+    // What is read only at start is reported, not applied; the run-time part still is.
+    fs::write(
+        daemon.config_path(),
+        original.replace("log = \"debug\"", "log = \"trace\""),
+    )
+    .expect("write config");
+    reload(&daemon, "configuration reloaded");
+    assert!(protected(), "the restored default is not in force");
+    assert!(daemon
+        .log()
+        .lines()
+        .any(|l| l.contains("takes effect when kysod restarts") && l.contains("log")));
+}
