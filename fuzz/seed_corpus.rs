@@ -37,6 +37,7 @@ fn main() {
     config(&root.join("config"));
     audit_journal(&root.join("audit_journal"));
     pinentry_response(&root.join("pinentry_response"));
+    recovery_artefact(&root.join("recovery_artefact"));
     println!("seed corpora written under {}", root.display());
 }
 
@@ -487,5 +488,84 @@ fn pinentry_response(dir: &Path) {
         dir,
         "confirm",
         b"# comment\nINQUIRE QUALITY\nERR 83886194 Not confirmed\r\nOK\n",
+    );
+}
+
+/// One artefact of each kind, in the shape the tools write them (fixed keys and times, so the
+/// files are the same every run), and a helpdesk public key.
+fn recovery_artefact(dir: &Path) {
+    use ed25519_dalek::Signer;
+    use kyso_recovery::artefact::{
+        encode_b64, Grant, GrantBody, Receipt, RecoveryRequest, RequestCertificate, GRANT_KIND,
+        RECEIPT_KIND, REQUEST_KIND, VERSION,
+    };
+    let nonce = "00112233445566778899aabbccddeeff".to_string();
+    let request = RecoveryRequest {
+        kind: REQUEST_KIND.into(),
+        version: VERSION,
+        serial: "7d1f2a9c0b3e4f51".into(),
+        label: "NGUYEN VAN A".into(),
+        model: "SoftHSM v2".into(),
+        certificates: vec![RequestCertificate {
+            holder: "NGUYEN VAN A, UBND Tinh Demo".into(),
+            serial: "1001".into(),
+            class: "personal".into(),
+            not_before: 1_767_225_600,
+            not_after: 1_798_761_599,
+        }],
+        nonce: nonce.clone(),
+        public_key: encode_b64(&[0x42; 32]),
+        min_pin_len: 4,
+        max_pin_len: 255,
+        created: 1_780_000_000,
+        expires: 1_780_604_800,
+    };
+    let request_json = serde_json::to_vec_pretty(&request).expect("serialise the request");
+    write(dir, "request", &request_json);
+
+    let body = GrantBody {
+        serial: request.serial.clone(),
+        nonce: nonce.clone(),
+        request_sha256: kyso_recovery::sha256_hex(&request_json),
+        case_ref: "15/CV-UBND".into(),
+        operator: "helpdesk".into(),
+        issued: 1_780_000_600,
+        expires: 1_780_087_000,
+        enc: encode_b64(&[0x17; 32]),
+        sealed: encode_b64(&[0x5a; 98]),
+    };
+    let helpdesk = kyso_recovery::grant::signing_key(&[0x21; 32]);
+    let grant = Grant {
+        kind: GRANT_KIND.into(),
+        version: VERSION,
+        signature: encode_b64(&helpdesk.sign(&body.signed_bytes()).to_bytes()),
+        body,
+    };
+    write(
+        dir,
+        "grant",
+        &serde_json::to_vec_pretty(&grant).expect("serialise the grant"),
+    );
+
+    // The MAC is in shape but made with no key: receipt::make takes the time of day, and the
+    // seeds must be the same every run.
+    let receipt = Receipt {
+        kind: RECEIPT_KIND.into(),
+        version: VERSION,
+        serial: request.serial.clone(),
+        nonce,
+        grant_sha256: grant.body.digest(),
+        applied: 1_780_001_000,
+        mac: "c0".repeat(32),
+    };
+    write(
+        dir,
+        "receipt",
+        &serde_json::to_vec_pretty(&receipt).expect("serialise the receipt"),
+    );
+    write(
+        dir,
+        "helpdesk-key",
+        format!("{}\n", encode_b64(helpdesk.verifying_key().as_bytes())).as_bytes(),
     );
 }
