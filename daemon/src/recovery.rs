@@ -18,12 +18,25 @@ use zeroize::Zeroizing;
 /// A request waiting for its grant.
 pub struct PendingRequest {
     pub serial: String,
+    /// SHA-256 (hex) of the request file kysod made: the grant must answer that very file.
+    pub request_sha256: String,
     pub private_key: Zeroizing<[u8; 32]>,
+}
+
+impl PendingRequest {
+    pub fn made(&self) -> kyso_recovery::grant::Made<'_> {
+        kyso_recovery::grant::Made {
+            serial: &self.serial,
+            sha256: &self.request_sha256,
+            private_key: &self.private_key,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct RequestFile {
     serial: String,
+    request_sha256: String,
     private_key: String,
     expires: i64,
 }
@@ -104,6 +117,7 @@ impl RecoveryState {
         &self,
         nonce: &str,
         serial: &str,
+        request_sha256: &str,
         private_key: &[u8; 32],
         expires: i64,
     ) -> std::io::Result<()> {
@@ -112,6 +126,7 @@ impl RecoveryState {
             .ok_or_else(|| std::io::Error::other("bad nonce"))?;
         let file = RequestFile {
             serial: serial.into(),
+            request_sha256: request_sha256.into(),
             private_key: encode_b64(private_key),
             expires,
         };
@@ -132,6 +147,7 @@ impl RecoveryState {
             .map_err(|_| RequestLookup::Unknown)?;
         Ok(PendingRequest {
             serial: file.serial.clone(),
+            request_sha256: file.request_sha256.clone(),
             private_key: Zeroizing::new(key),
         })
     }
@@ -222,9 +238,11 @@ mod tests {
     fn an_expired_request_key_is_refused_and_deleted() {
         let (s, dir) = state();
         let (n1, n2) = ("a".repeat(32), "b".repeat(32));
-        s.save_request(&n1, "S1", &[1; 32], 100).unwrap();
-        s.save_request(&n2, "S2", &[2; 32], 300).unwrap();
-        assert_eq!(*s.load_request(&n1, 99).unwrap().private_key, [1; 32]);
+        s.save_request(&n1, "S1", "d1", &[1; 32], 100).unwrap();
+        s.save_request(&n2, "S2", "d2", &[2; 32], 300).unwrap();
+        let pending = s.load_request(&n1, 99).unwrap();
+        assert_eq!(*pending.private_key, [1; 32]);
+        assert_eq!(pending.request_sha256, "d1");
         assert!(matches!(
             s.load_request(&n1, 100),
             Err(RequestLookup::Expired)

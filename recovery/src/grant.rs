@@ -30,6 +30,8 @@ pub enum GrantError {
     Untrusted,
     #[error("the grant is for token {grant}, but the request was made for token {request}")]
     WrongSerial { grant: String, request: String },
+    #[error("the grant answers a request other than the one this workstation made (the request file was changed before the helpdesk approved it); make a new request")]
+    WrongRequest,
     #[error("the grant expired at {0} (Unix time); ask the helpdesk for a new one")]
     Expired(i64),
     #[error(
@@ -167,26 +169,41 @@ pub fn check_signature(grant: &Grant, trusted: &[VerifyingKey]) -> Result<(), Gr
     }
 }
 
-/// kysod's side: signature, serial, expiry, then the sealed secrets with the request's
-/// private key. The caller has found the request by the grant's nonce.
+/// The request a grant must answer, as kysod kept it when it made the request.
+pub struct Made<'a> {
+    pub serial: &'a str,
+    /// SHA-256 (hex) of the request file as kysod wrote it.
+    pub sha256: &'a str,
+    pub private_key: &'a [u8; 32],
+}
+
+/// kysod's side: signature, serial, the request the helpdesk approved (byte for byte the one
+/// made here, so nothing in it was changed on the way), expiry, then the sealed secrets with
+/// the request's private key. The caller has found the request by the grant's nonce.
 pub fn open(
     grant: &Grant,
     trusted: &[VerifyingKey],
-    request_serial: &str,
-    private_key: &[u8; 32],
+    request: &Made<'_>,
     now: i64,
 ) -> Result<GrantSecrets, GrantError> {
     check_signature(grant, trusted)?;
-    if grant.body.serial != request_serial {
+    if grant.body.serial != request.serial {
         return Err(GrantError::WrongSerial {
             grant: grant.body.serial.clone(),
-            request: request_serial.into(),
+            request: request.serial.into(),
         });
+    }
+    if !grant
+        .body
+        .request_sha256
+        .eq_ignore_ascii_case(request.sha256)
+    {
+        return Err(GrantError::WrongRequest);
     }
     if now >= grant.body.expires {
         return Err(GrantError::Expired(grant.body.expires));
     }
-    let sk = <X25519HkdfSha256 as Kem>::PrivateKey::from_bytes(private_key)
+    let sk = <X25519HkdfSha256 as Kem>::PrivateKey::from_bytes(request.private_key)
         .map_err(|_| GrantError::Sealing)?;
     let enc = <X25519HkdfSha256 as Kem>::EncappedKey::from_bytes(&decode_fixed::<32>(
         &grant.body.enc,
@@ -261,33 +278,49 @@ mod tests {
         let grant = issue(&request(&pk), b"req", &secrets(), &approval, &key).unwrap();
         let trusted = [key.verifying_key()];
         let now = crate::now();
-        let opened = open(&grant, &trusted, "0123", &sk, now).unwrap();
+        let digest = crate::sha256_hex(b"req");
+        let made = |serial, private_key| Made {
+            serial,
+            sha256: &digest,
+            private_key,
+        };
+        let opened = open(&grant, &trusted, &made("0123", &sk), now).unwrap();
         assert_eq!(&*opened.new_so_pin, b"13572468");
         assert_eq!(&*opened.current_so_pin, b"87654321");
         assert_eq!(*opened.receipt_key, [9; 32]);
 
         let other = [signing_key(&[6; 32]).verifying_key()];
         assert_eq!(
-            open(&grant, &other, "0123", &sk, now).unwrap_err(),
+            open(&grant, &other, &made("0123", &sk), now).unwrap_err(),
             GrantError::Untrusted
         );
         assert!(matches!(
-            open(&grant, &trusted, "9999", &sk, now),
+            open(&grant, &trusted, &made("9999", &sk), now),
             Err(GrantError::WrongSerial { .. })
         ));
         assert!(matches!(
-            open(&grant, &trusted, "0123", &sk, now + 61),
+            open(&grant, &trusted, &made("0123", &sk), now + 61),
             Err(GrantError::Expired(_))
         ));
         let (other_sk, _) = ephemeral_keypair();
         assert_eq!(
-            open(&grant, &trusted, "0123", &other_sk, now).unwrap_err(),
+            open(&grant, &trusted, &made("0123", &other_sk), now).unwrap_err(),
             GrantError::Sealing
+        );
+        let other_digest = crate::sha256_hex(b"another request");
+        let elsewhere = Made {
+            serial: "0123",
+            sha256: &other_digest,
+            private_key: &sk,
+        };
+        assert_eq!(
+            open(&grant, &trusted, &elsewhere, now).unwrap_err(),
+            GrantError::WrongRequest
         );
         let mut tampered = grant.clone();
         tampered.body.expires += 1000;
         assert_eq!(
-            open(&tampered, &trusted, "0123", &sk, now).unwrap_err(),
+            open(&tampered, &trusted, &made("0123", &sk), now).unwrap_err(),
             GrantError::Untrusted
         );
     }

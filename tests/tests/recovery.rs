@@ -347,6 +347,22 @@ fn bad_grants_are_refused_with_a_reason_and_change_nothing() {
         &format!("the grant is for token {serial_b}"),
     );
 
+    // For another request: the holder shown to the helpdesk was changed on the way.
+    let req4 = d.join("req4.json");
+    request(&daemon, fx.serial_a(), &req4);
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&req4).unwrap()).unwrap();
+    r["label"] = "TRAN THI B".into();
+    let req4b = d.join("req4-edited.json");
+    std::fs::write(&req4b, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+    let g = d.join("edited-request-grant.json");
+    assert!(approve(&h, &req4b, &g, &[]).status.success());
+    refused(
+        "edited-request",
+        &std::fs::read_to_string(&g).unwrap(),
+        "answers a request other than the one this workstation made",
+    );
+
     // Nothing was tried: no prompt, both tokens' PINs as before.
     assert_eq!(pins_asked(&dir), 0);
     assert_eq!(

@@ -99,8 +99,19 @@ fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
         created,
         expires: created + kyso_recovery::REQUEST_LIFETIME_SECS,
     };
+    // The grant must answer this very file (written as it is, line feed included): kysod
+    // keeps its digest with the key.
+    let mut bytes = serde_json::to_vec_pretty(&request)
+        .map_err(|e| Refusal::new(ck::CKR_FUNCTION_FAILED, e.to_string()))?;
+    bytes.push(b'\n');
     d.recovery
-        .save_request(&nonce, &token.serial, &private_key, request.expires)
+        .save_request(
+            &nonce,
+            &token.serial,
+            &kyso_recovery::sha256_hex(&bytes),
+            &private_key,
+            request.expires,
+        )
         .map_err(|e| {
             tracing::error!(error = %e, "cannot keep the recovery key");
             Refusal::new(
@@ -108,8 +119,6 @@ fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
                 format!("kysod cannot keep the request's key in its state directory: {e}"),
             )
         })?;
-    let bytes = serde_json::to_vec_pretty(&request)
-        .map_err(|e| Refusal::new(ck::CKR_FUNCTION_FAILED, e.to_string()))?;
     d.audit.recovery(
         AuditEvent::RecoveryRequest,
         c,
@@ -287,14 +296,7 @@ fn apply_grant(d: &Daemon, c: &Client, grant_bytes: &[u8], force: bool) -> Resul
             format!("grant refused: {e}"),
         ))
     })?;
-    let secrets = grant::open(
-        &g,
-        &d.recovery.trusted,
-        &pending.serial,
-        &pending.private_key,
-        now,
-    )
-    .map_err(|e| {
+    let secrets = grant::open(&g, &d.recovery.trusted, &pending.made(), now).map_err(|e| {
         refuse(Refusal::new(
             ck::CKR_FUNCTION_FAILED,
             format!("grant refused: {e}"),
