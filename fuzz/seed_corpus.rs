@@ -506,13 +506,12 @@ fn recovery_artefact(dir: &Path) {
         serial: "7d1f2a9c0b3e4f51".into(),
         label: "NGUYEN VAN A".into(),
         model: "SoftHSM v2".into(),
-        certificates: vec![RequestCertificate {
-            holder: "NGUYEN VAN A, UBND Tinh Demo".into(),
-            serial: "1001".into(),
-            class: "personal".into(),
-            not_before: 1_767_225_600,
-            not_after: 1_798_761_599,
-        }],
+        // A self-signed certificate made once with openssl (recovery/testdata/).
+        certificates: vec![RequestCertificate::from_der(
+            include_bytes!("../recovery/testdata/certificate.der"),
+            "personal",
+        )
+        .expect("the seed certificate parses")],
         nonce: nonce.clone(),
         public_key: encode_b64(&[0x42; 32]),
         min_pin_len: 4,

@@ -479,14 +479,9 @@ fn certificate_der(s: &Session, id: &[u8]) -> Result<Option<Vec<u8>>, Rv> {
 /// Most certificates read from one token when it arrives.
 const MAX_TOKEN_CERTIFICATES: usize = 64;
 
-/// The certificates on a token that just arrived, for `kyso status`; those expired, not yet
-/// valid or within `warn_days` of expiry are logged, so the user hears of them before signing.
-pub fn token_certificates(
-    module: &Module,
-    module_slot: Ulong,
-    token_serial: &str,
-    warn_days: u32,
-) -> Vec<CertificateStatus> {
+/// The certificates on a token (`CKA_ID`, DER), read through a session of kysod's own; none
+/// when the token cannot be read.
+pub fn certificates_der(module: &Module, module_slot: Ulong) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(session) = module.open_session(module_slot, ck::CKF_SERIAL_SESSION) else {
         return Vec::new();
     };
@@ -505,6 +500,22 @@ pub fn token_certificates(
             continue;
         };
         let id = read_attribute(module, session, object, ck::CKA_ID).unwrap_or_default();
+        out.push((id, der));
+    }
+    let _ = module.close_session(session);
+    out
+}
+
+/// The certificates on a token that just arrived, for `kyso status`; those expired, not yet
+/// valid or within `warn_days` of expiry are logged, so the user hears of them before signing.
+pub fn token_certificates(
+    module: &Module,
+    module_slot: Ulong,
+    token_serial: &str,
+    warn_days: u32,
+) -> Vec<CertificateStatus> {
+    let mut out = Vec::new();
+    for (id, der) in certificates_der(module, module_slot) {
         let Ok(facts) = parse_certificate(&der) else {
             tracing::debug!(token = %token_serial, id = %hex_lower(&id), "a certificate on the token cannot be parsed");
             continue;
@@ -547,7 +558,6 @@ pub fn token_certificates(
             renew_by,
         });
     }
-    let _ = module.close_session(session);
     out
 }
 

@@ -30,16 +30,62 @@ pub enum ParseError {
     Field(&'static str),
     #[error("the grant is not signed")]
     Unsigned,
+    #[error("certificate {0} of the request does not match its description (serial, holder or validity)")]
+    Certificate(usize),
 }
 
-/// A certificate on the token, as the request shows it to the helpdesk.
+/// A certificate on the token: the certificate itself, and what the helpdesk reads of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestCertificate {
+    /// `CN, O` of the subject.
     pub holder: String,
+    /// Serial number, lowercase hex without leading zeros.
     pub serial: String,
+    /// `personal`, `organisation` or `other`, as kysod's policy classes it.
     pub class: String,
     pub not_before: i64,
     pub not_after: i64,
+    /// The certificate (DER, base64), as issued by the CA: the description above must match it.
+    pub der: String,
+}
+
+impl RequestCertificate {
+    /// A certificate (DER) described from itself; `class` is how kysod's policy classes it.
+    /// `None` when it is not an X.509 certificate.
+    pub fn from_der(der: &[u8], class: &str) -> Option<RequestCertificate> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let serial = crate::hex(cert.raw_serial());
+        let serial = match serial.trim_start_matches('0') {
+            "" => "0".to_string(),
+            trimmed => trimmed.to_string(),
+        };
+        let subject = cert.subject();
+        let cn = subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok());
+        let o = subject
+            .iter_organization()
+            .next()
+            .and_then(|a| a.as_str().ok());
+        let holder = [cn, o].into_iter().flatten().collect::<Vec<_>>().join(", ");
+        Some(RequestCertificate {
+            holder,
+            serial,
+            class: class.into(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            der: encode_b64(der),
+        })
+    }
+
+    /// Whether holder, serial and validity are those of the certificate itself.
+    fn matches_certificate(&self) -> bool {
+        B64.decode(&self.der)
+            .ok()
+            .and_then(|der| RequestCertificate::from_der(&der, &self.class))
+            .is_some_and(|described| described == *self)
+    }
 }
 
 /// `kyso recover request`: made on the workstation, read by `kyso-helpdesk approve`.
@@ -193,6 +239,9 @@ pub fn parse_request(bytes: &[u8]) -> Result<RecoveryRequest, ParseError> {
     check_serial(&r.serial)?;
     check_nonce(&r.nonce)?;
     r.public_key_bytes()?;
+    if let Some(i) = r.certificates.iter().position(|c| !c.matches_certificate()) {
+        return Err(ParseError::Certificate(i + 1));
+    }
     Ok(r)
 }
 
@@ -273,5 +322,46 @@ mod tests {
         let bytes = serde_json::to_vec(&req).unwrap();
         assert_eq!(parse_request(&bytes).unwrap(), req);
         assert!(matches!(parse_grant(&bytes), Err(ParseError::Json(_))));
+    }
+
+    #[test]
+    fn a_certificate_must_be_described_as_it_is() {
+        // Made once with openssl: CN=NGUYEN VAN A, O=UBND Tinh Demo, serial 0x1001.
+        let der = include_bytes!("../testdata/certificate.der");
+        let cert = RequestCertificate::from_der(der, "personal").unwrap();
+        assert_eq!(cert.holder, "NGUYEN VAN A, UBND Tinh Demo");
+        assert_eq!(cert.serial, "1001");
+        assert_eq!(cert.not_after - cert.not_before, 365 * 86_400);
+        assert!(RequestCertificate::from_der(b"not a certificate", "personal").is_none());
+
+        let request = |certificates| RecoveryRequest {
+            kind: REQUEST_KIND.into(),
+            version: 1,
+            serial: "abc".into(),
+            label: "L".into(),
+            model: "M".into(),
+            certificates,
+            nonce: "00".repeat(16),
+            public_key: encode_b64(&[7; 32]),
+            min_pin_len: 4,
+            max_pin_len: 8,
+            created: 1,
+            expires: 2,
+        };
+        let good = serde_json::to_vec(&request(vec![cert.clone()])).unwrap();
+        assert!(parse_request(&good).is_ok());
+        let edits: [fn(&mut RequestCertificate); 5] = [
+            |c| c.holder = "TRAN THI B, UBND Tinh Demo".into(),
+            |c| c.serial = "1002".into(),
+            |c| c.not_after += 86_400,
+            |c| c.not_before -= 1,
+            |c| c.der = encode_b64(b"not a certificate"),
+        ];
+        for edit in edits {
+            let mut other = cert.clone();
+            edit(&mut other);
+            let bytes = serde_json::to_vec(&request(vec![cert.clone(), other])).unwrap();
+            assert_eq!(parse_request(&bytes), Err(ParseError::Certificate(2)));
+        }
     }
 }

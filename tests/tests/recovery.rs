@@ -363,6 +363,26 @@ fn bad_grants_are_refused_with_a_reason_and_change_nothing() {
         "answers a request other than the one this workstation made",
     );
 
+    // A certificate described as someone else's: the helpdesk refuses to approve.
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&req4).unwrap()).unwrap();
+    assert!(
+        !r["certificates"].as_array().unwrap().is_empty(),
+        "the request carries the token's certificates"
+    );
+    r["certificates"][0]["holder"] = "TRAN THI B, UBND Tinh Demo".into();
+    let req4c = d.join("req4-holder.json");
+    std::fs::write(&req4c, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+    let out = approve(&h, &req4c, &d.join("holder-grant.json"), &[]);
+    assert!(!out.status.success(), "{}", out.text());
+    assert!(
+        out.stderr
+            .contains("certificate 1 of the request does not match its description"),
+        "{}",
+        out.text()
+    );
+    assert!(!d.join("holder-grant.json").exists());
+
     // Nothing was tried: no prompt, both tokens' PINs as before.
     assert_eq!(pins_asked(&dir), 0);
     assert_eq!(

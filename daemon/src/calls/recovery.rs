@@ -71,6 +71,13 @@ fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
         .token_info(token.module_slot)
         .map_err(|rv| Refusal(rv, "cannot read the token's state".into()))?;
     so_usable(&token, info.flags, true)?;
+    // The certificates themselves go with their description (the helpdesk checks one against
+    // the other); one that cannot be read again now is left out.
+    let ders = crate::policy::certificates_der(&token.module, token.module_slot);
+    let described = |c: &kyso_proto::CertificateStatus| {
+        let (_, der) = ders.iter().find(|(id, _)| kyso_recovery::hex(id) == c.id)?;
+        RequestCertificate::from_der(der, &c.class)
+    };
     let (private_key, public_key) = grant::ephemeral_keypair();
     let nonce = kyso_recovery::hex(&kyso_recovery::random::<16>());
     let created = kyso_recovery::now();
@@ -81,17 +88,7 @@ fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
         serial: token.serial.clone(),
         label: token.label.clone(),
         model: token.model.clone(),
-        certificates: token
-            .certificates
-            .iter()
-            .map(|c| RequestCertificate {
-                holder: c.holder.clone(),
-                serial: c.serial.clone(),
-                class: c.class.clone(),
-                not_before: c.not_before,
-                not_after: c.not_after,
-            })
-            .collect(),
+        certificates: token.certificates.iter().filter_map(described).collect(),
         nonce: nonce.clone(),
         public_key: encode_b64(&public_key),
         min_pin_len: info.ulMinPinLen,
