@@ -22,8 +22,42 @@ pub use pin::Pin;
 /// changes shape: 2 added the one-round-trip signature and the recovery calls.
 pub const PROTOCOL_VERSION: u32 = 2;
 
+/// A serial number as written in the configuration or by tools (`0A:1B`, `0x0a1b`, `A1B`)
+/// in the form used for comparison: lowercase hex, no separators, no leading zeros.
+pub fn normalise_serial(s: &str) -> String {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
+}
+
 /// `CK_ULONG` on the wire. kyso runs on LP64 Linux, where `CK_ULONG` is 64 bits wide.
 pub type Ulong = u64;
 
 /// `CK_UNAVAILABLE_INFORMATION`: the length PKCS#11 reports for an attribute it cannot return.
 pub const UNAVAILABLE: Ulong = Ulong::MAX;
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_serial;
+
+    #[test]
+    fn serials_compare_in_one_form() {
+        assert_eq!(normalise_serial("0A:1B"), "a1b");
+        assert_eq!(normalise_serial("0x00a1b"), "a1b");
+        assert_eq!(normalise_serial(" 0a 1b "), "a1b");
+        assert_eq!(normalise_serial("00"), "0");
+    }
+}

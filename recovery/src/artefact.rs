@@ -303,22 +303,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_request_is_not_a_grant() {
-        let req = RecoveryRequest {
+    fn request(certificates: Vec<RequestCertificate>) -> RecoveryRequest {
+        RecoveryRequest {
             kind: REQUEST_KIND.into(),
             version: 1,
             serial: "abc".into(),
             label: "L".into(),
             model: "M".into(),
-            certificates: vec![],
+            certificates,
             nonce: "00".repeat(16),
             public_key: encode_b64(&[7; 32]),
             min_pin_len: 4,
             max_pin_len: 8,
             created: 1,
             expires: 2,
-        };
+        }
+    }
+
+    #[test]
+    fn a_request_is_not_a_grant() {
+        let req = request(vec![]);
         let bytes = serde_json::to_vec(&req).unwrap();
         assert_eq!(parse_request(&bytes).unwrap(), req);
         assert!(matches!(parse_grant(&bytes), Err(ParseError::Json(_))));
@@ -334,20 +338,6 @@ mod tests {
         assert_eq!(cert.not_after - cert.not_before, 365 * 86_400);
         assert!(RequestCertificate::from_der(b"not a certificate", "personal").is_none());
 
-        let request = |certificates| RecoveryRequest {
-            kind: REQUEST_KIND.into(),
-            version: 1,
-            serial: "abc".into(),
-            label: "L".into(),
-            model: "M".into(),
-            certificates,
-            nonce: "00".repeat(16),
-            public_key: encode_b64(&[7; 32]),
-            min_pin_len: 4,
-            max_pin_len: 8,
-            created: 1,
-            expires: 2,
-        };
         let good = serde_json::to_vec(&request(vec![cert.clone()])).unwrap();
         assert!(parse_request(&good).is_ok());
         let edits: [fn(&mut RequestCertificate); 5] = [

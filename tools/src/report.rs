@@ -166,21 +166,6 @@ fn class_of(entry: &AuditEntry) -> &'static str {
     }
 }
 
-/// Serial numbers compare without case, colons or leading zeros.
-fn serial_key(serial: &str) -> String {
-    let hex: String = serial
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() {
-        "0".into()
-    } else {
-        trimmed.into()
-    }
-}
-
 /// Verifies `journal`'s chain, then builds the report for `period` with expiry judged on `today`.
 pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, ReportError> {
     audit::verify_bytes(journal).map_err(|e| ReportError::BrokenChain {
@@ -221,7 +206,7 @@ pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, Repo
                 };
                 let class = class_of(&entry);
                 let cert = certs
-                    .entry(serial_key(serial))
+                    .entry(kyso_proto::normalise_serial(serial))
                     .or_insert_with(|| CertificateUse {
                         subject: String::new(),
                         serial: serial.to_ascii_lowercase(),
