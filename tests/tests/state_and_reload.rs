@@ -1,5 +1,5 @@
-//! kysod's state directory filling up under it, and its configuration reloaded (SIGHUP) with
-//! good and with malformed text.
+//! kysod's state directory filling up or turning read-only under it, and its configuration
+//! reloaded (SIGHUP) with good and with malformed text.
 //!
 //! Policy pinned here: the audit journal is the legal record of signatures, so a signature it
 //! cannot record is withheld (`CKR_FUNCTION_FAILED`); the journal and the slot table stay
@@ -41,6 +41,22 @@ impl Tmpfs {
             String::from_utf8_lossy(&out.stderr)
         );
         Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Tmpfs {
+    /// Remounts the file system read-only (`ro`) or read-write (`rw`).
+    fn remount(&self, mode: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount -o remount,{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -143,6 +159,59 @@ fn a_full_state_dir_withholds_unrecorded_signatures_and_damages_nothing() {
     assert!(openssl_verify_sha256(&fx.cert_pem(1), b"room again", &sig));
     assert_eq!(signatures_in_journal(&state), signed_before + recorded + 1);
     journal_entries(&state);
+}
+
+#[test]
+fn a_read_only_state_dir_withholds_signatures_and_signing_resumes_when_writable() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let fx = Fixture::new();
+    let state = fx.subdir("kysod").join("state");
+    let tmpfs = Tmpfs::mount(&state, "4m");
+    let mut daemon = Daemon::start(&fx);
+    {
+        let shim = Module::shim(&daemon);
+        sign(&shim, &fx, b"writable").expect("C_Sign on a writable state directory");
+    }
+    let slots_before = fs::read(state.join("slots.toml")).expect("slots.toml");
+    let entries_before = journal_entries(&state);
+
+    // The state directory is read-only when kysod starts (a file system mounted read-only
+    // after an error, say; Linux refuses to remount it under a kysod writing to it).
+    assert!(daemon.terminate(), "kysod did not stop");
+    tmpfs.remount("ro");
+    daemon.restart();
+    let shim = Module::shim(&daemon);
+    let e = sign(&shim, &fx, b"read-only").expect_err("a signature left unrecorded");
+    assert_eq!(rv_of(&e), Some(RvError::FunctionFailed), "{e}");
+    let log = daemon.log();
+    assert!(log.contains("withheld"), "kysod did not say why: {log}");
+    assert!(
+        log.contains("Read-only file system"),
+        "the log does not name the cause: {log}"
+    );
+    // Other calls go on, and nothing was changed on disk.
+    let s = shim.session(fx.serial_a());
+    assert!(s.generate_random_vec(16).is_ok());
+    drop(s);
+    assert_eq!(
+        fs::read(state.join("slots.toml")).expect("slots.toml"),
+        slots_before
+    );
+    assert_eq!(journal_entries(&state), entries_before);
+
+    // Writable again: signing resumes without a restart, on the same chain.
+    tmpfs.remount("rw");
+    let sig = sign(&shim, &fx, b"writable again").expect("C_Sign once writable again");
+    assert!(openssl_verify_sha256(
+        &fx.cert_pem(1),
+        b"writable again",
+        &sig
+    ));
+    assert!(journal_entries(&state) > entries_before);
 }
 
 /// Sends SIGHUP to kysod and waits for the log line saying how the reload went.
