@@ -8,6 +8,8 @@ SoftHSM2 fixture tokens; kysod's config maps both models to SoftHSM2, so kysod b
 to its real token. kysod runs as this process's child and inherits the umockdev preload.
 Latencies are measured from the emulated insertion/removal to kysod's "token present"/
 "token removed" log line reaching this process. CYCLES (default 100) sets the soak length.
+Last, kysod with `[pin] share_login_seconds` and a scripted pinentry: applications
+(pkcs11-tool) join one login without a prompt until the token is pulled out.
 Prints `N passed, N failed`; exits non-zero on any failure.
 """
 
@@ -236,6 +238,78 @@ def two_tokens(work):
                 f'[[token]]\nname = "Test ePass2003"\nusb = ["096e:0807"]\nmodule = "{SOFTHSM}"\n\n'
                 f'[[token]]\nname = "Test eToken"\nusb = ["0529:0620"]\nmodule = "{SOFTHSM}"\n')
     return values, config, socket_path
+
+
+# A pinentry for kysod that answers every GETPIN with the PIN in argv[1] and counts the
+# prompts in argv[2] (one line each).
+SCRIPTED_PINENTRY = """#!/usr/bin/python3
+import sys
+pin, count = sys.argv[1], sys.argv[2]
+print("OK pleased", flush=True)
+for line in sys.stdin:
+    if line.startswith("GETPIN"):
+        with open(count, "a") as f:
+            f.write("GETPIN\\n")
+        print("D " + pin, flush=True)
+    if line.startswith("BYE"):
+        print("OK", flush=True)
+        break
+    print("OK", flush=True)
+"""
+
+
+def shared_login_ends_with_the_token(work, values, config, env, bed):
+    """With `[pin] share_login_seconds`, the user's applications join one login without a
+    prompt; pulling the token out ends that login, so the next application is asked again."""
+    serial_a, label_a = values["SERIAL_A"], values["LABEL_A"]
+    count = os.path.join(work, "prompts")
+    wrapper = os.path.join(work, "pinentry-scripted")
+    with open(os.path.join(work, "pinentry.py"), "w") as f:
+        f.write(SCRIPTED_PINENTRY)
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nexec /usr/bin/python3 {work}/pinentry.py {values['USER_PIN']} {count}\n")
+    os.chmod(wrapper, 0o755)
+    shared = os.path.join(work, "kysod-shared.toml")
+    with open(config) as f:
+        text = f.read()
+    with open(shared, "w") as f:
+        f.write(f'pinentry = "{wrapper}"\n{text}\n[pin]\nshare_login_seconds = 300\n')
+
+    def prompts():
+        try:
+            with open(count) as f:
+                return len(f.readlines())
+        except FileNotFoundError:
+            return 0
+
+    def application():
+        """pkcs11-tool logging in with a NULL PIN (protected authentication path) and
+        listing the private keys it then sees."""
+        out = subprocess.run(["pkcs11-tool", "--module", SHIM, "--token-label", label_a, "--login",
+                              "--list-objects", "--type", "privkey"],
+                             env=env, capture_output=True, text=True, timeout=30)
+        return out.returncode == 0 and "Private Key Object" in out.stdout
+
+    kysod = Kysod(shared, env)
+    try:
+        kysod.expect("ready", timeout=10)
+        dev = bed.insert(*EPASS, serial_a, addr=2, port=1)
+        check("shared login: token A present", kysod.expect("present", serial_a) is not None)
+        check("shared login: the first application is asked for the PIN and logs in",
+              application() and prompts() == 1, f"prompts={prompts()}")
+        check("shared login: a second application joins without a prompt",
+              application() and prompts() == 1, f"prompts={prompts()}")
+        bed.remove(dev)
+        kysod.expect("removed", serial_a)
+        dev = bed.insert(*EPASS, serial_a, addr=2, port=1)
+        kysod.expect("present", serial_a)
+        check("shared login: after the token was pulled out and put back, the next application "
+              "is asked again", application() and prompts() == 2, f"prompts={prompts()}")
+        bed.remove(dev)
+        kysod.expect("removed", serial_a)
+        check("shared login: kysod never panicked", not any("panicked" in line for line in kysod.log))
+    finally:
+        kysod.stop()
 
 
 def summary(xs):
@@ -475,6 +549,8 @@ def main():
         check("idle kysod uses (almost) no CPU", idle <= 0.05 * IDLE_SECONDS / 10, f"{idle:.3f} s")
         check("kysod still running", kysod.proc.poll() is None)
         check("kysod never panicked", not any("panicked" in line for line in kysod.log))
+        kysod.stop()
+        shared_login_ends_with_the_token(work, values, config, env, bed)
     finally:
         if shim is not None:
             shim.close()
