@@ -69,38 +69,20 @@ enum Command {
     /// Unlocks a token on site, through the user's kysod: the user types the new PIN; the SO
     /// PIN is rotated and the escrow updated.
     Unlock {
-        #[arg(long, value_name = "FILE")]
-        db: PathBuf,
-        #[arg(long, value_name = "SERIAL")]
-        token: String,
+        #[command(flatten)]
+        on_site: OnSite,
         /// Allows spending the SO PIN's final try.
         #[arg(long)]
         force: bool,
-        #[arg(long = "case", value_name = "REFERENCE")]
-        case_ref: Option<String>,
-        #[arg(long)]
-        operator: Option<String>,
-        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
-        #[arg(long, value_name = "PATH")]
-        socket: Option<PathBuf>,
     },
     /// Re-initialises a returned token (C_InitToken with the escrowed SO PIN) after the serial
     /// is typed to confirm.
     Wipe {
-        #[arg(long, value_name = "FILE")]
-        db: PathBuf,
-        #[arg(long, value_name = "SERIAL")]
-        token: String,
+        #[command(flatten)]
+        on_site: OnSite,
         /// The token's new label.
         #[arg(long, default_value = "RECALLED")]
         label: String,
-        #[arg(long = "case", value_name = "REFERENCE")]
-        case_ref: Option<String>,
-        #[arg(long)]
-        operator: Option<String>,
-        /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
-        #[arg(long, value_name = "PATH")]
-        socket: Option<PathBuf>,
     },
     /// Lists every case for the agency's records.
     Cases {
@@ -113,6 +95,24 @@ enum Command {
     /// packaging.
     #[command(hide = true)]
     ManPage { dir: PathBuf },
+}
+
+/// What the on-site commands (`unlock`, `wipe`) work on: a token at the user's kysod.
+#[derive(clap::Args)]
+struct OnSite {
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    #[arg(long, value_name = "SERIAL")]
+    token: String,
+    /// The agency's written request (công văn) number.
+    #[arg(long = "case", value_name = "REFERENCE")]
+    case_ref: Option<String>,
+    /// Who does it (default: $USER).
+    #[arg(long)]
+    operator: Option<String>,
+    /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -162,36 +162,8 @@ fn main() -> ExitCode {
             db,
             operator,
         } => close(&receipt, &db, &operator_name(operator)),
-        Command::Unlock {
-            db,
-            token,
-            force,
-            case_ref,
-            operator,
-            socket,
-        } => unlock(
-            &db,
-            &token,
-            force,
-            case_ref.as_deref(),
-            &operator_name(operator),
-            socket,
-        ),
-        Command::Wipe {
-            db,
-            token,
-            label,
-            case_ref,
-            operator,
-            socket,
-        } => wipe(
-            &db,
-            &token,
-            &label,
-            case_ref.as_deref(),
-            &operator_name(operator),
-            socket,
-        ),
+        Command::Unlock { on_site, force } => unlock(on_site, force),
+        Command::Wipe { on_site, label } => wipe(on_site, &label),
         Command::Cases { db, json } => cases(&db, json),
         Command::ManPage { dir } => std::fs::create_dir_all(&dir)
             .and_then(|()| clap_mangen::generate_to(Args::command(), &dir))
@@ -444,14 +416,14 @@ fn candidates(store: &Store, serial: &str) -> Result<Vec<SoPinCandidate>, String
     Ok(all)
 }
 
-fn unlock(
-    db: &Path,
-    serial: &str,
-    force: bool,
-    case_ref: Option<&str>,
-    operator: &str,
-    socket: Option<PathBuf>,
-) -> Result<(), String> {
+fn unlock(on_site: OnSite, force: bool) -> Result<(), String> {
+    let (db, serial, case_ref) = (
+        &on_site.db,
+        on_site.token.as_str(),
+        on_site.case_ref.as_deref(),
+    );
+    let operator = &operator_name(on_site.operator.clone());
+    let socket = on_site.socket.clone();
     let mut store = open_store(db)?;
     let candidates = candidates(&store, serial)?;
     let mut kysod = Kysod::connect(socket)?;
@@ -536,14 +508,14 @@ fn unlock(
     }
 }
 
-fn wipe(
-    db: &Path,
-    serial: &str,
-    label: &str,
-    case_ref: Option<&str>,
-    operator: &str,
-    socket: Option<PathBuf>,
-) -> Result<(), String> {
+fn wipe(on_site: OnSite, label: &str) -> Result<(), String> {
+    let (db, serial, case_ref) = (
+        &on_site.db,
+        on_site.token.as_str(),
+        on_site.case_ref.as_deref(),
+    );
+    let operator = &operator_name(on_site.operator.clone());
+    let socket = on_site.socket.clone();
     if label.len() > 32 {
         return Err("a token label has at most 32 bytes".into());
     }
