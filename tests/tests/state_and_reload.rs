@@ -66,6 +66,20 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A fixture whose kysod state directory is a tmpfs of `size`; `None` (the test skipped, as
+/// it says) when not root.
+fn state_on_tmpfs(size: &str) -> Option<(Fixture, PathBuf, Tmpfs)> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return None;
+    }
+    let fx = Fixture::new();
+    let state = fx.subdir("kysod").join("state");
+    let tmpfs = Tmpfs::mount(&state, size);
+    Some((fx, state, tmpfs))
+}
+
 /// Fills the file system holding `dir` (a file `dir/filler`); returns the file's path.
 fn fill(dir: &Path) -> PathBuf {
     let path = dir.join("filler");
@@ -100,14 +114,9 @@ fn signatures_in_journal(state: &Path) -> usize {
 
 #[test]
 fn a_full_state_dir_withholds_unrecorded_signatures_and_damages_nothing() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
+    let Some((fx, state, _tmpfs)) = state_on_tmpfs("512k") else {
         return;
-    }
-    let fx = Fixture::new();
-    let state = fx.subdir("kysod").join("state");
-    let _tmpfs = Tmpfs::mount(&state, "512k");
+    };
     let daemon = Daemon::start(&fx);
     let shim = Module::shim(&daemon);
 
@@ -163,14 +172,9 @@ fn a_full_state_dir_withholds_unrecorded_signatures_and_damages_nothing() {
 
 #[test]
 fn a_read_only_state_dir_withholds_signatures_and_signing_resumes_when_writable() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+    let Some((fx, state, tmpfs)) = state_on_tmpfs("4m") else {
         return;
-    }
-    let fx = Fixture::new();
-    let state = fx.subdir("kysod").join("state");
-    let tmpfs = Tmpfs::mount(&state, "4m");
+    };
     let mut daemon = Daemon::start(&fx);
     {
         let shim = Module::shim(&daemon);

@@ -115,6 +115,19 @@ struct OnSite {
     socket: Option<PathBuf>,
 }
 
+impl OnSite {
+    /// Store, serial, case reference, operator (default: $USER) and socket.
+    fn parts(&self) -> (&Path, &str, Option<&str>, String, Option<PathBuf>) {
+        (
+            &self.db,
+            &self.token,
+            self.case_ref.as_deref(),
+            operator_name(self.operator.clone()),
+            self.socket.clone(),
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum EscrowCommand {
     /// Records a token's SO PIN (read from a file, first line).
@@ -417,13 +430,8 @@ fn candidates(store: &Store, serial: &str) -> Result<Vec<SoPinCandidate>, String
 }
 
 fn unlock(on_site: OnSite, force: bool) -> Result<(), String> {
-    let (db, serial, case_ref) = (
-        &on_site.db,
-        on_site.token.as_str(),
-        on_site.case_ref.as_deref(),
-    );
-    let operator = &operator_name(on_site.operator.clone());
-    let socket = on_site.socket.clone();
+    let (db, serial, case_ref, operator, socket) = on_site.parts();
+    let operator = &operator;
     let mut store = open_store(db)?;
     let candidates = candidates(&store, serial)?;
     let mut kysod = Kysod::connect(socket)?;
@@ -509,13 +517,8 @@ fn unlock(on_site: OnSite, force: bool) -> Result<(), String> {
 }
 
 fn wipe(on_site: OnSite, label: &str) -> Result<(), String> {
-    let (db, serial, case_ref) = (
-        &on_site.db,
-        on_site.token.as_str(),
-        on_site.case_ref.as_deref(),
-    );
-    let operator = &operator_name(on_site.operator.clone());
-    let socket = on_site.socket.clone();
+    let (db, serial, case_ref, operator, socket) = on_site.parts();
+    let operator = &operator;
     if label.len() > 32 {
         return Err("a token label has at most 32 bytes".into());
     }
