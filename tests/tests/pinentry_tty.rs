@@ -60,6 +60,17 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // kill-server sends the panes' processes SIGHUP, which kysod takes as "reload the
+        // configuration": end them first (the pane `exec`s its command, so the pane's pid is
+        // kysod's).
+        let out = run(
+            self.cmd().args(["list-panes", "-a", "-F", "#{pane_pid}"]),
+            Duration::from_secs(10),
+        );
+        for pid in out.stdout.split_whitespace().filter_map(|p| p.parse().ok()) {
+            // SAFETY: kill has no memory-safety preconditions; the pid is the pane's.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
         let _ = run(self.cmd().arg("kill-server"), Duration::from_secs(10));
     }
 }
@@ -105,7 +116,7 @@ fn pinentry_tty_in_a_terminal_asks_for_the_pin_and_the_signature_verifies() {
         socket: work.join("tmux.sock"),
     };
     let command = format!(
-        "env -u GPG_TTY LC_ALL=C.UTF-8 SOFTHSM2_CONF={conf} {kysod} --config {config} 2>>{log}",
+        "exec env -u GPG_TTY LC_ALL=C.UTF-8 SOFTHSM2_CONF={conf} {kysod} --config {config} 2>>{log}",
         conf = sh_quote(&fx.softhsm_conf()),
         kysod = sh_quote(&kysod_path()),
         config = sh_quote(harness.config_path()),
