@@ -28,7 +28,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(nonce_in_shape(&grant.body.nonce));
         let again = serde_json::to_vec(&grant).expect("a grant serialises");
         assert_eq!(parse_grant(&again).as_ref(), Ok(&grant));
-        assert_eq!(grant.body.digest(), grant.body.digest());
 
         let helpdesk = grant::signing_key(&[7; 32]);
         let trusted = [helpdesk.verifying_key()];

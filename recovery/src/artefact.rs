@@ -54,11 +54,8 @@ impl RequestCertificate {
     /// `None` when it is not an X.509 certificate.
     pub fn from_der(der: &[u8], class: &str) -> Option<RequestCertificate> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let serial = crate::hex(cert.raw_serial());
-        let serial = match serial.trim_start_matches('0') {
-            "" => "0".to_string(),
-            trimmed => trimmed.to_string(),
-        };
+        // The form kysod's policy and `kyso status` give serials: the two must agree.
+        let serial = kyso_proto::normalise_serial(&crate::hex(cert.raw_serial()));
         let subject = cert.subject();
         let cn = subject
             .iter_common_name()
