@@ -221,6 +221,8 @@ fn wire_to_daemon(dir: &Path) {
         let request = Request {
             id: id as u32 + 1,
             call,
+            // Every other request says its CPU, so both shapes are seeds.
+            cpu: (id % 2 == 1).then_some(id as u32 % 4),
         };
         write(dir, name, &Stream::new().push(&hello()).push(&request).0);
         conversation = conversation.push(&request);

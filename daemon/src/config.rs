@@ -134,6 +134,10 @@ pub struct ModuleConfig {
     /// Tokens of this module are not bound to a USB device (software tokens, tests).
     #[serde(default)]
     pub always_present: bool,
+    /// Whether kysod initialises signature operations ahead on spare sessions for a key an
+    /// application keeps signing with; by default on for `always_present` modules only.
+    #[serde(default)]
+    pub prepare_signatures: Option<bool>,
 }
 
 /// Per-client resource bounds.

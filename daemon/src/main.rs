@@ -17,6 +17,7 @@ mod hotplug;
 mod login;
 mod module;
 mod policy;
+mod prepared;
 mod recovery;
 mod server;
 mod slots;
@@ -135,7 +136,13 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let modules = config
         .modules
         .iter()
-        .map(|m| token::ModuleEntry::new(m.path.clone(), m.always_present))
+        .map(|m| {
+            token::ModuleEntry::new(
+                m.path.clone(),
+                m.always_present,
+                m.prepare_signatures.unwrap_or(m.always_present),
+            )
+        })
         .collect();
     let journal = audit::Journal::open(&state_dir);
     let mut registry = token::Registry::new(modules, slots::SlotTable::open(&state_dir));

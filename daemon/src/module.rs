@@ -44,6 +44,8 @@ pub struct Module {
     list: *const ck::CK_FUNCTION_LIST,
     /// Held around every call when the module cannot do its own locking.
     serial: Option<Mutex<()>>,
+    /// Whether signature operations may be initialised ahead (see [`crate::prepared`]).
+    prepare: bool,
     // Keeps the code behind `list` mapped; dropped last.
     _library: libloading::Library,
 }
@@ -110,6 +112,7 @@ impl Module {
             path: path.into(),
             list,
             serial: None,
+            prepare: false,
             _library: library,
         };
         let mut args = ck::CK_C_INITIALIZE_ARGS {
@@ -136,6 +139,16 @@ impl Module {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lets kysod initialise signature operations ahead on this module's tokens, unless the
+    /// module cannot take calls from several threads.
+    pub fn allow_preparing(&mut self, allow: bool) {
+        self.prepare = allow && self.serial.is_none();
+    }
+
+    pub fn prepare_signatures(&self) -> bool {
+        self.prepare
     }
 
     fn lock(&self) -> Option<MutexGuard<'_, ()>> {

@@ -269,8 +269,9 @@ impl Daemon {
     fn requests(&self, client: &Client, stream: &mut UnixStream, buf: &mut Vec<u8>) {
         let mut out = Vec::new();
         let spin = spin_budget();
+        let mut cpu = CpuFollower::new();
         loop {
-            kyso_proto::wait::spin_until_readable(stream.as_fd(), spin);
+            kyso_proto::wait::until_readable(stream.as_fd(), spin, cpu.is_held());
             let request: Request = match frame::read(stream, buf) {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
@@ -283,6 +284,7 @@ impl Daemon {
             if request.call.carries_secret() {
                 buf.zeroize();
             }
+            cpu.follow(request.cpu);
             let (rv, reply) = match request.call {
                 Call::WaitForSlotEvent { block: true } => match self.wait_event(client, stream) {
                     Some(slot) => (crate::error::Rv::OK, kyso_proto::Reply::Slot(slot)),
@@ -327,11 +329,71 @@ impl Daemon {
     }
 }
 
-/// How long a connection spins for the next request after answering (see
-/// `kyso_proto::wait`): applications often call again at once (a size query, then the call).
-/// `KYSOD_SPIN_US` overrides it.
+/// How long a connection waits for the next request after answering, yielding its CPU, before
+/// blocking (see `kyso_proto::wait`): applications often call again at once (the next
+/// signature of a batch). `KYSOD_SPIN_US` overrides it.
 fn spin_budget() -> Duration {
     kyso_proto::wait::budget_from_env("KYSOD_SPIN_US", Duration::from_micros(200))
+}
+
+/// Keeps a connection's thread on the CPU its caller runs on (see `kyso_proto::wait`).
+struct CpuFollower {
+    /// The CPUs the thread may run on when no caller says otherwise.
+    allowed: Option<libc::cpu_set_t>,
+    current: Option<u32>,
+}
+
+impl CpuFollower {
+    fn new() -> CpuFollower {
+        // SAFETY: cpu_set_t is plain data, filled in by the call for this thread.
+        let allowed = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
+                .then_some(set)
+        };
+        CpuFollower {
+            allowed,
+            current: None,
+        }
+    }
+
+    /// Whether the thread is held to a caller's CPU.
+    fn is_held(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Moves the thread to `cpu` (or back to every allowed CPU for `None`) if it is not there.
+    /// A CPU kysod may not use is ignored: the call is served wherever the thread is.
+    fn follow(&mut self, cpu: Option<u32>) {
+        let Some(allowed) = self.allowed else {
+            return;
+        };
+        if cpu == self.current {
+            return;
+        }
+        let set = match cpu {
+            Some(c) if (c as usize) < libc::CPU_SETSIZE as usize => {
+                let c = c as usize;
+                // SAFETY: `c` is below CPU_SETSIZE; cpu_set_t is plain data.
+                unsafe {
+                    if !libc::CPU_ISSET(c, &allowed) {
+                        return;
+                    }
+                    let mut one: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(c, &mut one);
+                    one
+                }
+            }
+            Some(_) => return,
+            None => allowed,
+        };
+        // SAFETY: `set` is a valid cpu_set_t; the call acts on this thread only.
+        let rv =
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        if rv == 0 {
+            self.current = cpu;
+        }
+    }
 }
 
 fn refuse(mut stream: &UnixStream, reason: &str) {

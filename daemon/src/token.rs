@@ -19,16 +19,19 @@ use crate::slots::SlotTable;
 pub struct ModuleEntry {
     pub path: PathBuf,
     pub always_present: bool,
+    /// Signature operations are initialised ahead (see [`crate::prepared`]).
+    pub prepare_signatures: bool,
     loaded: Mutex<Option<Arc<Module>>>,
     /// Set once loading failed, so a broken module is reported once, not on every scan.
     failed: AtomicBool,
 }
 
 impl ModuleEntry {
-    pub fn new(path: PathBuf, always_present: bool) -> ModuleEntry {
+    pub fn new(path: PathBuf, always_present: bool, prepare_signatures: bool) -> ModuleEntry {
         ModuleEntry {
             path,
             always_present,
+            prepare_signatures,
             loaded: Mutex::new(None),
             failed: AtomicBool::new(false),
         }
@@ -41,7 +44,8 @@ impl ModuleEntry {
             return Some(m.clone());
         }
         match Module::load(&self.path) {
-            Ok(m) => {
+            Ok(mut m) => {
+                m.allow_preparing(self.prepare_signatures);
                 tracing::info!(module = %self.path.display(), "module loaded");
                 let m = Arc::new(m);
                 *loaded = Some(m.clone());
@@ -74,6 +78,8 @@ pub struct Token {
     pub certificates: Vec<kyso_proto::CertificateStatus>,
     /// The signing policy's certificates of the token's keys.
     pub signing_certs: crate::policy::SigningCerts,
+    /// Signature operations initialised ahead (see [`crate::prepared`]).
+    pub prepared: crate::prepared::Prepared,
 }
 
 impl Token {
@@ -275,6 +281,7 @@ impl Registry {
             login: Mutex::new(Default::default()),
             certificates,
             signing_certs: Default::default(),
+            prepared: crate::prepared::Prepared::new(module.prepare_signatures()),
         });
         tokens.insert(slot, token.clone());
         drop(tokens);
@@ -311,7 +318,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(path.to_path_buf())
-            .or_insert_with(|| Arc::new(ModuleEntry::new(path.to_path_buf(), false)))
+            .or_insert_with(|| Arc::new(ModuleEntry::new(path.to_path_buf(), false, false)))
             .clone();
         entry.module()
     }

@@ -124,7 +124,12 @@ impl Connection {
             // Room for the whole frame up front, so no reallocation leaves a copy behind.
             self.scratch.reserve(secret_room(&call));
         }
-        let request = Request { id, call };
+        let cpu = if call.works_at_token() {
+            current_cpu()
+        } else {
+            None
+        };
+        let request = Request { id, call, cpu };
         let sent = frame::write(&mut NoSigPipe(&self.stream), &request, &mut self.scratch);
         if secret {
             self.scratch.zeroize();
@@ -135,7 +140,7 @@ impl Connection {
             Err(FrameError::Io(_)) => return Err(Failure::Link),
             Err(e) => return Err(Failure::Request(e)),
         }
-        kyso_proto::wait::spin_until_readable(self.stream.as_fd(), spin_budget());
+        kyso_proto::wait::until_readable(self.stream.as_fd(), spin_budget(), cpu.is_some());
         let response: Response =
             frame::read(&mut &self.stream, &mut self.scratch).map_err(|_| Failure::Link)?;
         if self.scratch.capacity() > SCRATCH_KEEP {
@@ -159,14 +164,21 @@ fn secret_room(call: &Call) -> usize {
     }
 }
 
-/// How long a caller spins for its reply before blocking (see `kyso_proto::wait`); long
-/// enough to cover a typical signature, so the reply does not pay for a cross-CPU wake-up.
-/// `KYSO_SPIN_US` overrides it (0 turns spinning off).
+/// How long a caller waits for its reply, yielding its CPU to kysod, before blocking (see
+/// `kyso_proto::wait`); long enough to cover a typical software-token signature, so the reply
+/// does not pay for a wake-up. `KYSO_SPIN_US` overrides it (0 blocks at once).
 fn spin_budget() -> Duration {
     static BUDGET: OnceLock<Duration> = OnceLock::new();
     *BUDGET.get_or_init(|| {
         kyso_proto::wait::budget_from_env("KYSO_SPIN_US", Duration::from_micros(1000))
     })
+}
+
+/// The CPU the calling thread runs on now, if the system says (see `kyso_proto::wait`).
+fn current_cpu() -> Option<u32> {
+    // SAFETY: sched_getcpu takes no arguments and only reads the calling thread's state.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -404,5 +416,34 @@ impl Client {
 
     fn is_closed(&self) -> bool {
         lock(&self.pool).closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_its_cpu() {
+        // A thread held to one CPU is told that CPU.
+        std::thread::spawn(|| {
+            // SAFETY: cpu_set_t is plain data; the calls act on this thread only.
+            let last = unsafe {
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+                let last = (0..libc::CPU_SETSIZE as usize)
+                    .rev()
+                    .find(|&c| libc::CPU_ISSET(c, &allowed))
+                    .expect("an allowed CPU");
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(last, &mut one);
+                assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+                last
+            };
+            assert_eq!(current_cpu(), Some(last as u32));
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -100,6 +100,7 @@ mod tests {
             call: Call::GetSlotList {
                 token_present: true,
             },
+            cpu: Some(0),
         };
         let mut buf = Vec::new();
         let mut wire = Vec::new();

@@ -19,8 +19,9 @@ pub use message::*;
 pub use pin::Pin;
 
 /// Version spoken by this build; the handshake refuses any other. Raised whenever a message
-/// changes shape: 2 added the one-round-trip signature and the recovery calls.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// changes shape: 2 added the one-round-trip signature and the recovery calls, 3 the caller's
+/// CPU in each request.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A serial number as written in the configuration or by tools (`0A:1B`, `0x0a1b`, `A1B`)
 /// in the form used for comparison: lowercase hex, no separators, no leading zeros.

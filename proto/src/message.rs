@@ -38,6 +38,10 @@ pub type HelloReply = Result<Welcome, Refusal>;
 pub struct Request {
     pub id: u32,
     pub call: Call,
+    /// For calls that work at the token ([`Call::works_at_token`]), the CPU the calling thread
+    /// runs on: kysod serves the call on the same CPU, so that the hand-offs between the
+    /// application and kysod stay on one CPU (see `wait`).
+    pub cpu: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,6 +428,23 @@ impl Call {
                 | Call::Wipe { .. }
         )
     }
+
+    /// Whether the call runs a cryptographic operation or key generation at the token, so that
+    /// the caller waits for the token rather than for kysod: such calls are served on the
+    /// caller's CPU (see `Request::cpu`), the others wherever kysod's thread is.
+    pub fn works_at_token(&self) -> bool {
+        matches!(
+            self,
+            Call::Operate { .. }
+                | Call::Update { .. }
+                | Call::Final { .. }
+                | Call::SignComplete { .. }
+                | Call::Verify { .. }
+                | Call::VerifyFinal { .. }
+                | Call::GenerateKey { .. }
+                | Call::GenerateKeyPair { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -508,7 +529,11 @@ mod tests {
     #[test]
     fn sample_calls_round_trip() {
         for call in samples() {
-            let req = Request { id: 1, call };
+            let req = Request {
+                id: 1,
+                call,
+                cpu: None,
+            };
             let bytes = postcard::to_allocvec(&req).unwrap();
             assert_eq!(decode::<Request>(&bytes).unwrap(), req);
         }
@@ -531,7 +556,7 @@ mod tests {
 
         #[test]
         fn mutated_valid_frames_never_panic(idx in 0usize..5, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
-            let req = Request { id: 2, call: samples()[idx].clone() };
+            let req = Request { id: 2, call: samples()[idx].clone(), cpu: Some(1) };
             let mut bytes = postcard::to_allocvec(&req).unwrap();
             for (pos, val) in flips {
                 let n = bytes.len();

@@ -1,17 +1,16 @@
-//! How both ends wait for the next frame: a short spin before blocking.
+//! How both ends wait for the next frame: on the CPU they share, giving it to each other.
 //!
 //! On the small virtual machines kyso runs on, waking a thread blocked on another CPU costs
-//! tens of microseconds (an inter-processor interrupt through the hypervisor), more than a
-//! PKCS#11 call itself. Checking the socket for a short while before blocking turns most round
-//! trips into a few microseconds. The spin yields regularly so that runnable work on the same
-//! CPU (often the very thread that will answer) is not held up, and it is bounded, so an idle
-//! peer costs nothing once the budget is spent. At most half the CPUs' worth of threads of a
-//! process spin at once; the others block at once, so that spinning never takes the CPUs away
-//! from the threads doing the actual work (signatures in kysod, the application's own).
+//! tens of microseconds (an inter-processor interrupt through the hypervisor, ~30 µs per
+//! wake-up on the 2-CPU test machine), more than a PKCS#11 call itself; a hand-off between two
+//! threads on one CPU costs a few. So each request names the CPU the calling thread runs on and
+//! kysod serves it on that CPU; while one side works, the other waits by checking the socket
+//! and yielding the CPU at once (to the very thread that will answer), for a bounded time
+//! before it blocks, so an idle peer costs nothing once the budget is spent. The other CPUs
+//! stay free for the rest of the work: the application's other threads, and the signature
+//! operations kysod initialises ahead (see kysod's `prepared`).
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -19,17 +18,25 @@ use nix::sys::socket::{recv, MsgFlags};
 
 /// Returns once `fd` has something to read (data, end of stream or an error), or once
 /// `budget` has passed; the caller's blocking read follows either way.
-pub fn spin_until_readable(fd: BorrowedFd<'_>, budget: Duration) {
+///
+/// `shared_cpu` says the peer works on this thread's CPU (a call served on the caller's CPU):
+/// the thread then yields the CPU before every check, so the peer runs at once. Otherwise the
+/// peer is on another CPU and the thread checks in a tight loop, yielding every few rounds
+/// only, so that a quick answer is seen within a microsecond.
+pub fn until_readable(fd: BorrowedFd<'_>, budget: Duration, shared_cpu: bool) {
     if budget.is_zero() {
         return;
     }
-    let Some(_slot) = SpinSlot::take() else {
-        return;
-    };
     let start = Instant::now();
     let mut byte = [0u8; 1];
     let mut round = 0u32;
     loop {
+        if shared_cpu || round.is_multiple_of(8) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+        round = round.wrapping_add(1);
         match recv(
             fd.as_raw_fd(),
             &mut byte,
@@ -41,41 +48,6 @@ pub fn spin_until_readable(fd: BorrowedFd<'_>, budget: Duration) {
         if start.elapsed() >= budget {
             return;
         }
-        round = round.wrapping_add(1);
-        if round.is_multiple_of(8) {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// Threads of this process spinning right now.
-static SPINNING: AtomicUsize = AtomicUsize::new(0);
-
-/// A place among the spinning threads, given back when dropped.
-struct SpinSlot;
-
-impl SpinSlot {
-    fn take() -> Option<SpinSlot> {
-        static LIMIT: OnceLock<usize> = OnceLock::new();
-        let limit = *LIMIT.get_or_init(|| {
-            std::thread::available_parallelism()
-                .map(|n| (n.get() / 2).max(1))
-                .unwrap_or(1)
-        });
-        SPINNING
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| SpinSlot)
-    }
-}
-
-impl Drop for SpinSlot {
-    fn drop(&mut self) {
-        SPINNING.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -94,27 +66,21 @@ mod tests {
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
-    use std::sync::Mutex;
-
-    /// The spin slots are per process: tests that spin take turns.
-    static TURN: Mutex<()> = Mutex::new(());
 
     #[test]
     fn returns_at_once_when_data_is_waiting() {
-        let _turn = TURN.lock().unwrap();
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(b"x").unwrap();
         let t = Instant::now();
-        spin_until_readable(b.as_fd(), Duration::from_secs(5));
+        until_readable(b.as_fd(), Duration::from_secs(5), false);
         assert!(t.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
     fn gives_up_after_the_budget() {
-        let _turn = TURN.lock().unwrap();
         let (_a, b) = UnixStream::pair().unwrap();
         let t = Instant::now();
-        spin_until_readable(b.as_fd(), Duration::from_millis(20));
+        until_readable(b.as_fd(), Duration::from_millis(20), true);
         let spent = t.elapsed();
         assert!(
             spent >= Duration::from_millis(20) && spent < Duration::from_secs(2),
@@ -124,11 +90,10 @@ mod tests {
 
     #[test]
     fn returns_on_hang_up() {
-        let _turn = TURN.lock().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         drop(a);
         let t = Instant::now();
-        spin_until_readable(b.as_fd(), Duration::from_secs(5));
+        until_readable(b.as_fd(), Duration::from_secs(5), false);
         assert!(t.elapsed() < Duration::from_secs(1));
     }
 }

@@ -165,7 +165,16 @@ impl WireClient {
         use kyso_proto::{frame, Request, Response};
         let id = self.next;
         self.next += 1;
-        frame::write(&mut self.stream, &Request { id, call }, &mut self.buf).unwrap();
+        frame::write(
+            &mut self.stream,
+            &Request {
+                id,
+                call,
+                cpu: None,
+            },
+            &mut self.buf,
+        )
+        .unwrap();
         let resp: Response = frame::read(&mut self.stream, &mut self.buf).unwrap();
         assert_eq!(resp.id, id);
         (resp.rv, resp.reply)

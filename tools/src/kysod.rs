@@ -61,7 +61,16 @@ impl Kysod {
     pub fn call(&mut self, call: Call, timeout: Option<Duration>) -> Result<Response, String> {
         let id = self.next;
         self.next += 1;
-        frame::write(&mut self.stream, &Request { id, call }, &mut self.buf).map_err(io)?;
+        frame::write(
+            &mut self.stream,
+            &Request {
+                id,
+                call,
+                cpu: None,
+            },
+            &mut self.buf,
+        )
+        .map_err(io)?;
         let _ = self.stream.set_read_timeout(timeout);
         frame::read(&mut self.stream, &mut self.buf).map_err(io)
     }

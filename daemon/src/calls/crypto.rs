@@ -6,10 +6,14 @@ use kyso_proto::mechanism::Mechanism;
 use kyso_proto::{Operation, OutBuf, Reply, Ulong};
 use zeroize::Zeroize;
 
+use std::sync::Arc;
+
 use crate::calls::audit_hooks;
-use crate::client::Client;
+use crate::client::{Client, Session};
 use crate::error::Rv;
-use crate::module::Output;
+use crate::module::{Module, Output};
+use crate::policy::SigningCert;
+use crate::prepared::Pair;
 use crate::server::Daemon;
 
 /// Largest `C_GenerateRandom` served in one call.
@@ -23,6 +27,24 @@ pub fn init(
     mechanism: &Mechanism,
     key: Option<Ulong>,
 ) -> Result<Reply, Rv> {
+    let (s, key, cert) = admit(d, c, handle, op, mechanism, key)?;
+    s.token
+        .module
+        .operation_init(s.module_session, op, mechanism, key)?;
+    crate::calls::audit_hooks::sign_started(&s, op, mechanism.kind, cert);
+    Ok(Reply::None)
+}
+
+/// What an operation needs before the module's init: the client's session, the key's module
+/// handle, and for signatures the signing policy's verdict (with the certificate it judged).
+fn admit(
+    d: &Daemon,
+    c: &Client,
+    handle: Ulong,
+    op: Operation,
+    mechanism: &Mechanism,
+    key: Option<Ulong>,
+) -> Result<(Arc<Session>, Ulong, Option<SigningCert>), Rv> {
     let s = c.session(handle)?;
     let key = match (op, key) {
         (Operation::Digest, _) => 0,
@@ -43,11 +65,7 @@ pub fn init(
         }
         cert = checked.cert;
     }
-    s.token
-        .module
-        .operation_init(s.module_session, op, mechanism, key)?;
-    crate::calls::audit_hooks::sign_started(&s, op, mechanism.kind, cert);
-    Ok(Reply::None)
+    Ok((s, key, cert))
 }
 
 fn output(out: Output) -> (Rv, Reply) {
@@ -104,30 +122,88 @@ pub fn sign_complete(
     init_with: Option<&(Mechanism, Ulong)>,
     data: &[u8],
 ) -> (Rv, Reply) {
-    if let Some((mechanism, key)) = init_with {
-        if let Err(rv) = init(d, c, handle, Operation::Sign, mechanism, Some(*key)) {
-            return failed(rv);
-        }
-    }
-    let s = match c.session(handle) {
-        Ok(s) => s,
-        Err(rv) => return failed(rv),
+    let (s, done) = match init_with {
+        Some((mechanism, key)) => match sign_initialised(d, c, handle, mechanism, *key, data) {
+            Ok(signed) => signed,
+            Err(rv) => return failed(rv),
+        },
+        None => match c.session(handle) {
+            Ok(s) => {
+                let done = sign_to_end(&s.token.module, s.module_session, data);
+                (s, done)
+            }
+            Err(rv) => return failed(rv),
+        },
     };
-    let module = &s.token.module;
+    if !audit_hooks::sign_operated(
+        d,
+        c,
+        &s,
+        Operation::Sign,
+        Some(data),
+        done.out.rv,
+        Some(done.room),
+    ) {
+        return unrecorded(done.out);
+    }
+    output(done.out)
+}
+
+/// `C_SignInit` and `C_Sign` in one: on a session kysod prepared ahead when there is one (see
+/// [`crate::prepared`]), else on the client's session.
+fn sign_initialised(
+    d: &Daemon,
+    c: &Client,
+    handle: Ulong,
+    mechanism: &Mechanism,
+    key: Ulong,
+    data: &[u8],
+) -> Result<(Arc<Session>, Signed), Rv> {
+    let (s, key, cert) = admit(d, c, handle, Operation::Sign, mechanism, Some(key))?;
+    let token = &s.token;
+    let pair = Pair {
+        mechanism: mechanism.clone(),
+        key,
+    };
+    if let Some(taken) = token.prepared.take(token, &pair) {
+        let done = sign_to_end(&token.module, taken.session, data);
+        if done.out.rv == Rv::OK {
+            token.prepared.give_back(token, taken);
+            audit_hooks::sign_started(&s, Operation::Sign, mechanism.kind, cert);
+            return Ok((s, done));
+        }
+        // Not answered: the ordinary way below gives the application the module's own answer.
+        token.prepared.discard(token, taken);
+    }
+    token
+        .module
+        .operation_init(s.module_session, Operation::Sign, mechanism, key)?;
+    audit_hooks::sign_started(&s, Operation::Sign, mechanism.kind, cert);
+    let done = sign_to_end(&token.module, s.module_session, data);
+    if done.out.rv == Rv::OK {
+        token.prepared.want(token, s.module_session, &pair);
+    }
+    Ok((s, done))
+}
+
+/// A finished `C_Sign` and the buffer size it was given.
+struct Signed {
+    out: Output,
+    room: Ulong,
+}
+
+/// `C_Sign` on `session` to the end: a module that wants a bigger buffer than the first guess
+/// keeps the operation running and says how big.
+fn sign_to_end(module: &Module, session: ck::CK_SESSION_HANDLE, data: &[u8]) -> Signed {
     let mut room = SIGNATURE_GUESS;
-    let done = loop {
-        let done = module.operate(s.module_session, Operation::Sign, data, Some(room));
-        // A module that wants a bigger buffer keeps the operation running and says how big.
-        if done.rv == Rv(ck::CKR_BUFFER_TOO_SMALL) && done.len > room {
-            room = done.len;
+    loop {
+        let out = module.operate(session, Operation::Sign, data, Some(room));
+        if out.rv == Rv(ck::CKR_BUFFER_TOO_SMALL) && out.len > room {
+            room = out.len;
             continue;
         }
-        break done;
-    };
-    if !audit_hooks::sign_operated(d, c, &s, Operation::Sign, Some(data), done.rv, Some(room)) {
-        return unrecorded(done);
+        return Signed { out, room };
     }
-    output(done)
 }
 
 pub fn update(

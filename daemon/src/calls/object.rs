@@ -52,6 +52,7 @@ fn public_template(
 
 /// The token's objects changed: the signing policy reads its certificates again.
 fn objects_changed(s: &Session) {
+    s.token.prepared.objects_changed();
     s.token
         .signing_certs
         .lock()

@@ -187,6 +187,7 @@ fn noread(n: usize) -> ExitCode {
             &Request {
                 id: id as u32,
                 call: Call::GetInfo,
+                cpu: None,
             },
             &mut frame_bytes,
         )

@@ -1,0 +1,348 @@
+//! Prepared signatures: `C_SignInit` done ahead of time, on spare module sessions of kysod's
+//! own, for the (mechanism, key) pair an application keeps signing with.
+//!
+//! With a software token most of a signature's cost is `C_SignInit` (finding the key,
+//! decrypting it, building the library's key object). An application signing a batch calls it
+//! before every `C_Sign`. kysod, which sees the pair come back, initialises the next
+//! operations on spare sessions in a thread of its own while the current signature is made and
+//! answered, so that the application's next `C_Sign` only costs the module's `C_Sign`.
+//!
+//! What keeps this invisible to applications:
+//! - A prepared operation is used only for a signature kysod has admitted exactly as before
+//!   (the client's session and key handle, the signing policy, the audit journal); it replaces
+//!   the module's `C_SignInit` on the client's session and nothing else.
+//! - It is used only while the token's login and objects are as they were when it was
+//!   prepared (any login or logout at the module, or any object created, changed or destroyed
+//!   through kysod, makes it stale), and within [`FRESH`] of being prepared.
+//! - Only keys that are token objects and not `CKA_ALWAYS_AUTHENTICATE` are prepared.
+//! - A prepared `C_Sign` that fails is not answered: the spare session is closed and the
+//!   signature is made the ordinary way on the client's session, whose answer the application
+//!   gets.
+//!
+//! Modules opt in (`prepare_signatures` in the configuration; on by default for modules whose
+//! tokens are always present, off for USB token modules, whose cost is the card's and whose
+//! vendor code may not take concurrent operations well).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cryptoki_sys as ck;
+use kyso_proto::mechanism::Mechanism;
+use kyso_proto::{AttributeQuery, Operation, Ulong};
+
+use crate::token::Token;
+
+/// Spare sessions one token may hold open for prepared operations.
+const MAX_SESSIONS: usize = 3;
+/// A prepared operation older than this is not used (and its session is closed).
+pub const FRESH: Duration = Duration::from_secs(1);
+/// The preparing thread ends, closing its sessions, after this long without work.
+const IDLE: Duration = Duration::from_secs(2);
+
+/// The operation a prepared session holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub mechanism: Mechanism,
+    /// The key's module handle.
+    pub key: Ulong,
+}
+
+/// What a prepared operation was made under; it is used only while this is still current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    login: u64,
+    objects: u64,
+}
+
+struct Ready {
+    pair: Pair,
+    session: ck::CK_SESSION_HANDLE,
+    stamp: Stamp,
+    at: Instant,
+}
+
+/// A session to initialise for `pair`: a spare one already open, or a new one.
+struct Job {
+    pair: Pair,
+    session: Option<ck::CK_SESSION_HANDLE>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: Vec<Ready>,
+    jobs: VecDeque<Job>,
+    /// Spare sessions open or being opened: ready, queued, or in use by a signature.
+    sessions: usize,
+    /// Whether a preparing thread runs, and whether it is waiting for work.
+    worker: bool,
+    sleeping: bool,
+    /// Keys checked for preparing (token object, not always-authenticate), per stamp.
+    eligible: HashMap<Ulong, (Stamp, bool)>,
+}
+
+/// The prepared operations of one token.
+pub struct Prepared {
+    enabled: bool,
+    /// Bumped whenever the token's objects change through kysod.
+    objects: AtomicU64,
+    state: Mutex<State>,
+    work: Condvar,
+}
+
+/// A prepared session taken for one signature: either handed back to be prepared again, or
+/// discarded.
+pub struct Taken {
+    pub session: ck::CK_SESSION_HANDLE,
+    pair: Pair,
+}
+
+impl Prepared {
+    pub fn new(enabled: bool) -> Prepared {
+        Prepared {
+            enabled,
+            objects: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token's objects changed: every prepared operation is stale.
+    pub fn objects_changed(&self) {
+        self.objects.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current stamp, or `None` when the token is not logged in as the user at the module.
+    fn stamp(&self, token: &Token) -> Option<Stamp> {
+        let login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+        (login.module_user() == Some(ck::CKU_USER)).then(|| Stamp {
+            login: login.generation(),
+            objects: self.objects.load(Ordering::Acquire),
+        })
+    }
+
+    /// A session prepared for `pair` under the current login and objects, if one is ready.
+    /// Stale ones met on the way are closed.
+    pub fn take(&self, token: &Token, pair: &Pair) -> Option<Taken> {
+        if !self.enabled {
+            return None;
+        }
+        let stamp = self.stamp(token)?;
+        let mut st = self.state();
+        let now = Instant::now();
+        let mut stale = Vec::new();
+        let mut found = None;
+        let mut i = 0;
+        while i < st.ready.len() {
+            let r = &st.ready[i];
+            if r.stamp != stamp || now.duration_since(r.at) > FRESH {
+                stale.push(st.ready.swap_remove(i).session);
+                continue;
+            }
+            if found.is_none() && r.pair == *pair {
+                found = Some(st.ready.swap_remove(i));
+                continue;
+            }
+            i += 1;
+        }
+        st.sessions -= stale.len();
+        drop(st);
+        for session in stale {
+            let _ = token.module.close_session(session);
+        }
+        found.map(|r| Taken {
+            session: r.session,
+            pair: r.pair,
+        })
+    }
+
+    /// The prepared signature was made: the session is prepared again for the same pair.
+    pub fn give_back(&self, token: &Arc<Token>, taken: Taken) {
+        let job = Job {
+            pair: taken.pair,
+            session: Some(taken.session),
+        };
+        let mut st = self.state();
+        st.jobs.push_back(job);
+        self.kick(token, st);
+    }
+
+    /// The prepared signature failed: the session is closed.
+    pub fn discard(&self, token: &Token, taken: Taken) {
+        self.state().sessions -= 1;
+        let _ = token.module.close_session(taken.session);
+    }
+
+    /// A signature with `pair` was just made the ordinary way (through `session`, the
+    /// client's): prepare the next ones, if the key may be prepared.
+    pub fn want(&self, token: &Arc<Token>, session: ck::CK_SESSION_HANDLE, pair: &Pair) {
+        if !self.enabled {
+            return;
+        }
+        let Some(stamp) = self.stamp(token) else {
+            return;
+        };
+        let known = self.state().eligible.get(&pair.key).copied();
+        let eligible = match known {
+            Some((s, eligible)) if s == stamp => eligible,
+            _ => {
+                let eligible = may_prepare(token, session, pair.key);
+                self.state().eligible.insert(pair.key, (stamp, eligible));
+                eligible
+            }
+        };
+        if !eligible {
+            return;
+        }
+        let mut st = self.state();
+        let queued = st.ready.iter().filter(|r| r.pair == *pair).count()
+            + st.jobs.iter().filter(|j| j.pair == *pair).count();
+        if queued > 0 && st.sessions >= MAX_SESSIONS {
+            return;
+        }
+        // Other pairs' spare sessions make room first (oldest ready ones).
+        let mut freed = Vec::new();
+        while st.sessions >= MAX_SESSIONS {
+            match st.ready.iter().position(|r| r.pair != *pair) {
+                Some(i) => {
+                    freed.push(st.ready.swap_remove(i).session);
+                    st.sessions -= 1;
+                }
+                None => break,
+            }
+        }
+        while st.sessions < MAX_SESSIONS {
+            st.sessions += 1;
+            st.jobs.push_back(Job {
+                pair: pair.clone(),
+                session: None,
+            });
+        }
+        self.kick(token, st);
+        for session in freed {
+            let _ = token.module.close_session(session);
+        }
+    }
+
+    /// Wakes the preparing thread, or starts one.
+    fn kick(&self, token: &Arc<Token>, mut st: MutexGuard<'_, State>) {
+        if st.worker {
+            if st.sleeping {
+                st.sleeping = false;
+                self.work.notify_one();
+            }
+            return;
+        }
+        st.worker = true;
+        drop(st);
+        tracing::debug!(token = %token.label, "preparing signatures ahead");
+        let token = token.clone();
+        let started = std::thread::Builder::new()
+            .name("kysod-prepare".into())
+            .spawn(move || token.prepared.run(&token));
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the thread preparing signatures");
+            let mut st = self.state();
+            st.worker = false;
+            let dropped = st.jobs.len();
+            st.jobs.clear();
+            st.sessions -= dropped;
+        }
+    }
+
+    /// The preparing thread: initialises queued sessions until idle for [`IDLE`], then closes
+    /// the spare sessions and ends.
+    fn run(&self, token: &Token) {
+        loop {
+            let mut st = self.state();
+            let job = loop {
+                if let Some(job) = st.jobs.pop_front() {
+                    break job;
+                }
+                st.sleeping = true;
+                let (next, timeout) = self
+                    .work
+                    .wait_timeout(st, IDLE)
+                    .unwrap_or_else(|e| e.into_inner());
+                st = next;
+                st.sleeping = false;
+                if timeout.timed_out() && st.jobs.is_empty() {
+                    // Decided under the lock, so a job queued from now on starts a new thread.
+                    st.worker = false;
+                    let sessions: Vec<_> = st.ready.drain(..).map(|r| r.session).collect();
+                    st.sessions -= sessions.len();
+                    drop(st);
+                    for session in sessions {
+                        let _ = token.module.close_session(session);
+                    }
+                    return;
+                }
+            };
+            drop(st);
+            self.prepare(token, job);
+        }
+    }
+
+    /// Initialises one queued session (opening it first if needed). A session that cannot be
+    /// prepared is closed: the next ordinary signature asks again.
+    fn prepare(&self, token: &Token, job: Job) {
+        let module = &token.module;
+        let Some(stamp) = self.stamp(token) else {
+            if let Some(session) = job.session {
+                let _ = module.close_session(session);
+            }
+            self.state().sessions -= 1;
+            return;
+        };
+        let session = match job.session {
+            Some(session) => session,
+            None => match module.open_session(token.module_slot, ck::CKF_SERIAL_SESSION) {
+                Ok(session) => session,
+                Err(rv) => {
+                    tracing::debug!(%rv, "no spare session to prepare signatures on");
+                    self.state().sessions -= 1;
+                    return;
+                }
+            },
+        };
+        match module.operation_init(session, Operation::Sign, &job.pair.mechanism, job.pair.key) {
+            Ok(()) => self.state().ready.push(Ready {
+                pair: job.pair,
+                session,
+                stamp,
+                at: Instant::now(),
+            }),
+            Err(rv) => {
+                tracing::debug!(%rv, "signature not prepared");
+                let _ = module.close_session(session);
+                self.state().sessions -= 1;
+            }
+        }
+    }
+}
+
+/// Whether `key` may have its operations prepared: a token object (session objects go with
+/// the session that made them) that needs no fresh authentication per signature.
+fn may_prepare(token: &Token, session: ck::CK_SESSION_HANDLE, key: Ulong) -> bool {
+    let query = |kind| AttributeQuery {
+        kind,
+        len: Some(std::mem::size_of::<ck::CK_BBOOL>() as Ulong),
+    };
+    let (_, values) = token.module.get_attributes(
+        session,
+        key,
+        &[query(ck::CKA_TOKEN), query(ck::CKA_ALWAYS_AUTHENTICATE)],
+    );
+    let flag = |i: usize| {
+        values
+            .get(i)
+            .and_then(|v| v.value.as_deref())
+            .map(|v| v.first() == Some(&ck::CK_TRUE))
+    };
+    flag(0) == Some(true) && flag(1) != Some(true)
+}

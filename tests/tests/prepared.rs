@@ -1,0 +1,243 @@
+//! Signatures kysod prepares ahead (`C_SignInit` on spare sessions of its own) verify, and are
+//! never made once the token has changed under them: a key another application stripped of
+//! its right to sign, or destroyed, does not sign. kysod serves signatures on the caller's CPU.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cryptoki::error::RvError;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use kyso_tests::shim_path;
+use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
+use kyso_tests::{rv_of, Daemon, DaemonConfig, Fixture, Module, ID_EC};
+
+const PREPARING: &str = "preparing signatures ahead";
+
+/// Signs `n` documents with the EC key, each verified against the key's certificate.
+fn sign_batch(fx: &Fixture, s: &Session, key: ObjectHandle, n: usize) {
+    for i in 0..n {
+        let document = format!("Cong van so {i}/UBND");
+        let raw = s
+            .sign(&Mechanism::Ecdsa, key, &sha256(document.as_bytes()))
+            .expect("C_Sign");
+        // Every fifth through OpenSSL and the certificate, the rest through C_Verify.
+        if i % 5 == 0 {
+            assert!(openssl_verify_sha256(
+                &fx.cert_pem(2),
+                document.as_bytes(),
+                &ecdsa_raw_to_der(&raw)
+            ));
+        } else {
+            let public = find_one(s, ObjectClass::PUBLIC_KEY, ID_EC);
+            s.verify(
+                &Mechanism::Ecdsa,
+                public,
+                &sha256(document.as_bytes()),
+                &raw,
+            )
+            .expect("C_Verify");
+        }
+    }
+}
+
+fn wait_for_log(daemon: &Daemon, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if daemon.log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A second copy of the shim, loaded from another path: a separate library instance, so a
+/// separate application to kysod, in this process.
+fn second_application(fx: &Fixture) -> Module {
+    let copy: PathBuf = fx.dir().join("libkyso_pkcs11_second.so");
+    std::fs::copy(shim_path(), &copy).expect("copy the shim");
+    Module::load(&copy)
+}
+
+#[test]
+fn prepared_signatures_verify_and_stop_when_the_key_changes() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+
+    sign_batch(&fx, &s, key, 30);
+    assert!(
+        wait_for_log(&daemon, PREPARING),
+        "kysod never prepared a signature:\n{}",
+        daemon.log()
+    );
+    // Give the preparing thread time to have the next operations ready.
+    std::thread::sleep(Duration::from_millis(100));
+
+    // Another application takes the key's right to sign: the operations prepared before are
+    // not used; the module refuses as it would in process.
+    let other = second_application(&fx);
+    let o = other
+        .ctx()
+        .open_rw_session(other.slot_with_serial(fx.serial_a()))
+        .expect("C_OpenSession(RW)");
+    kyso_tests::login(&o, kyso_tests::USER_PIN).expect("the second application's C_Login");
+    let their_key = find_one(&o, ObjectClass::PRIVATE_KEY, ID_EC);
+    o.update_attributes(their_key, &[Attribute::Sign(false)])
+        .expect("C_SetAttributeValue(CKA_SIGN = false)");
+    let err = s
+        .sign(&Mechanism::Ecdsa, key, &sha256(b"after CKA_SIGN = false"))
+        .expect_err("a key without CKA_SIGN must not sign");
+    assert_eq!(rv_of(&err), Some(RvError::KeyFunctionNotPermitted), "{err}");
+
+    // Given back, the key signs again (and is prepared again).
+    o.update_attributes(their_key, &[Attribute::Sign(true)])
+        .expect("C_SetAttributeValue(CKA_SIGN = true)");
+    sign_batch(&fx, &s, key, 10);
+    std::thread::sleep(Duration::from_millis(100));
+
+    // Destroyed by the other application: no signature from what was prepared with it.
+    o.destroy_object(their_key).expect("C_DestroyObject");
+    let err = s
+        .sign(&Mechanism::Ecdsa, key, &sha256(b"after C_DestroyObject"))
+        .expect_err("a destroyed key must not sign");
+    assert!(
+        matches!(
+            rv_of(&err),
+            Some(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid)
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_logout_ends_what_was_prepared() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+    sign_batch(&fx, &s, key, 20);
+    assert!(wait_for_log(&daemon, PREPARING));
+    std::thread::sleep(Duration::from_millis(100));
+
+    // The only application logs out: the token is logged out at the module, and the key's
+    // handle is gone with the login.
+    s.logout().expect("C_Logout");
+    let err = s
+        .sign(&Mechanism::Ecdsa, key, &sha256(b"after C_Logout"))
+        .expect_err("no signature after logout");
+    assert!(
+        matches!(
+            rv_of(&err),
+            Some(RvError::KeyHandleInvalid | RvError::UserNotLoggedIn)
+        ),
+        "{err}"
+    );
+    // Logged in again, the key signs: prepared anew under the new login.
+    kyso_tests::login(&s, kyso_tests::USER_PIN).expect("C_Login");
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+    sign_batch(&fx, &s, key, 10);
+}
+
+#[test]
+fn modules_can_opt_out_of_preparing() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            modules: Vec::new(),
+            extra: format!(
+                "[[module]]\npath = {}\nalways_present = true\nprepare_signatures = false\n",
+                kyso_tests::toml_str(&fx.softhsm_module().display().to_string())
+            ),
+            ..DaemonConfig::default()
+        },
+    );
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+    sign_batch(&fx, &s, key, 20);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !daemon.log().contains(PREPARING),
+        "prepared although the module opted out"
+    );
+}
+
+/// The allowed-CPU list of kysod's connection threads (`Cpus_allowed_list`).
+fn connection_cpus(daemon: &Daemon) -> Vec<String> {
+    let pid = daemon.pid().expect("kysod pid");
+    let mut lists = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let status =
+            std::fs::read_to_string(task.expect("task").path().join("status")).unwrap_or_default();
+        if !status.lines().any(|l| l == "Name:\tkysod-conn") {
+            continue;
+        }
+        if let Some(list) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:\t"))
+        {
+            lists.push(list.to_string());
+        }
+    }
+    lists
+}
+
+#[test]
+fn signatures_are_served_on_the_callers_cpu() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let everywhere = connection_cpus(&daemon);
+    let serial = fx.serial_a().to_string();
+    // A thread held to one CPU signs; kysod's thread serving it moves to that CPU, and goes
+    // back to every CPU for a call that does not work at the token.
+    let (cpu, during, after) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let cpu = hold_to_last_cpu();
+                let s = shim.user_session(&serial);
+                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+                s.sign(&Mechanism::Ecdsa, key, &sha256(b"on one CPU"))
+                    .expect("C_Sign");
+                let during = connection_cpus(&daemon);
+                s.get_session_info().expect("C_GetSessionInfo");
+                let after = connection_cpus(&daemon);
+                (cpu, during, after)
+            })
+            .join()
+            .unwrap()
+    });
+    assert!(
+        during.contains(&cpu.to_string()),
+        "no connection thread on CPU {cpu}: {during:?}"
+    );
+    assert!(
+        !after.contains(&cpu.to_string()) || everywhere.iter().all(|l| *l == cpu.to_string()),
+        "the connection stayed on CPU {cpu} for a light call: {after:?}"
+    );
+}
+
+/// Holds the calling thread to the last CPU it may use; returns that CPU.
+fn hold_to_last_cpu() -> usize {
+    // SAFETY: cpu_set_t is plain data; the calls act on the calling thread only.
+    unsafe {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+        let last = (0..libc::CPU_SETSIZE as usize)
+            .rev()
+            .find(|&c| libc::CPU_ISSET(c, &allowed))
+            .expect("an allowed CPU");
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(last, &mut one);
+        assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+        last
+    }
+}
