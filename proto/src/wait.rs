@@ -11,6 +11,8 @@
 //! operations kysod initialises ahead (see kysod's `prepared`).
 
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -27,6 +29,15 @@ pub fn until_readable(fd: BorrowedFd<'_>, budget: Duration, shared_cpu: bool) {
     if budget.is_zero() {
         return;
     }
+    // A thread checking in a tight loop holds a CPU; at most half of them are held so.
+    let _slot = if shared_cpu {
+        None
+    } else {
+        match SpinSlot::take() {
+            Some(slot) => Some(slot),
+            None => return,
+        }
+    };
     let start = Instant::now();
     let mut byte = [0u8; 1];
     let mut round = 0u32;
@@ -51,6 +62,35 @@ pub fn until_readable(fd: BorrowedFd<'_>, budget: Duration, shared_cpu: bool) {
     }
 }
 
+/// Threads of this process checking in a tight loop right now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the threads checking in a tight loop, given back when dropped.
+struct SpinSlot;
+
+impl SpinSlot {
+    fn take() -> Option<SpinSlot> {
+        static LIMIT: OnceLock<usize> = OnceLock::new();
+        let limit = *LIMIT.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1)
+        });
+        SPINNING
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SpinSlot)
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        SPINNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A spin budget from the environment variable `name` (microseconds), else `default`.
 pub fn budget_from_env(name: &str, default: Duration) -> Duration {
     std::env::var(name)
@@ -63,6 +103,10 @@ pub fn budget_from_env(name: &str, default: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// The tight-loop places are per process: tests that take one take turns.
+    static TURN: Mutex<()> = Mutex::new(());
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
@@ -72,6 +116,7 @@ mod tests {
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(b"x").unwrap();
         let t = Instant::now();
+        let _turn = TURN.lock().unwrap();
         until_readable(b.as_fd(), Duration::from_secs(5), false);
         assert!(t.elapsed() < Duration::from_secs(1));
     }
@@ -93,6 +138,7 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         drop(a);
         let t = Instant::now();
+        let _turn = TURN.lock().unwrap();
         until_readable(b.as_fd(), Duration::from_secs(5), false);
         assert!(t.elapsed() < Duration::from_secs(1));
     }
