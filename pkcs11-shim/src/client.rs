@@ -434,32 +434,3 @@ impl Client {
         lock(&self.pool).closed
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn knows_its_cpu() {
-        // A thread held to one CPU is told that CPU.
-        std::thread::spawn(|| {
-            // SAFETY: cpu_set_t is plain data; the calls act on this thread only.
-            let last = unsafe {
-                let size = std::mem::size_of::<libc::cpu_set_t>();
-                let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-                assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
-                let last = (0..libc::CPU_SETSIZE as usize)
-                    .rev()
-                    .find(|&c| libc::CPU_ISSET(c, &allowed))
-                    .expect("an allowed CPU");
-                let mut one: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(last, &mut one);
-                assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
-                last
-            };
-            assert_eq!(current_cpu(), Some(last as u32));
-        })
-        .join()
-        .unwrap();
-    }
-}
