@@ -172,6 +172,20 @@ impl Prepared {
         self.kick(token, st);
     }
 
+    /// Closes the spare sessions now (before `C_InitToken`, which a module refuses while any
+    /// session is open). A session being prepared at this moment is closed when next met.
+    pub fn close_all(&self, token: &Token) {
+        let mut st = self.state();
+        let dropped = st.ready.len() + st.jobs.len();
+        let mut sessions: Vec<_> = st.ready.drain(..).map(|r| r.session).collect();
+        sessions.extend(st.jobs.drain(..).filter_map(|j| j.session));
+        st.sessions -= dropped;
+        drop(st);
+        for session in sessions {
+            let _ = token.module.close_session(session);
+        }
+    }
+
     /// The prepared signature failed: the session is closed.
     pub fn discard(&self, token: &Token, taken: Taken) {
         self.state().sessions -= 1;
@@ -205,7 +219,7 @@ impl Prepared {
         if queued > 0 && st.sessions >= MAX_SESSIONS {
             return;
         }
-        // Other pairs' spare sessions make room first (oldest ready ones).
+        // Other pairs' ready sessions make room first.
         let mut freed = Vec::new();
         while st.sessions >= MAX_SESSIONS {
             match st.ready.iter().position(|r| r.pair != *pair) {
@@ -241,17 +255,20 @@ impl Prepared {
         st.worker = true;
         drop(st);
         tracing::debug!(token = %token.label, "preparing signatures ahead");
-        let token = token.clone();
+        let worker = token.clone();
         let started = std::thread::Builder::new()
             .name("kysod-prepare".into())
-            .spawn(move || token.prepared.run(&token));
+            .spawn(move || worker.prepared.run(&worker));
         if let Err(e) = started {
             tracing::warn!(error = %e, "cannot start the thread preparing signatures");
             let mut st = self.state();
             st.worker = false;
-            let dropped = st.jobs.len();
-            st.jobs.clear();
-            st.sessions -= dropped;
+            let dropped: Vec<_> = st.jobs.drain(..).collect();
+            st.sessions -= dropped.len();
+            drop(st);
+            for session in dropped.into_iter().filter_map(|j| j.session) {
+                let _ = token.module.close_session(session);
+            }
         }
     }
 

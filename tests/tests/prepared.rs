@@ -241,3 +241,25 @@ fn hold_to_last_cpu() -> usize {
         last
     }
 }
+
+#[test]
+fn a_token_can_be_initialised_right_after_signing() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+    sign_batch(&fx, &s, key, 20);
+    assert!(wait_for_log(&daemon, PREPARING));
+    s.logout().expect("C_Logout");
+    drop(s);
+    // The module refuses C_InitToken while any session is open: kysod closes its spare
+    // sessions first.
+    shim.ctx()
+        .init_token(
+            shim.slot_with_serial(fx.serial_a()),
+            &cryptoki::types::AuthPin::new(kyso_tests::SO_PIN.into()),
+            "TOKEN MOI",
+        )
+        .expect("C_InitToken right after a batch of signatures");
+}

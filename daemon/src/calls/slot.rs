@@ -122,6 +122,7 @@ pub fn init_token(
     let mut padded = [b' '; 32];
     let n = label.len().min(32);
     padded[..n].copy_from_slice(&label[..n]);
+    token.prepared.close_all(&token);
     let result = token
         .module
         .init_token(token.module_slot, so_pin.map(Pin::expose), &padded);
