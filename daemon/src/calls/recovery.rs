@@ -413,7 +413,7 @@ fn wipe_token(
             "the token is in use (logged in): close the applications using it; nothing was changed",
         ));
     }
-    token.prepared.close_all(&token);
+    token.prepared.close_all(token);
     token
         .module
         .init_token(token.module_slot, Some(used.pin.expose()), &padded)
