@@ -24,7 +24,7 @@
 //! vendor code may not take concurrent operations well).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,10 @@ const MAX_SESSIONS: usize = 3;
 pub const FRESH: Duration = Duration::from_secs(1);
 /// The preparing thread ends, closing its sessions, after this long without work.
 const IDLE: Duration = Duration::from_secs(2);
+/// How long the preparing thread waits for its next job yielding the CPU before it sleeps:
+/// longer than a signature, so that in a batch no job needs a wake-up (~30 µs across CPUs on
+/// a small VM). Measured at ECDSA 1T: ~0.9× without it, ~1.05–1.1× with 100–200 µs.
+const WAIT_FOR_WORK: Duration = Duration::from_micros(200);
 
 /// The operation a prepared session holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,8 @@ pub struct Prepared {
     enabled: bool,
     /// Bumped whenever the token's objects change through kysod.
     objects: AtomicU64,
+    /// How many jobs are queued, readable without the lock.
+    queued: AtomicUsize,
     state: Mutex<State>,
     work: Condvar,
 }
@@ -103,6 +109,7 @@ impl Prepared {
         Prepared {
             enabled,
             objects: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
             work: Condvar::new(),
         }
@@ -179,6 +186,7 @@ impl Prepared {
         let dropped = st.ready.len() + st.jobs.len();
         let mut sessions: Vec<_> = st.ready.drain(..).map(|r| r.session).collect();
         sessions.extend(st.jobs.drain(..).filter_map(|j| j.session));
+        self.queued.store(0, Ordering::Release);
         st.sessions -= dropped;
         drop(st);
         for session in sessions {
@@ -245,6 +253,7 @@ impl Prepared {
 
     /// Wakes the preparing thread, or starts one.
     fn kick(&self, token: &Arc<Token>, mut st: MutexGuard<'_, State>) {
+        self.queued.store(st.jobs.len(), Ordering::Release);
         if st.worker {
             if st.sleeping {
                 st.sleeping = false;
@@ -264,6 +273,7 @@ impl Prepared {
             let mut st = self.state();
             st.worker = false;
             let dropped: Vec<_> = st.jobs.drain(..).collect();
+            self.queued.store(0, Ordering::Release);
             st.sessions -= dropped.len();
             drop(st);
             for session in dropped.into_iter().filter_map(|j| j.session) {
@@ -276,9 +286,16 @@ impl Prepared {
     /// the spare sessions and ends.
     fn run(&self, token: &Token) {
         loop {
+            // The next job usually comes within one signature: wait for it a while without
+            // sleeping, yielding the CPU, so that handing it over costs no wake-up.
+            let since = Instant::now();
+            while self.queued.load(Ordering::Acquire) == 0 && since.elapsed() < WAIT_FOR_WORK {
+                std::thread::yield_now();
+            }
             let mut st = self.state();
             let job = loop {
                 if let Some(job) = st.jobs.pop_front() {
+                    self.queued.store(st.jobs.len(), Ordering::Release);
                     break job;
                 }
                 st.sleeping = true;
