@@ -24,6 +24,10 @@ pub struct Session {
     pub find_nothing: AtomicBool,
     /// The signature operation under way, for the audit journal.
     pub signing: Mutex<Option<crate::audit::SignTrack>>,
+    /// Set while another operation (a search, a digest, an encryption …) may be under way on
+    /// the module session: a signature is then not made on a prepared session, so that the
+    /// module answers `CKR_OPERATION_ACTIVE` as it would (see [`crate::prepared`]).
+    pub other_operation: AtomicBool,
 }
 
 impl Session {
@@ -106,6 +110,7 @@ impl Client {
             flags,
             find_nothing: AtomicBool::new(false),
             signing: Mutex::new(None),
+            other_operation: AtomicBool::new(false),
         });
         st.sessions.insert(handle, session.clone());
         session

@@ -281,3 +281,20 @@ fn a_token_can_be_initialised_right_after_signing() {
         .expect("C_InitToken right after a batch of signatures");
     drop((shim, daemon, fx));
 }
+
+#[test]
+fn another_operation_on_the_session_is_not_bypassed() {
+    let b = Batch::signed(20);
+    let (fx, s, key) = (&b.fx, &b.session, b.key);
+    // A digest under way on the session: the module answers CKR_OPERATION_ACTIVE to a
+    // signature there, and so does kysod, prepared operations or not.
+    s.digest_init(&Mechanism::Sha256).expect("C_DigestInit");
+    let err = s
+        .sign(&Mechanism::Ecdsa, key, &sha256(b"while digesting"))
+        .expect_err("a signature while a digest is under way");
+    assert_rv_in(&err, &[RvError::OperationActive]);
+    // Once the digest is over, the session signs again.
+    s.digest_update(b"van ban").expect("C_DigestUpdate");
+    s.digest_final().expect("C_DigestFinal");
+    sign_batch(fx, s, key, 5);
+}

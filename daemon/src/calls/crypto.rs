@@ -6,6 +6,7 @@ use kyso_proto::mechanism::Mechanism;
 use kyso_proto::{Operation, OutBuf, Reply, Ulong};
 use zeroize::Zeroize;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::calls::audit_hooks;
@@ -31,8 +32,24 @@ pub fn init(
     s.token
         .module
         .operation_init(s.module_session, op, mechanism, key)?;
+    if op != Operation::Sign {
+        s.other_operation.store(true, Ordering::Relaxed);
+    }
     crate::calls::audit_hooks::sign_started(&s, op, mechanism.kind, cert);
     Ok(Reply::None)
+}
+
+/// Whether a call ended the session's operation: anything but a size query or a buffer too
+/// small leaves it finished.
+fn ended(rv: Rv, out: OutBuf) -> bool {
+    !(rv == Rv(ck::CKR_BUFFER_TOO_SMALL) || (rv == Rv::OK && out.is_none()))
+}
+
+/// An operation other than a signature ended on `s` (see `Session::other_operation`).
+fn other_ended(s: &Session, op: Operation, rv: Rv, out: OutBuf) {
+    if op != Operation::Sign && ended(rv, out) {
+        s.other_operation.store(false, Ordering::Relaxed);
+    }
 }
 
 /// What an operation needs before the module's init: the client's session, the key's module
@@ -100,6 +117,7 @@ pub fn operate(
     match c.session(handle) {
         Ok(s) => {
             let done = s.token.module.operate(s.module_session, op, data, out);
+            other_ended(&s, op, done.rv, out);
             if !audit_hooks::sign_operated(d, c, &s, op, Some(data), done.rv, out) {
                 return unrecorded(done);
             }
@@ -165,7 +183,12 @@ fn sign_initialised(
         mechanism: mechanism.clone(),
         key,
     };
-    if let Some(taken) = token.prepared.take(token, &pair) {
+    let taken = if s.other_operation.load(Ordering::Relaxed) {
+        None
+    } else {
+        token.prepared.take(token, &pair)
+    };
+    if let Some(taken) = taken {
         let done = sign_to_end(&token.module, taken.session, data);
         if done.out.rv == Rv::OK {
             token.prepared.give_back(token, taken);
@@ -228,6 +251,7 @@ pub fn finish(d: &Daemon, c: &Client, handle: Ulong, op: Operation, out: OutBuf)
     match c.session(handle) {
         Ok(s) => {
             let done = s.token.module.finish(s.module_session, op, out);
+            other_ended(&s, op, done.rv, out);
             if !audit_hooks::sign_operated(d, c, &s, op, None, done.rv, out) {
                 return unrecorded(done);
             }
@@ -239,13 +263,18 @@ pub fn finish(d: &Daemon, c: &Client, handle: Ulong, op: Operation, out: OutBuf)
 
 pub fn verify(c: &Client, handle: Ulong, data: &[u8], signature: &[u8]) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    s.token.module.verify(s.module_session, data, signature)?;
+    let verified = s.token.module.verify(s.module_session, data, signature);
+    // C_Verify ends the operation whatever its answer.
+    s.other_operation.store(false, Ordering::Relaxed);
+    verified?;
     Ok(Reply::None)
 }
 
 pub fn verify_final(c: &Client, handle: Ulong, signature: &[u8]) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    s.token.module.verify_final(s.module_session, signature)?;
+    let verified = s.token.module.verify_final(s.module_session, signature);
+    s.other_operation.store(false, Ordering::Relaxed);
+    verified?;
     Ok(Reply::None)
 }
 

@@ -166,6 +166,7 @@ pub fn find_init(c: &Client, handle: Ulong, mut template: Vec<Attribute>) -> Res
     }
     s.token.module.find_init(s.module_session, &template)?;
     s.find_nothing.store(nothing, Ordering::Relaxed);
+    s.other_operation.store(true, Ordering::Relaxed);
     Ok(Reply::None)
 }
 
@@ -191,6 +192,7 @@ pub fn find_final(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     s.token.module.find_final(s.module_session)?;
     s.find_nothing.store(false, Ordering::Relaxed);
+    s.other_operation.store(false, Ordering::Relaxed);
     Ok(Reply::None)
 }
 
