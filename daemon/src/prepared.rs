@@ -14,6 +14,9 @@
 //! - It is used only while the token's login and objects are as they were when it was
 //!   prepared (any login or logout at the module, or any object created, changed or destroyed
 //!   through kysod, makes it stale), and within [`FRESH`] of being prepared.
+//! - It is not used while another operation (a search, a digest …) may be under way on the
+//!   client's session, where the module answers `CKR_OPERATION_ACTIVE`
+//!   (`Session::other_operation`).
 //! - Only keys that are token objects and not `CKA_ALWAYS_AUTHENTICATE` are prepared.
 //! - A prepared `C_Sign` that fails is not answered: the spare session is closed and the
 //!   signature is made the ordinary way on the client's session, whose answer the application
@@ -37,7 +40,7 @@ use crate::token::Token;
 /// Spare sessions one token may hold open for prepared operations.
 const MAX_SESSIONS: usize = 3;
 /// A prepared operation older than this is not used (and its session is closed).
-pub const FRESH: Duration = Duration::from_secs(1);
+const FRESH: Duration = Duration::from_secs(1);
 /// The preparing thread ends, closing its sessions, after this long without work.
 const IDLE: Duration = Duration::from_secs(2);
 /// How long the preparing thread waits for its next job yielding the CPU before it sleeps:

@@ -180,9 +180,9 @@ fn secret_room(call: &Call) -> usize {
     }
 }
 
-/// How long a caller waits for its reply, yielding its CPU to kysod, before blocking (see
-/// `kyso_proto::wait`); long enough to cover a typical software-token signature, so the reply
-/// does not pay for a wake-up. `KYSO_SPIN_US` overrides it (0 blocks at once).
+/// How long a caller waits for its reply before blocking (see `kyso_proto::wait`); long
+/// enough to cover a typical software-token signature, so the reply does not pay for a
+/// wake-up. `KYSO_SPIN_US` overrides it (0 blocks at once).
 fn spin_budget() -> Duration {
     static BUDGET: OnceLock<Duration> = OnceLock::new();
     *BUDGET.get_or_init(|| {

@@ -3,12 +3,14 @@
 //! On the small virtual machines kyso runs on, waking a thread blocked on another CPU costs
 //! tens of microseconds (an inter-processor interrupt through the hypervisor, ~30 µs per
 //! wake-up on the 2-CPU test machine), more than a PKCS#11 call itself; a hand-off between two
-//! threads on one CPU costs a few. So each request names the CPU the calling thread runs on and
-//! kysod serves it on that CPU; while one side works, the other waits by checking the socket
-//! and yielding the CPU at once (to the very thread that will answer), for a bounded time
-//! before it blocks, so an idle peer costs nothing once the budget is spent. The other CPUs
-//! stay free for the rest of the work: the application's other threads, and the signature
-//! operations kysod initialises ahead (see kysod's `prepared`).
+//! threads on one CPU costs a few. So a request that works at the token (a signature, not too
+//! long last time) names the CPU the calling thread runs on and kysod serves it on that CPU;
+//! while one side works, the other waits by checking the socket and yielding the CPU at once
+//! (to the very thread that will answer). The other CPUs stay free for the rest of the work:
+//! the application's other threads, and the signature operations kysod initialises ahead (see
+//! kysod's `prepared`). Other calls are short and are served wherever kysod's thread is, the
+//! caller checking in a tight loop. Either way the wait is bounded before the thread blocks,
+//! so an idle peer costs nothing once the budget is spent.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -143,19 +143,21 @@ fn prepared_signatures_verify_and_stop_when_the_key_changes() {
     );
 }
 
+/// With operations prepared, a logout leaves nothing to sign with (the key's handle goes with
+/// the login, and the module login ends with it), and a new login signs again. (kysod's handle
+/// table alone already refuses here; the login stamp is the second line behind it.)
 #[test]
-fn a_logout_ends_what_was_prepared() {
+fn after_a_logout_nothing_signs_and_a_new_login_signs_again() {
     let b = Batch::signed(20);
     let (fx, s, key) = (&b.fx, &b.session, b.key);
 
-    // The only application logs out: the token is logged out at the module, and the key's
-    // handle is gone with the login.
+    // The only application logs out: the token is logged out at the module.
     s.logout().expect("C_Logout");
     let err = s
         .sign(&Mechanism::Ecdsa, key, &sha256(b"after C_Logout"))
         .expect_err("no signature after logout");
     assert_rv_in(&err, &[RvError::KeyHandleInvalid, RvError::UserNotLoggedIn]);
-    // Logged in again, the key signs: prepared anew under the new login.
+    // Logged in again, the key signs again.
     kyso_tests::login(s, kyso_tests::USER_PIN).expect("C_Login");
     let key = find_one(s, ObjectClass::PRIVATE_KEY, ID_EC);
     sign_batch(fx, s, key, 10);
