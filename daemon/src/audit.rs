@@ -50,6 +50,9 @@ struct Inner {
     resync: bool,
     /// Entries were written since the last `sync_data`.
     unsynced: bool,
+    /// The file's length after the last entry, kept so that a failed write can be cut off
+    /// without asking the file system before every entry.
+    len: u64,
 }
 
 /// Why an entry was not recorded.
@@ -110,6 +113,7 @@ impl Journal {
             prev: GENESIS.into(),
             needs_newline: false,
             resync: true,
+            len: 0,
             unsynced: false,
         };
         if let Err(e) = inner.prepare() {
@@ -141,10 +145,18 @@ impl Journal {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .append(&mut entry);
-                if written.is_ok() {
-                    shared.written.notify_one();
+                // The flusher waits only when everything was synced; during a burst it is
+                // busy syncing or pausing and sees the flag without a wake-up (a system call
+                // per entry saved).
+                match written {
+                    Ok(first_unsynced) => {
+                        if first_unsynced {
+                            shared.written.notify_one();
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
                 }
-                written
             }
         };
         if let Err(e) = &result {
@@ -288,6 +300,7 @@ impl Inner {
                 .create(true)
                 .mode(0o600)
                 .open(&self.path)?;
+            self.len = file.metadata()?.len();
             self.prev = prev;
             self.needs_newline = cut;
             self.file = Some(file);
@@ -296,7 +309,8 @@ impl Inner {
         Ok(())
     }
 
-    fn append(&mut self, entry: &mut AuditEntry) -> Result<(), JournalError> {
+    /// Writes `entry`; `Ok(true)` when it is the first entry since the last `sync_data`.
+    fn append(&mut self, entry: &mut AuditEntry) -> Result<bool, JournalError> {
         let io = |path: &Path, error| JournalError::Io {
             path: path.to_path_buf(),
             error,
@@ -313,22 +327,23 @@ impl Inner {
         let Some(file) = self.file.as_mut() else {
             return Err(io(&self.path, std::io::ErrorKind::NotFound.into()));
         };
-        let before = file.metadata().map(|m| m.len());
         if let Err(e) = file.write_all(&bytes) {
             // Part of the line may be in the file (a full disk): cut it off so the journal
             // stays a valid chain, and read its end again before the next entry.
-            if let Ok(len) = before {
-                if let Err(cut) = file.set_len(len) {
+            // (Never lengthened: someone else may have shortened the file meanwhile.)
+            let grown = file.metadata().is_ok_and(|m| m.len() > self.len);
+            if grown {
+                if let Err(cut) = file.set_len(self.len) {
                     tracing::error!(error = %cut, "cannot remove a partly written audit entry");
                 }
             }
             self.resync = true;
             return Err(io(&self.path, e));
         }
+        self.len += bytes.len() as u64;
         self.needs_newline = false;
-        self.unsynced = true;
         self.prev = audit::line_hash(line.as_bytes());
-        Ok(())
+        Ok(!std::mem::replace(&mut self.unsynced, true))
     }
 }
 
@@ -414,6 +429,34 @@ mod tests {
         j.append(entry(3)).unwrap();
         let bytes = std::fs::read(d.join(audit::FILE_NAME)).unwrap();
         assert_eq!(audit::verify_bytes(&bytes).unwrap().entries, 3);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Whether the flusher has synced everything written, within two seconds.
+    fn flushed(j: &Journal) -> bool {
+        let shared = j.inner.as_ref().unwrap();
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(2) {
+            if !shared.state.lock().unwrap().unsynced {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn flusher_syncs_each_burst_also_after_a_pause() {
+        let d = dir("flusher");
+        let j = Journal::open(&d);
+        for pid in 0..50 {
+            j.append(entry(pid)).unwrap();
+        }
+        assert!(flushed(&j), "a burst is synced");
+        // Long enough for the flusher to be waiting for the next entry.
+        std::thread::sleep(SYNC_INTERVAL * 5);
+        j.append(entry(51)).unwrap();
+        assert!(flushed(&j), "an entry after a pause wakes the flusher");
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -288,11 +288,18 @@ impl Prepared {
     /// The preparing thread: initialises queued sessions until idle for [`IDLE`], then closes
     /// the spare sessions and ends.
     fn run(&self, token: &Token) {
+        // Whether the last job came within WAIT_FOR_WORK of the thread being free for it.
+        let mut quick = true;
         loop {
-            // The next job usually comes within one signature: wait for it a while without
-            // sleeping, yielding the CPU, so that handing it over costs no wake-up.
+            // In a batch of quick signatures the next job comes within one signature: wait
+            // for it a while without sleeping, yielding the CPU, so that handing it over
+            // costs no wake-up. Not when the last job came later than that (long signatures,
+            // RSA): the wait would only spend a CPU that the signatures need.
             let since = Instant::now();
-            while self.queued.load(Ordering::Acquire) == 0 && since.elapsed() < WAIT_FOR_WORK {
+            while quick
+                && self.queued.load(Ordering::Acquire) == 0
+                && since.elapsed() < WAIT_FOR_WORK
+            {
                 std::thread::yield_now();
             }
             let mut st = self.state();
@@ -321,6 +328,7 @@ impl Prepared {
                 }
             };
             drop(st);
+            quick = since.elapsed() < WAIT_FOR_WORK;
             self.prepare(token, job);
         }
     }

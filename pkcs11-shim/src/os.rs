@@ -1,8 +1,10 @@
-//! The two system calls std does not offer in the form the shim needs.
+//! The system calls std does not offer in the form the shim needs.
 
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 
 /// Writes to a socket with `MSG_NOSIGNAL`: a dead daemon gives `EPIPE`, never a `SIGPIPE`
 /// that would kill the host application (std's `write` would raise one).
@@ -35,4 +37,32 @@ impl Write for NoSigPipe<'_> {
 pub(crate) fn uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() }
+}
+
+/// This process's id, cached: every PKCS#11 call checks it (a forked child must not use its
+/// parent's connections), and `getpid` is a system call each time, a few of them per
+/// signature. A handler registered with `pthread_atfork` forgets the cached id in a forked
+/// child, which then reads its own. (A child made by a raw `clone`, which runs no fork
+/// handlers, is not told apart; such children exec or do not call into loaded libraries.)
+pub(crate) fn pid() -> u32 {
+    let pid = PID.load(Ordering::Acquire);
+    if pid != 0 {
+        return pid;
+    }
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe as a fork
+        // handler must be. glibc removes the handler when this library is unloaded.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    // Read after the handler is in place: a fork from now on clears what is stored here.
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Release);
+    pid
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forget_pid() {
+    PID.store(0, Ordering::Release);
 }

@@ -48,7 +48,7 @@ fn this_process() -> Option<&'static Library> {
     // SAFETY: non-NULL values of LIBRARY point to `FIRST` or come from `Box::leak` and are
     // never freed.
     let library = unsafe { ptr.as_ref() }?;
-    (library.pid.load(Ordering::Acquire) == std::process::id()).then_some(library)
+    (library.pid.load(Ordering::Acquire) == crate::os::pid()).then_some(library)
 }
 
 /// This process's `Library`, created on first use (first `C_Initialize`, or the first one
@@ -59,7 +59,7 @@ fn this_process_or_new() -> &'static Library {
             return library;
         }
         let seen = LIBRARY.load(Ordering::Acquire);
-        let pid = std::process::id();
+        let pid = crate::os::pid();
         let fresh: &'static Library = if FIRST_TAKEN
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
