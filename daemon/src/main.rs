@@ -12,6 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 mod audit;
 mod calls;
 mod client;
+mod cpus;
 mod events;
 mod hotplug;
 mod login;

@@ -24,6 +24,7 @@ use zeroize::Zeroize;
 use crate::calls;
 use crate::client::Client;
 use crate::config::Limits;
+use crate::cpus::CpuSet;
 use crate::token::Registry;
 
 /// How long a new connection may take to say hello.
@@ -339,20 +340,14 @@ fn spin_budget() -> Duration {
 /// Keeps a connection's thread on the CPU its caller runs on (see `kyso_proto::wait`).
 struct CpuFollower {
     /// The CPUs the thread may run on when no caller says otherwise.
-    allowed: Option<libc::cpu_set_t>,
+    allowed: Option<CpuSet>,
     current: Option<u32>,
 }
 
 impl CpuFollower {
     fn new() -> CpuFollower {
-        // SAFETY: cpu_set_t is plain data, filled in by the call for this thread.
-        let allowed = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
-                .then_some(set)
-        };
         CpuFollower {
-            allowed,
+            allowed: CpuSet::of_process(),
             current: None,
         }
     }
@@ -372,25 +367,14 @@ impl CpuFollower {
             return;
         }
         let set = match cpu {
-            Some(c) if (c as usize) < libc::CPU_SETSIZE as usize => {
-                let c = c as usize;
-                // SAFETY: `c` is below CPU_SETSIZE; cpu_set_t is plain data.
-                unsafe {
-                    if !libc::CPU_ISSET(c, &allowed) {
-                        return;
-                    }
-                    let mut one: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(c, &mut one);
-                    one
-                }
-            }
+            Some(c) if allowed.contains(c) => match CpuSet::only(c) {
+                Some(one) => one,
+                None => return,
+            },
             Some(_) => return,
             None => allowed,
         };
-        // SAFETY: `set` is a valid cpu_set_t; the call acts on this thread only.
-        let rv =
-            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-        if rv == 0 {
+        if set.apply(0) {
             self.current = cpu;
         }
     }

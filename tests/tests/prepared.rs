@@ -190,12 +190,17 @@ fn modules_can_opt_out_of_preparing() {
 
 /// The allowed-CPU list of kysod's connection threads (`Cpus_allowed_list`).
 fn connection_cpus(daemon: &Daemon) -> Vec<String> {
+    thread_cpus(daemon, "kysod-conn")
+}
+
+/// The allowed-CPU lists of kysod's threads named `name`.
+fn thread_cpus(daemon: &Daemon, name: &str) -> Vec<String> {
     let pid = daemon.pid().expect("kysod pid");
     let mut lists = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
         let status =
             std::fs::read_to_string(task.expect("task").path().join("status")).unwrap_or_default();
-        if !status.lines().any(|l| l == "Name:\tkysod-conn") {
+        if !status.lines().any(|l| l == format!("Name:\t{name}")) {
             continue;
         }
         if let Some(list) = status
@@ -241,6 +246,62 @@ fn signatures_are_served_on_the_callers_cpu() {
         !after.contains(&cpu.to_string()) || everywhere.iter().all(|l| *l == cpu.to_string()),
         "the connection stayed on CPU {cpu} for a light call: {after:?}"
     );
+}
+
+/// The CPUs of a `Cpus_allowed_list` (`0-2,5`).
+fn cpu_list(list: &str) -> Vec<usize> {
+    list.split(',')
+        .filter(|r| !r.is_empty())
+        .flat_map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            a.parse::<usize>().expect("a CPU")..=b.parse::<usize>().expect("a CPU")
+        })
+        .collect()
+}
+
+/// The thread preparing signatures keeps off the CPU of the connection thread that hands it
+/// work (a signature served there on the caller's CPU), whichever CPU the connection thread
+/// was on when it started the preparing thread.
+#[test]
+fn the_preparing_thread_keeps_off_the_signing_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let serial = fx.serial_a().to_string();
+    let (cpu, serving, preparing) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let cpu = hold_to_last_cpu();
+                let s = shim.user_session(&serial);
+                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+                sign_batch(&fx, &s, key, 20);
+                assert!(wait_for_log(&daemon, PREPARING), "{}", daemon.log());
+                for i in 0..5 {
+                    s.sign(&Mechanism::Ecdsa, key, &sha256(format!("{i}").as_bytes()))
+                        .expect("C_Sign");
+                }
+                let serving = connection_cpus(&daemon);
+                (cpu, serving, thread_cpus(&daemon, "kysod-prepare"))
+            })
+            .join()
+            .unwrap()
+    });
+    assert_eq!(preparing.len(), 1, "one preparing thread: {preparing:?}");
+    let allowed = cpu_list(&preparing[0]);
+    assert!(!allowed.is_empty(), "{preparing:?}");
+    // Signatures that took long (a loaded machine) are served on any CPU: then there is no
+    // one CPU to keep off.
+    let held = serving.contains(&cpu.to_string());
+    if !held {
+        eprintln!("signatures not served on CPU {cpu} ({serving:?}): not checked");
+    }
+    if cpus > 1 && held {
+        assert!(
+            !allowed.contains(&cpu),
+            "the preparing thread may run on CPU {cpu}, where the signatures are made: {allowed:?}"
+        );
+    }
 }
 
 /// Holds the calling thread to the last CPU it may use; returns that CPU.
