@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use kyso_proto::frame::{self, FrameError};
+use kyso_proto::frame::{self, FrameError, FrameReader};
 use kyso_proto::{Call, Hello, HelloReply, Refusal, Request, Response, Welcome, PROTOCOL_VERSION};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
@@ -271,9 +271,12 @@ impl Daemon {
         let mut out = Vec::new();
         let spin = spin_budget();
         let mut cpu = CpuFollower::new();
+        let mut reader = FrameReader::new();
         loop {
-            kyso_proto::wait::until_readable(stream.as_fd(), spin, cpu.is_held());
-            let request: Request = match frame::read(stream, buf) {
+            if !reader.has_buffered() {
+                kyso_proto::wait::until_readable(stream.as_fd(), spin, cpu.is_held());
+            }
+            let request: Request = match reader.read(stream, buf) {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
                 Err(e) => {

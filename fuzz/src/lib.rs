@@ -16,13 +16,48 @@ where
     let mut stream = data;
     let mut payload = Vec::new();
     let mut first = true;
-    while frame::read_payload(&mut stream, &mut payload).is_ok() {
+    let mut payloads = Vec::new();
+    let end = loop {
+        if let Err(e) = frame::read_payload(&mut stream, &mut payload) {
+            break e.to_string();
+        }
         if first {
             round_trip::<First>(&payload);
             first = false;
         } else {
             round_trip::<Rest>(&payload);
         }
+        payloads.push(payload.clone());
+    };
+    // The buffered reader kysod and the shim use reads the same frames and stops the same
+    // way, however the stream cuts the bytes (here in pieces of 1 to 8 bytes, or all at once).
+    let chunk = data.first().map_or(1, |b| usize::from(b % 9)).max(1);
+    let chunk = if chunk == 8 { usize::MAX } else { chunk };
+    let mut pieces = Pieces { data, chunk };
+    let mut reader = frame::FrameReader::new();
+    let mut buffered = Vec::new();
+    let buffered_end = loop {
+        match reader.read_payload(&mut pieces, &mut payload) {
+            Ok(()) => buffered.push(payload.clone()),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert_eq!(buffered, payloads, "the buffered reader read other frames");
+    assert_eq!(buffered_end, end, "the buffered reader stopped otherwise");
+}
+
+/// A stream that gives at most `chunk` bytes per read.
+struct Pieces<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl std::io::Read for Pieces<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.chunk.min(out.len()).min(self.data.len());
+        out[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
     }
 }
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use cryptoki_sys::{CKR_GENERAL_ERROR, CKR_OK};
 use kyso_proto::{
-    frame, Call, FrameError, Hello, HelloReply, Operation, Pin, Reply, Request, Response, Ulong,
-    PROTOCOL_VERSION,
+    frame, frame::FrameReader, Call, FrameError, Hello, HelloReply, Operation, Pin, Reply, Request,
+    Response, Ulong, PROTOCOL_VERSION,
 };
 use zeroize::Zeroize;
 
@@ -91,6 +91,7 @@ enum Failure {
 pub(crate) struct Connection {
     stream: UnixStream,
     scratch: Vec<u8>,
+    reader: FrameReader,
     next_id: u32,
     generation: u64,
     /// The last call that worked at the token took longer than [`LONG_CALL`].
@@ -115,6 +116,7 @@ impl Connection {
             Ok(welcome) if welcome.version == PROTOCOL_VERSION => Some(Connection {
                 stream,
                 scratch,
+                reader: FrameReader::new(),
                 next_id: 1,
                 generation,
                 long_calls: false,
@@ -153,9 +155,13 @@ impl Connection {
             Err(FrameError::Io(_)) => return Err(Failure::Link),
             Err(e) => return Err(Failure::Request(e)),
         }
-        kyso_proto::wait::until_readable(self.stream.as_fd(), spin_budget(), cpu.is_some());
-        let response: Response =
-            frame::read(&mut &self.stream, &mut self.scratch).map_err(|_| Failure::Link)?;
+        if !self.reader.has_buffered() {
+            kyso_proto::wait::until_readable(self.stream.as_fd(), spin_budget(), cpu.is_some());
+        }
+        let response: Response = self
+            .reader
+            .read(&mut &self.stream, &mut self.scratch)
+            .map_err(|_| Failure::Link)?;
         if at_token {
             self.long_calls = started.elapsed() > LONG_CALL;
         }
