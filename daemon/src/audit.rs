@@ -348,7 +348,7 @@ impl Journal {
         match self.write(|inner| inner.append_signature(&line)) {
             Ok(()) | Err(JournalError::Disabled) => true,
             Err(err) => {
-                tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, mechanism = done.mechanism, data_sha256 = ?done.data_sha256, error = %err, "a signature could not be recorded in the audit journal; it is withheld from the application");
+                tracing::error!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, %rv, mechanism = done.mechanism, cert_serial = ?done.cert.as_ref().map(|c| &c.serial), data_sha256 = ?done.data_sha256, error = %err, "a signature could not be recorded in the audit journal; it is withheld from the application");
                 false
             }
         }

@@ -301,7 +301,8 @@ impl Prepared {
     /// application). Woken on the caller's CPU, as the scheduler tends to, the preparing
     /// thread would stop that signature for its own work: measured at RSA 1T, it ran on the
     /// connection thread's CPU four times in five while both had work, and keeping it off
-    /// took RSA 1T from ~0.85× to ~0.93× of SoftHSM2 in process. One system call when the
+    /// took RSA 1T from 0.77–0.89× to 0.94–1.04× of SoftHSM2 in process (four pairs of runs).
+    /// One system call when the
     /// caller's CPU changes, none in a steady batch. When work comes from several CPUs in
     /// turn (several signing threads), there is no CPU to keep off: the thread may use all of
     /// them, and is kept off one again once work has come from a single CPU for a while.
