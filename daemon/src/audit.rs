@@ -588,9 +588,10 @@ impl SignTrack {
     }
 }
 
-/// Whether a sign call with this result ended the operation (so it is journaled): a size
-/// query or a too-small buffer leaves it running, as PKCS#11 says.
-pub fn sign_ended(rv: Rv, out: kyso_proto::OutBuf) -> bool {
+/// Whether a single-part call or a `C_*Final` (sign, encrypt, digest …) with this result
+/// ended the operation: a size query or a too-small buffer leaves it running, as PKCS#11 says.
+/// An ended signature is journaled.
+pub fn operation_ended(rv: Rv, out: kyso_proto::OutBuf) -> bool {
     !(rv == Rv(cryptoki_sys::CKR_BUFFER_TOO_SMALL) || (rv == Rv::OK && out.is_none()))
 }
 
@@ -625,7 +626,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
-    /// Whether the flusher has synced everything written, within two seconds.
+    /// Whether the flusher has taken everything written for its next `sync_data`, within two
+    /// seconds.
     fn flushed(j: &Journal) -> bool {
         let shared = j.inner.as_ref().unwrap();
         let t = std::time::Instant::now();
@@ -639,13 +641,13 @@ mod tests {
     }
 
     #[test]
-    fn flusher_syncs_each_burst_also_after_a_pause() {
+    fn flusher_takes_each_burst_also_after_a_pause() {
         let d = dir("flusher");
         let j = Journal::open(&d);
         for pid in 0..50 {
             j.append(entry(pid)).unwrap();
         }
-        assert!(flushed(&j), "a burst is synced");
+        assert!(flushed(&j), "a burst is taken for syncing");
         // Long enough for the flusher to be waiting for the next entry.
         std::thread::sleep(SYNC_INTERVAL * 5);
         j.append(entry(51)).unwrap();
@@ -745,10 +747,13 @@ mod tests {
     }
 
     #[test]
-    fn sign_end_follows_pkcs11() {
-        assert!(!sign_ended(Rv::OK, None));
-        assert!(!sign_ended(Rv(cryptoki_sys::CKR_BUFFER_TOO_SMALL), Some(1)));
-        assert!(sign_ended(Rv::OK, Some(256)));
-        assert!(sign_ended(Rv(cryptoki_sys::CKR_DEVICE_ERROR), None));
+    fn operation_end_follows_pkcs11() {
+        assert!(!operation_ended(Rv::OK, None));
+        assert!(!operation_ended(
+            Rv(cryptoki_sys::CKR_BUFFER_TOO_SMALL),
+            Some(1)
+        ));
+        assert!(operation_ended(Rv::OK, Some(256)));
+        assert!(operation_ended(Rv(cryptoki_sys::CKR_DEVICE_ERROR), None));
     }
 }

@@ -4,79 +4,44 @@
 
 use std::sync::OnceLock;
 
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet as Set};
+use nix::unistd::Pid;
+
 /// A set of CPUs.
 #[derive(Clone, Copy)]
-pub struct CpuSet(libc::cpu_set_t);
+pub struct CpuSet(Set);
 
 impl CpuSet {
     /// The CPUs the process may run on: its main thread's set, which kysod never narrows (a
     /// thread started by a connection's thread would otherwise inherit one CPU).
     pub fn of_process() -> Option<CpuSet> {
         static PROCESS: OnceLock<Option<CpuSet>> = OnceLock::new();
-        *PROCESS.get_or_init(|| {
-            // SAFETY: cpu_set_t is plain data, filled in by the call; the pid names the main
-            // thread.
-            unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                (libc::sched_getaffinity(
-                    libc::getpid(),
-                    std::mem::size_of::<libc::cpu_set_t>(),
-                    &mut set,
-                ) == 0)
-                    .then_some(CpuSet(set))
-            }
-        })
-    }
-
-    fn in_range(cpu: u32) -> Option<usize> {
-        let cpu = cpu as usize;
-        (cpu < libc::CPU_SETSIZE as usize).then_some(cpu)
+        *PROCESS.get_or_init(|| sched_getaffinity(Pid::this()).ok().map(CpuSet))
     }
 
     pub fn contains(&self, cpu: u32) -> bool {
-        // SAFETY: the index is below CPU_SETSIZE.
-        Self::in_range(cpu).is_some_and(|c| unsafe { libc::CPU_ISSET(c, &self.0) })
+        self.0.is_set(cpu as usize).unwrap_or(false)
     }
 
     /// The set of `cpu` alone.
     pub fn only(cpu: u32) -> Option<CpuSet> {
-        let c = Self::in_range(cpu)?;
-        // SAFETY: `c` is below CPU_SETSIZE; cpu_set_t is plain data.
-        unsafe {
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(c, &mut one);
-            Some(CpuSet(one))
-        }
+        let mut one = Set::new();
+        one.set(cpu as usize).ok()?;
+        Some(CpuSet(one))
     }
 
     /// This set without `cpu`, unless that leaves it empty.
     pub fn without(&self, cpu: u32) -> Option<CpuSet> {
-        let mut rest = *self;
-        if let Some(c) = Self::in_range(cpu) {
-            // SAFETY: `c` is below CPU_SETSIZE.
-            unsafe { libc::CPU_CLR(c, &mut rest.0) };
-        }
-        // SAFETY: plain data.
-        (unsafe { libc::CPU_COUNT(&rest.0) } > 0).then_some(rest)
+        let mut rest = self.0;
+        // A CPU beyond the set's size is in no set: nothing to take out.
+        let _ = rest.unset(cpu as usize);
+        (0..Set::count())
+            .any(|c| rest.is_set(c).unwrap_or(false))
+            .then_some(CpuSet(rest))
     }
 
-    /// Puts the thread `tid` (0: the calling thread) on these CPUs.
-    pub fn apply(&self, tid: libc::pid_t) -> bool {
-        // SAFETY: a valid cpu_set_t; the call acts on one thread of this process.
-        unsafe {
-            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &self.0) == 0
-        }
+    /// Puts the thread `tid` (`None`: the calling thread) on these CPUs.
+    pub fn apply(&self, tid: Option<Pid>) -> bool {
+        sched_setaffinity(tid.unwrap_or(Pid::from_raw(0)), &self.0).is_ok()
     }
-}
-
-/// The CPU the calling thread runs on now.
-pub fn current() -> Option<u32> {
-    // SAFETY: no preconditions.
-    u32::try_from(unsafe { libc::sched_getcpu() }).ok()
-}
-
-/// The calling thread's id.
-pub fn thread_id() -> libc::pid_t {
-    // SAFETY: no preconditions.
-    unsafe { libc::gettid() }
 }

@@ -33,9 +33,11 @@ use std::time::{Duration, Instant};
 
 use cryptoki_sys as ck;
 use kyso_proto::mechanism::Mechanism;
+use kyso_proto::wait::current_cpu;
 use kyso_proto::{AttributeQuery, Operation, Ulong};
+use nix::unistd::Pid;
 
-use crate::cpus::{self, CpuSet};
+use crate::cpus::CpuSet;
 use crate::token::Token;
 
 /// Spare sessions one token may hold open for prepared operations.
@@ -92,7 +94,7 @@ struct State {
     /// Keys checked for preparing (token object, not always-authenticate), per stamp.
     eligible: HashMap<Ulong, (Stamp, bool)>,
     /// The preparing thread's id, once it runs.
-    worker_tid: Option<libc::pid_t>,
+    worker_tid: Option<Pid>,
     /// The CPU the preparing thread is kept off (see [`Prepared::keep_off_this_cpu`]), and
     /// when that last changed.
     kept_off: Option<u32>,
@@ -308,7 +310,7 @@ impl Prepared {
     /// them, and is kept off one again once work has come from a single CPU for a while.
     fn keep_off_this_cpu(st: &mut State) {
         let (Some(tid), Some(cpu), Some(all)) =
-            (st.worker_tid, cpus::current(), CpuSet::of_process())
+            (st.worker_tid, current_cpu(), CpuSet::of_process())
         else {
             return;
         };
@@ -325,7 +327,7 @@ impl Prepared {
             (_, true) => (all.without(cpu), Some(cpu)),
         };
         if let Some(set) = set {
-            if set.apply(tid) {
+            if set.apply(Some(tid)) {
                 st.kept_off = kept_off;
                 st.kept_off_since = Some(Instant::now());
             }
@@ -337,11 +339,11 @@ impl Prepared {
     fn run(&self, token: &Token) {
         // Started by a connection's thread, it inherited that thread's CPU: it may use all.
         if let Some(all) = CpuSet::of_process() {
-            all.apply(0);
+            all.apply(None);
         }
         {
             let mut st = self.state();
-            st.worker_tid = Some(cpus::thread_id());
+            st.worker_tid = Some(nix::unistd::gettid());
             st.kept_off = None;
             st.kept_off_since = None;
         }

@@ -377,7 +377,7 @@ impl CpuFollower {
             Some(_) => return,
             None => allowed,
         };
-        if set.apply(0) {
+        if set.apply(None) {
             self.current = cpu;
         }
     }

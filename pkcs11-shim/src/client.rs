@@ -139,7 +139,7 @@ impl Connection {
         // are served on any CPU while this thread checks in a tight loop.
         let at_token = call.works_at_token();
         let cpu = if at_token && !self.long_calls {
-            current_cpu()
+            kyso_proto::wait::current_cpu()
         } else {
             None
         };
@@ -194,13 +194,6 @@ fn spin_budget() -> Duration {
     *BUDGET.get_or_init(|| {
         kyso_proto::wait::budget_from_env("KYSO_SPIN_US", Duration::from_micros(1000))
     })
-}
-
-/// The CPU the calling thread runs on now, if the system says (see `kyso_proto::wait`).
-fn current_cpu() -> Option<u32> {
-    // SAFETY: sched_getcpu takes no arguments and only reads the calling thread's state.
-    let cpu = unsafe { libc::sched_getcpu() };
-    u32::try_from(cpu).ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

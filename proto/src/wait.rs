@@ -64,6 +64,14 @@ pub fn until_readable(fd: BorrowedFd<'_>, budget: Duration, shared_cpu: bool) {
     }
 }
 
+/// The CPU the calling thread runs on now, if the system says: what a request that works at
+/// the token carries, and what kysod keeps its preparing thread off.
+pub fn current_cpu() -> Option<u32> {
+    nix::sched::sched_getcpu()
+        .ok()
+        .and_then(|cpu| u32::try_from(cpu).ok())
+}
+
 /// Threads of this process checking in a tight loop right now.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 

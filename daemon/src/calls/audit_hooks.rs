@@ -3,7 +3,7 @@
 
 use kyso_proto::{Operation, OutBuf, Ulong};
 
-use crate::audit::{sign_ended, SignTrack};
+use crate::audit::{operation_ended, SignTrack};
 use crate::client::{Client, Session};
 use crate::error::Rv;
 use crate::policy::SigningCert;
@@ -61,7 +61,7 @@ pub fn sign_operated(
     rv: Rv,
     out: OutBuf,
 ) -> bool {
-    if op != Operation::Sign || !sign_ended(rv, out) {
+    if op != Operation::Sign || !operation_ended(rv, out) {
         return true;
     }
     let Some(track) = s.signing().take() else {

@@ -39,15 +39,9 @@ pub fn init(
     Ok(Reply::None)
 }
 
-/// Whether a call ended the session's operation: anything but a size query or a buffer too
-/// small leaves it finished.
-fn ended(rv: Rv, out: OutBuf) -> bool {
-    !(rv == Rv(ck::CKR_BUFFER_TOO_SMALL) || (rv == Rv::OK && out.is_none()))
-}
-
 /// An operation other than a signature ended on `s` (see `Session::other_operation`).
 fn other_ended(s: &Session, op: Operation, rv: Rv, out: OutBuf) {
-    if op != Operation::Sign && ended(rv, out) {
+    if op != Operation::Sign && crate::audit::operation_ended(rv, out) {
         s.other_operation.store(false, Ordering::Relaxed);
     }
 }
