@@ -65,6 +65,7 @@ fn hello() -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
         instance: 0x1234_5678_9abc_def0,
+        pipes: false,
     }
 }
 

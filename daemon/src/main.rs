@@ -107,6 +107,25 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// Raises the soft limit on open descriptors to what `connections` connections take: three
+/// each (the socket and the two pipes of the shim's connections, see `kyso_proto::channel`),
+/// and room for the modules and the journal. The usual soft limit, 1024, would refuse
+/// connections at about a third of the default `connections_total`. Never above the hard
+/// limit, and never lowered.
+fn raise_descriptor_limit(connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let wanted = (connections as u64).saturating_mul(3).saturating_add(256);
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let target = wanted.min(hard);
+    if target > soft {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+            tracing::warn!(error = %e, "cannot raise the limit on open files to {target}");
+        }
+    }
+}
+
 fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let mut signals = SigSet::empty();
@@ -116,6 +135,8 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     signals
         .thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
+
+    raise_descriptor_limit(config.limits.connections_total);
 
     let state_dir = config.state_path().map_err(|e| e.to_string())?;
     std::fs::DirBuilder::new()

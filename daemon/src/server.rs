@@ -9,15 +9,14 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use kyso_proto::frame::{self, FrameError, FrameReader};
+use kyso_proto::channel::{Channel, Pipes};
+use kyso_proto::frame::{self, FrameError};
 use kyso_proto::{Call, Hello, HelloReply, Refusal, Request, Response, Welcome, PROTOCOL_VERSION};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use zeroize::Zeroize;
 
@@ -260,23 +259,38 @@ impl Daemon {
         let welcome: HelloReply = Ok(Welcome {
             version: PROTOCOL_VERSION,
         });
-        if frame::write(&mut stream, &welcome, &mut buf).is_ok() {
-            self.requests(&client, &mut stream, &mut buf);
+        let channel = match frame::encode(&welcome, &mut buf) {
+            Ok(()) if hello.pipes => match Pipes::new() {
+                Ok(pipes) => Channel::offer(stream, &buf, pipes),
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "cannot make a connection's pipes; refused");
+                    refuse(
+                        &stream,
+                        &format!("kysod cannot take more connections now: {e}"),
+                    );
+                    self.leave(&client);
+                    return;
+                }
+            },
+            Ok(()) => (&stream)
+                .write_all(&buf)
+                .and_then(|()| Channel::over_socket(stream)),
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        match channel {
+            Ok(mut channel) => self.requests(&client, &mut channel, &mut buf),
+            Err(e) => tracing::debug!(pid, error = %e, "handshake not completed"),
         }
         self.leave(&client);
     }
 
     /// The request loop of one connection.
-    fn requests(&self, client: &Client, stream: &mut UnixStream, buf: &mut Vec<u8>) {
+    fn requests(&self, client: &Client, channel: &mut Channel, buf: &mut Vec<u8>) {
         let mut out = Vec::new();
         let spin = spin_budget();
         let mut cpu = CpuFollower::new();
-        let mut reader = FrameReader::new();
         loop {
-            if !reader.has_buffered() {
-                kyso_proto::wait::until_readable(stream.as_fd(), spin, cpu.is_held());
-            }
-            let request: Request = match reader.read(stream, buf) {
+            let request: Request = match channel.receive(buf, spin, cpu.is_held()) {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
                 Err(e) => {
@@ -290,7 +304,7 @@ impl Daemon {
             }
             cpu.follow(request.cpu);
             let (rv, reply) = match request.call {
-                Call::WaitForSlotEvent { block: true } => match self.wait_event(client, stream) {
+                Call::WaitForSlotEvent { block: true } => match self.wait_event(client, channel) {
                     Some(slot) => (crate::error::Rv::OK, kyso_proto::Reply::Slot(slot)),
                     None => return,
                 },
@@ -301,7 +315,9 @@ impl Daemon {
                 rv: rv.0,
                 reply,
             };
-            if let Err(e) = frame::write(stream, &response, &mut out) {
+            let sent = frame::encode(&response, &mut out)
+                .and_then(|()| channel.send(&out).map_err(FrameError::from));
+            if let Err(e) = sent {
                 tracing::debug!(client = client.id, error = %e, "cannot answer; connection closed");
                 return;
             }
@@ -309,7 +325,7 @@ impl Daemon {
     }
 
     /// Blocks until a slot event for `client`; `None` when the client went away meanwhile.
-    fn wait_event(&self, client: &Client, stream: &UnixStream) -> Option<kyso_proto::Ulong> {
+    fn wait_event(&self, client: &Client, channel: &Channel) -> Option<kyso_proto::Ulong> {
         let mut cursor = *client
             .event_cursor
             .lock()
@@ -324,10 +340,8 @@ impl Daemon {
                 return Some(slot);
             }
             // A waiting client sends nothing more; readable or hung up means it is gone.
-            let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-            match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
-                Ok(0) => {}
-                _ => return None,
+            if channel.peer_stirred() {
+                return None;
             }
         }
     }

@@ -12,7 +12,6 @@
 //! that was in flight across a break is closed when it comes back instead of rejoining the pool.
 
 use std::mem;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -20,14 +19,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::{CKR_GENERAL_ERROR, CKR_OK};
+use kyso_proto::channel::Channel;
 use kyso_proto::{
-    frame, frame::FrameReader, Call, FrameError, Hello, HelloReply, Operation, Pin, Reply, Request,
-    Response, Ulong, PROTOCOL_VERSION,
+    frame, Call, FrameError, Hello, HelloReply, Operation, Pin, Reply, Request, Response, Ulong,
+    PROTOCOL_VERSION,
 };
 use zeroize::Zeroize;
 
 use crate::error::{Error, Family, Result};
-use crate::os::NoSigPipe;
+use crate::os::{read_welcome, NoSigPipe};
 use crate::signing::Signing;
 
 /// Idle connections kept beyond this many are closed when they come back.
@@ -87,11 +87,11 @@ enum Failure {
     Link,
 }
 
-/// One handshaken connection to kysod with its own scratch buffer.
+/// One handshaken connection to kysod, its frames going over the pipes that came with the
+/// welcome (see `kyso_proto::channel`), with its own scratch buffer.
 pub(crate) struct Connection {
-    stream: UnixStream,
+    channel: Channel,
     scratch: Vec<u8>,
-    reader: FrameReader,
     next_id: u32,
     generation: u64,
     /// The last call that worked at the token took longer than [`LONG_CALL`].
@@ -110,13 +110,14 @@ impl Connection {
         let hello = Hello {
             version: PROTOCOL_VERSION,
             instance,
+            pipes: true,
         };
         frame::write(&mut NoSigPipe(&stream), &hello, &mut scratch).ok()?;
-        match frame::read::<HelloReply, _>(&mut &stream, &mut scratch).ok()? {
-            Ok(welcome) if welcome.version == PROTOCOL_VERSION => Some(Connection {
-                stream,
+        let fds = read_welcome(&stream, &mut scratch).ok()?;
+        match (frame::decode::<HelloReply>(&scratch).ok()?, fds) {
+            (Ok(welcome), Some(fds)) if welcome.version == PROTOCOL_VERSION => Some(Connection {
+                channel: Channel::joined(stream, fds).ok()?,
                 scratch,
-                reader: FrameReader::new(),
                 next_id: 1,
                 generation,
                 long_calls: false,
@@ -145,22 +146,19 @@ impl Connection {
         };
         let started = Instant::now();
         let request = Request { id, call, cpu };
-        let sent = frame::write(&mut NoSigPipe(&self.stream), &request, &mut self.scratch);
+        let encoded = frame::encode(&request, &mut self.scratch);
+        drop(request);
+        let sent = match encoded {
+            Ok(()) => self.channel.send(&self.scratch).map_err(|_| Failure::Link),
+            Err(e) => Err(Failure::Request(e)),
+        };
         if secret {
             self.scratch.zeroize();
         }
-        drop(request);
-        match sent {
-            Ok(()) => {}
-            Err(FrameError::Io(_)) => return Err(Failure::Link),
-            Err(e) => return Err(Failure::Request(e)),
-        }
-        if !self.reader.has_buffered() {
-            kyso_proto::wait::until_readable(self.stream.as_fd(), spin_budget(), cpu.is_some());
-        }
+        sent?;
         let response: Response = self
-            .reader
-            .read(&mut &self.stream, &mut self.scratch)
+            .channel
+            .receive(&mut self.scratch, spin_budget(), cpu.is_some())
             .map_err(|_| Failure::Link)?;
         if at_token {
             self.long_calls = started.elapsed() > LONG_CALL;
@@ -309,7 +307,8 @@ impl Client {
         // not grow by one connection per wait) and is nobody else's while the wait lasts.
         let (mut conn, _reused) = self.checkout(true, family)?;
         let parked = conn
-            .stream
+            .channel
+            .socket()
             .try_clone()
             .map_err(|_| Error::DaemonGone(family))?;
         let ticket = {

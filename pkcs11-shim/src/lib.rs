@@ -1,6 +1,8 @@
 //! `libkyso_pkcs11.so`: the PKCS#11 module applications load. It keeps no token state of its
-//! own; every call is forwarded to `kysod` over a Unix socket (kyso-proto), as a blocking std
-//! client with no runtime inside the host application.
+//! own; every call is forwarded to `kysod` (kyso-proto): connections open on a Unix socket and
+//! carry their frames over two pipes kysod hands over at the handshake
+//! (`kyso_proto::channel`), as a blocking std client with no runtime inside the host
+//! application.
 //!
 //! Layers, outside in: this file (function lists and interfaces) → `entry` (the `C_*`
 //! functions) → `ffi`/`convert` (application pointers ↔ values) → `client` (connection
@@ -13,7 +15,8 @@
 //!   `C_GetSlotInfo` → `CKR_DEVICE_ERROR`; token calls and `C_OpenSession` →
 //!   `CKR_TOKEN_NOT_PRESENT`; session calls → `CKR_DEVICE_REMOVED`; a blocking
 //!   `C_WaitForSlotEvent` → `CKR_FUNCTION_FAILED`. Nothing waits: a missing socket refuses at
-//!   once, a dead one gives EOF or `EPIPE` (sent with `MSG_NOSIGNAL`, so never `SIGPIPE`).
+//!   once, a dead one shows as the end of its answer pipe and socket. Never `SIGPIPE`: the
+//!   hello goes with `MSG_NOSIGNAL`, and the shim keeps a reader on its own request pipe.
 //! - Slot, token, open-session and slot-event calls make one connect attempt each once the
 //!   link broke; other calls fail at once. Sessions of a previous daemon are unknown to the
 //!   next one (`CKR_SESSION_HANDLE_INVALID`).

@@ -125,6 +125,20 @@ impl FrameReader {
         self.start < self.end
     }
 
+    /// One read into the empty buffer, to check whether the peer sent something and take it
+    /// at once (see `crate::channel`): the bytes read, 0 at the end of the stream, or the
+    /// stream's error (`WouldBlock` from a non-blocking one with nothing there). With bytes
+    /// buffered already it reads nothing and says how many there are.
+    pub fn read_ahead<R: Read>(&mut self, r: &mut R) -> io::Result<usize> {
+        if self.has_buffered() {
+            return Ok(self.end - self.start);
+        }
+        let n = r.read(&mut self.buf)?;
+        self.start = 0;
+        self.end = n;
+        Ok(n)
+    }
+
     /// Reads one frame's payload into `payload` (resized to fit), as [`read_payload`] does.
     pub fn read_payload<R: Read>(
         &mut self,
@@ -352,6 +366,38 @@ mod tests {
         ));
         assert!(matches!(
             read::<Request, _>(&mut [].as_slice(), &mut buf),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn frame_reader_reads_ahead_once_and_only_into_an_empty_buffer() {
+        let mut wire = Vec::new();
+        for n in [1u8, 2] {
+            let mut one = Vec::new();
+            encode(&vec![n; 10], &mut one).unwrap();
+            wire.extend_from_slice(&one);
+        }
+        let mut reader = FrameReader::new();
+        let mut source = wire.as_slice();
+        // Both frames come in the one read; the second read ahead reads nothing.
+        assert_eq!(reader.read_ahead(&mut source).unwrap(), wire.len());
+        assert_eq!(reader.read_ahead(&mut source).unwrap(), wire.len());
+        let mut buf = Vec::new();
+        let empty: &mut &[u8] = &mut &[][..];
+        assert_eq!(
+            reader.read::<Vec<u8>, _>(empty, &mut buf).unwrap(),
+            vec![1; 10]
+        );
+        assert_eq!(
+            reader.read::<Vec<u8>, _>(empty, &mut buf).unwrap(),
+            vec![2; 10]
+        );
+        assert!(!reader.has_buffered());
+        // Empty again: the end of the stream reads as 0.
+        assert_eq!(reader.read_ahead(empty).unwrap(), 0);
+        assert!(matches!(
+            reader.read::<Vec<u8>, _>(empty, &mut buf),
             Err(FrameError::Closed)
         ));
     }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod channel;
 pub mod frame;
 pub mod mechanism;
 pub mod message;
@@ -20,8 +21,8 @@ pub use pin::Pin;
 
 /// Version spoken by this build; the handshake refuses any other. Raised whenever a message
 /// changes shape: 2 added the one-round-trip signature and the recovery calls, 3 the caller's
-/// CPU in each request.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// CPU in each request, 4 the pipes that carry the frames after the handshake.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A serial number as written in the configuration or by tools (`0A:1B`, `0x0a1b`, `A1B`)
 /// in the form used for comparison: lowercase hex, no separators, no leading zeros.

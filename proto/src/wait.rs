@@ -5,29 +5,26 @@
 //! wake-up on the 2-CPU test machine), more than a PKCS#11 call itself; a hand-off between two
 //! threads on one CPU costs a few. So a request that works at the token (a signature, not too
 //! long last time) names the CPU the calling thread runs on and kysod serves it on that CPU;
-//! while one side works, the other waits by checking the socket and yielding the CPU at once
+//! while one side works, the other waits by checking its pipe and yielding the CPU at once
 //! (to the very thread that will answer). The other CPUs stay free for the rest of the work:
 //! the application's other threads, and the signature operations kysod initialises ahead (see
 //! kysod's `prepared`). Other calls are short and are served wherever kysod's thread is, the
 //! caller checking in a tight loop. Either way the wait is bounded before the thread blocks,
 //! so an idle peer costs nothing once the budget is spent.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::socket::{recv, MsgFlags};
-
-/// Returns once `fd` has something to read (data, end of stream or an error), or once
-/// `budget` has passed; the caller's blocking read follows either way.
+/// Returns once `ready` says the peer's frame (or its end) is there, or once `budget` has
+/// passed; the caller's sleeping read follows either way. `ready` is called once per round:
+/// it checks and takes what came in one read (see `crate::channel`).
 ///
 /// `shared_cpu` says the peer works on this thread's CPU (a call served on the caller's CPU):
 /// the thread then yields the CPU before every check, so the peer runs at once. Otherwise the
 /// peer is on another CPU and the thread checks in a tight loop, yielding every few rounds
 /// only, so that a quick answer is seen within a microsecond.
-pub fn until_readable(fd: BorrowedFd<'_>, budget: Duration, shared_cpu: bool) {
+pub fn until(budget: Duration, shared_cpu: bool, mut ready: impl FnMut() -> bool) {
     if budget.is_zero() {
         return;
     }
@@ -41,7 +38,6 @@ pub fn until_readable(fd: BorrowedFd<'_>, budget: Duration, shared_cpu: bool) {
         }
     };
     let start = Instant::now();
-    let mut byte = [0u8; 1];
     let mut round = 0u32;
     loop {
         if shared_cpu || round.is_multiple_of(8) {
@@ -50,15 +46,7 @@ pub fn until_readable(fd: BorrowedFd<'_>, budget: Duration, shared_cpu: bool) {
             std::hint::spin_loop();
         }
         round = round.wrapping_add(1);
-        match recv(
-            fd.as_raw_fd(),
-            &mut byte,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-        ) {
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
-            _ => return,
-        }
-        if start.elapsed() >= budget {
+        if ready() || start.elapsed() >= budget {
             return;
         }
     }
@@ -117,39 +105,40 @@ mod tests {
 
     /// The tight-loop places are per process: tests that take one take turns.
     static TURN: Mutex<()> = Mutex::new(());
-    use std::io::Write;
-    use std::os::fd::AsFd;
-    use std::os::unix::net::UnixStream;
 
     #[test]
-    fn returns_at_once_when_data_is_waiting() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        a.write_all(b"x").unwrap();
-        let t = Instant::now();
-        let _turn = TURN.lock().unwrap();
-        until_readable(b.as_fd(), Duration::from_secs(5), false);
-        assert!(t.elapsed() < Duration::from_secs(1));
+    fn returns_as_soon_as_ready_says_so() {
+        for shared_cpu in [false, true] {
+            let _turn = TURN.lock().unwrap();
+            let mut checks = 0;
+            let t = Instant::now();
+            until(Duration::from_secs(5), shared_cpu, || {
+                checks += 1;
+                checks == 3
+            });
+            assert_eq!(checks, 3);
+            assert!(t.elapsed() < Duration::from_secs(1));
+        }
     }
 
     #[test]
     fn gives_up_after_the_budget() {
-        let (_a, b) = UnixStream::pair().unwrap();
         let t = Instant::now();
-        until_readable(b.as_fd(), Duration::from_millis(20), true);
+        let mut checks = 0;
+        until(Duration::from_millis(20), true, || {
+            checks += 1;
+            false
+        });
         let spent = t.elapsed();
         assert!(
             spent >= Duration::from_millis(20) && spent < Duration::from_secs(2),
             "{spent:?}"
         );
+        assert!(checks > 1, "checked {checks} times");
     }
 
     #[test]
-    fn returns_on_hang_up() {
-        let (a, b) = UnixStream::pair().unwrap();
-        drop(a);
-        let t = Instant::now();
-        let _turn = TURN.lock().unwrap();
-        until_readable(b.as_fd(), Duration::from_secs(5), false);
-        assert!(t.elapsed() < Duration::from_secs(1));
+    fn no_budget_checks_nothing() {
+        until(Duration::ZERO, false, || panic!("checked without a budget"));
     }
 }

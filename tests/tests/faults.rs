@@ -326,6 +326,46 @@ fn at_rest(fx: &Fixture) -> (Daemon, Module, u32, usize, u64) {
     (daemon, shim, pid, fds, rss)
 }
 
+/// The pipes among a process's open descriptors.
+fn open_pipes(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+#[test]
+fn the_shims_connections_carry_their_frames_over_pipes_that_go_with_them() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let kysod = daemon.pid().expect("kysod pid");
+    let me = std::process::id();
+    let (kysod0, me0) = (open_pipes(kysod), open_pipes(me));
+
+    let shim = Module::shim(&daemon);
+    signs_within(&shim, &fx, Duration::from_secs(5), "over pipes");
+    // Per connection kysod holds the request pipe's read end and the answer pipe's write
+    // end; the application the other two and a second read end of its request pipe.
+    let (kysod1, me1) = (open_pipes(kysod), open_pipes(me));
+    let connections = (kysod1 - kysod0) / 2;
+    assert!(
+        connections >= 1,
+        "kysod holds no pipes: {kysod0} -> {kysod1}"
+    );
+    assert_eq!((kysod1 - kysod0) % 2, 0, "{kysod0} -> {kysod1}");
+    assert_eq!(me1 - me0, 3 * connections, "{me0} -> {me1}");
+
+    // C_Finalize closes them, and kysod lets go of its ends.
+    drop(shim);
+    assert_eq!(open_pipes(me), me0);
+    assert!(
+        eventually(Duration::from_secs(3), || open_pipes(kysod) == kysod0),
+        "kysod still holds {} pipes ({kysod0} before)",
+        open_pipes(kysod)
+    );
+}
+
 #[test]
 fn a_process_opening_connections_in_a_loop_is_held_to_its_limit() {
     let fx = Fixture::new();

@@ -148,6 +148,7 @@ impl WireClient {
             &Hello {
                 version: PROTOCOL_VERSION,
                 instance,
+                pipes: false,
             },
             &mut buf,
         )

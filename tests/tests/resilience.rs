@@ -173,6 +173,7 @@ fn malformed_frames_are_dropped_and_other_clients_keep_working() {
         &Hello {
             version: PROTOCOL_VERSION + 99,
             instance: 7,
+            pipes: false,
         },
         &mut buf,
     )
@@ -192,6 +193,7 @@ fn malformed_frames_are_dropped_and_other_clients_keep_working() {
         &Hello {
             version: PROTOCOL_VERSION,
             instance: 42,
+            pipes: false,
         },
         &mut buf,
     )

@@ -74,7 +74,7 @@ fn pkcs11_tool_through_the_shim_is_clean_under_valgrind() {
     let (doc, sig) = (doc.display().to_string(), sig.display().to_string());
 
     let (out, report) = under_valgrind(&daemon, &work.join("list.log"), &["-L"]);
-    assert!(out.status.success(), "{}", out.text());
+    assert!(out.status.success(), "{}\n{report}", out.text());
     assert!(out.stdout.contains(LABEL_A) && out.stdout.contains(LABEL_B));
     assert_clean("-L", &out, &report);
 
@@ -83,7 +83,7 @@ fn pkcs11_tool_through_the_shim_is_clean_under_valgrind() {
 
     let objects = [on(LABEL_A), vec!["-O"]].concat();
     let (out, report) = under_valgrind(&daemon, &work.join("objects.log"), &objects);
-    assert!(out.status.success(), "{}", out.text());
+    assert!(out.status.success(), "{}\n{report}", out.text());
     assert_eq!(out.stdout.matches("Private Key Object").count(), 2);
     assert_clean("-O", &out, &report);
 
@@ -95,7 +95,7 @@ fn pkcs11_tool_through_the_shim_is_clean_under_valgrind() {
     ]
     .concat();
     let (out, report) = under_valgrind(&daemon, &work.join("sign.log"), &sign);
-    assert!(out.status.success(), "{}", out.text());
+    assert!(out.status.success(), "{}\n{report}", out.text());
     let signature = std::fs::read(&sig).unwrap();
     assert_eq!(signature.len(), 256);
     assert!(kyso_tests::util::openssl_verify_sha256(
@@ -107,7 +107,7 @@ fn pkcs11_tool_through_the_shim_is_clean_under_valgrind() {
 
     let self_test = [on(LABEL_B), vec!["--test"]].concat();
     let (out, report) = under_valgrind(&daemon, &work.join("test.log"), &self_test);
-    assert!(out.status.success(), "{}", out.text());
+    assert!(out.status.success(), "{}\n{report}", out.text());
     assert!(out.stdout.contains("No errors"), "{}", out.text());
     assert_clean("--test", &out, &report);
 }

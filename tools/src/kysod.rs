@@ -45,6 +45,7 @@ impl Kysod {
         let hello = Hello {
             version: PROTOCOL_VERSION,
             instance,
+            pipes: false,
         };
         frame::write(&mut stream, &hello, &mut buf).map_err(io)?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));

@@ -1,13 +1,16 @@
 //! A stand-in for kysod: accepts connections on a Unix socket, answers the handshake, records
 //! every call with the instance of the connection it came on, and answers from a script.
 
+use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use cryptoki_sys::{CKR_NO_EVENT, CKR_OK, CK_RV};
+use kyso_proto::channel::{Channel, Pipes};
 use kyso_proto::{
     frame, Call, Hello, HelloReply, Reply, Request, Response, SessionInfo, Welcome,
     PROTOCOL_VERSION,
@@ -121,14 +124,29 @@ fn serve(shared: &Shared, stream: UnixStream) {
         return;
     };
     let instance = hello.instance;
+    let hello_pipes = hello.pipes;
     lock(&shared.hellos).push(hello);
     let welcome: HelloReply = Ok(Welcome {
         version: PROTOCOL_VERSION,
     });
-    if frame::write(&mut NoSigPipe(&stream), &welcome, &mut buf).is_err() {
+    // As kysod does: the shim asks for pipes, and they come with the welcome.
+    let channel = match frame::encode(&welcome, &mut buf) {
+        Ok(()) if hello_pipes => Pipes::new().and_then(|pipes| Channel::offer(stream, &buf, pipes)),
+        Ok(()) => NoSigPipe(&stream)
+            .write_all(&buf)
+            .and_then(|()| Channel::over_socket(stream)),
+        Err(_) => return,
+    };
+    let Ok(mut channel) = channel else {
         return;
-    }
-    while let Ok(request) = frame::read::<Request, _>(&mut &stream, &mut buf) {
+    };
+    let mut out = Vec::new();
+    while let Ok(request) = channel.receive::<Request>(&mut buf, Duration::ZERO, false) {
+        // Dying: a request that was already in the pipe gets no answer, as from a daemon
+        // that is gone.
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         lock(&shared.calls).push((instance, request.call.clone()));
         let (rv, reply) = (shared.script)(&request.call);
         let response = Response {
@@ -136,7 +154,7 @@ fn serve(shared: &Shared, stream: UnixStream) {
             rv,
             reply,
         };
-        if frame::write(&mut NoSigPipe(&stream), &response, &mut buf).is_err() {
+        if frame::encode(&response, &mut out).is_err() || channel.send(&out).is_err() {
             return;
         }
     }

@@ -147,6 +147,7 @@ fn shake_hands(conn: &mut UnixStream, instance: u64) -> Option<bool> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
         instance,
+        pipes: false,
     };
     frame::write(conn, &hello, &mut buf).ok()?;
     let reply: HelloReply = frame::read(conn, &mut buf).ok()?;
