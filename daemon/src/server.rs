@@ -225,28 +225,33 @@ impl Daemon {
         }
         let mut buf = Vec::new();
         let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
-        let hello: Hello = match frame::read(&mut stream, &mut buf) {
+        if let Err(e) = frame::read_payload(&mut stream, &mut buf) {
+            tracing::warn!(pid, error = %e, "bad handshake; connection closed");
+            return;
+        }
+        // The version first: it is the first field of every version's hello, so a client of
+        // another version is told what kysod speaks even when the rest has another shape.
+        if let Some(version) = Hello::version_of(&buf).filter(|v| *v != PROTOCOL_VERSION) {
+            tracing::warn!(
+                pid,
+                version,
+                "client speaks another protocol version; refused"
+            );
+            refuse(
+                &stream,
+                &format!(
+                    "protocol version {version} is not supported (kysod speaks {PROTOCOL_VERSION})"
+                ),
+            );
+            return;
+        }
+        let hello: Hello = match frame::decode(&buf) {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(pid, error = %e, "bad handshake; connection closed");
                 return;
             }
         };
-        if hello.version != PROTOCOL_VERSION {
-            tracing::warn!(
-                pid,
-                version = hello.version,
-                "client speaks another protocol version; refused"
-            );
-            refuse(
-                &stream,
-                &format!(
-                    "protocol version {} is not supported (kysod speaks {PROTOCOL_VERSION})",
-                    hello.version
-                ),
-            );
-            return;
-        }
         let client = match self.join(uid, pid, hello.instance) {
             Ok(c) => c,
             Err(reason) => {

@@ -23,6 +23,17 @@ pub struct Hello {
     pub pipes: bool,
 }
 
+impl Hello {
+    /// The version a hello's payload names, read from its first field alone: a hello of
+    /// another version may differ in the rest, and its sender should still learn which
+    /// version the daemon speaks.
+    pub fn version_of(payload: &[u8]) -> Option<u32> {
+        postcard::take_from_bytes::<u32>(payload)
+            .ok()
+            .map(|(version, _)| version)
+    }
+}
+
 /// The daemon's answer to a [`Hello`] it accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {

@@ -186,6 +186,23 @@ fn malformed_frames_are_dropped_and_other_clients_keep_working() {
     }
     expect_closed(c, limit, "wrong version");
 
+    // So is a client of the previous protocol, whose hello had another shape (no `pipes`):
+    // it is told which version kysod speaks.
+    let mut c = connect();
+    frame::write(&mut c, &(PROTOCOL_VERSION - 1, 7u64), &mut buf).unwrap();
+    c.set_read_timeout(Some(limit)).unwrap();
+    match frame::read::<HelloReply, _>(&mut c, &mut buf) {
+        Ok(Err(refusal)) => assert!(
+            refusal.reason.contains(&format!(
+                "protocol version {} is not supported",
+                PROTOCOL_VERSION - 1
+            )),
+            "{refusal:?}"
+        ),
+        other => panic!("a previous version's hello: {other:?}"),
+    }
+    expect_closed(c, limit, "previous version");
+
     // After a good handshake, a garbage request closes the connection.
     let mut c = connect();
     frame::write(
