@@ -1,6 +1,7 @@
 //! kyso-bench: SoftHSM2 in process against the same token through libkyso_pkcs11.so + kysod
 //! (and through p11-kit's remoting when it is installed), measured side by side in one run,
-//! printing figures and ratios. Not a test: the machines are shared and noisy, so it reports
+//! printing figures and ratios, and the CPU time per signature of each contender (the
+//! application with its daemon). Not a test: the machines are shared and noisy, so it reports
 //! rather than judges.
 //!
 //! Run: `cargo run --release -p kyso-tests --bin kyso-bench [-- --seconds N]`
@@ -23,7 +24,27 @@ struct Figures {
     trivial_us: f64,
     rsa: [f64; 2],
     ecdsa: [f64; 2],
+    /// CPU time and signatures of each signing figure (RSA 1T, 2T, ECDSA 1T, 2T), summed over
+    /// the rounds.
+    cpu: [Cpu; 4],
 }
+
+/// CPU time spent on signatures, by the application and its daemon, and how many were made.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    seconds: f64,
+    signatures: u64,
+}
+
+impl Cpu {
+    fn per_signature_us(&self) -> f64 {
+        self.seconds / self.signatures.max(1) as f64 * 1e6
+    }
+}
+
+/// One way of reaching the token: its name, its module, and the process serving it, if any
+/// (kysod, p11-kit's server), whose CPU time counts with the application's.
+type Contender<'a> = (&'a str, &'a Module, Option<u32>);
 
 fn main() {
     let seconds: f64 = std::env::args()
@@ -55,17 +76,21 @@ fn main() {
         Module::load(Path::new(P11KIT_CLIENT))
     });
 
-    let mut contenders: Vec<(&str, &Module)> = vec![
-        ("SoftHSM2 in process", &direct),
-        ("kyso shim + kysod", &shim),
+    let mut contenders: Vec<Contender> = vec![
+        ("SoftHSM2 in process", &direct, None),
+        ("kyso shim + kysod", &shim, daemon.pid()),
     ];
     match &remote {
-        Some(remote) => contenders.push(("p11-kit remote", remote)),
+        Some(remote) => contenders.push((
+            "p11-kit remote",
+            remote,
+            p11kit.as_ref().map(|s| s.child.id()),
+        )),
         None => println!("(p11-kit server or {P11KIT_CLIENT} not found: p11-kit column skipped)"),
     }
     // KYSO_BENCH_ONLY=shim (a substring of the names) keeps only some contenders, for profiling.
     if let Ok(only) = std::env::var("KYSO_BENCH_ONLY") {
-        contenders.retain(|(name, _)| name.contains(only.as_str()));
+        contenders.retain(|(name, _, _)| name.contains(only.as_str()));
     }
     println!(
         "kyso-bench: {seconds} s per figure and contender, in {ROUNDS} interleaved rounds; token \"NGUYEN VAN A\" (SoftHSM2); {} CPUs",
@@ -98,6 +123,27 @@ fn main() {
     println!(
         "targets for the shim: trivial call ≤ 10 µs; RSA ≥ 0.95×; ECDSA ≥ 0.85× (1 and 2 threads)"
     );
+    // With as many signing threads as CPUs the rate is bound by the CPU each signature costs,
+    // which the host's load moves less than the rate itself.
+    println!();
+    println!("CPU per signature, the application's and its daemon's (µs):");
+    for (name, f) in &rows {
+        print!("{name:<22} {:>14}", "");
+        for cpu in &f.cpu {
+            print!(" {:>11.1} µs", cpu.per_signature_us());
+        }
+        println!();
+    }
+    for (name, f) in rows.iter().skip(1) {
+        print!("{:<22} {:>14}", format!("direct / {name}"), "");
+        for (own, direct) in f.cpu.iter().zip(&base.cpu) {
+            print!(
+                " {:>13.2}×",
+                direct.per_signature_us() / own.per_signature_us()
+            );
+        }
+        println!();
+    }
     drop(remote);
     drop(p11kit);
 }
@@ -110,17 +156,17 @@ fn cpus() -> usize {
 
 /// Rounds each figure is split into. The contenders take turns within every round, so a
 /// change in the machine's load during the run touches them all alike.
-const ROUNDS: u32 = 5;
+const ROUNDS: u32 = 10;
 
 fn measure_all<'a>(
-    contenders: &[(&'a str, &Module)],
+    contenders: &[Contender<'a>],
     serial: &str,
     window: Duration,
 ) -> Vec<(&'a str, Figures)> {
     // Log in once per module: PKCS#11 login is per application and outlives these sessions.
     let logins: Vec<_> = contenders
         .iter()
-        .map(|(_, m)| {
+        .map(|(_, m, _)| {
             let s = m
                 .ctx()
                 .open_rw_session(m.slot_with_serial(serial))
@@ -138,10 +184,11 @@ fn measure_all<'a>(
             trivial_us: 0.0,
             rsa: [0.0; 2],
             ecdsa: [0.0; 2],
+            cpu: [Cpu::default(); 4],
         })
         .collect();
     for _ in 0..ROUNDS {
-        for ((_, m), f) in contenders.iter().zip(figures.iter_mut()) {
+        for ((_, m, server), f) in contenders.iter().zip(figures.iter_mut()) {
             if wanted("trivial") {
                 f.trivial_us += trivial_call(m, serial) * share;
             }
@@ -149,36 +196,44 @@ fn measure_all<'a>(
                 if !wanted(&format!("rsa-{}t", t + 1)) {
                     continue;
                 }
-                f.rsa[t] += sign_rate(
+                let (rate, cpu) = sign_rate(
                     m,
+                    *server,
                     serial,
                     0x01,
                     || Mechanism::Sha256RsaPkcs,
                     &[0x5a; 1000],
                     t + 1,
                     slice,
-                ) * share;
+                );
+                f.rsa[t] += rate * share;
+                f.cpu[t].seconds += cpu.seconds;
+                f.cpu[t].signatures += cpu.signatures;
             }
             for t in 0..2 {
                 if !wanted(&format!("ecdsa-{}t", t + 1)) {
                     continue;
                 }
-                f.ecdsa[t] += sign_rate(
+                let (rate, cpu) = sign_rate(
                     m,
+                    *server,
                     serial,
                     0x02,
                     || Mechanism::Ecdsa,
                     &[0x5a; 32],
                     t + 1,
                     slice,
-                ) * share;
+                );
+                f.ecdsa[t] += rate * share;
+                f.cpu[2 + t].seconds += cpu.seconds;
+                f.cpu[2 + t].signatures += cpu.signatures;
             }
         }
     }
     drop(logins);
     contenders
         .iter()
-        .map(|(name, _)| *name)
+        .map(|(name, _, _)| *name)
         .zip(figures)
         .collect()
 }
@@ -210,18 +265,22 @@ fn trivial_call(module: &Module, serial: &str) -> f64 {
     times[times.len() / 2].as_secs_f64() * 1e6
 }
 
-/// Signatures per second with `threads` threads, each on its own session, for `window`.
+/// Signatures per second with `threads` threads, each on its own session, for `window`, and
+/// the CPU time this process and `server` (the daemon serving the module, if any) spent.
+#[allow(clippy::too_many_arguments)]
 fn sign_rate(
     module: &Module,
+    server: Option<u32>,
     serial: &str,
     id: u8,
     mech: fn() -> Mechanism<'static>,
     data: &[u8],
     threads: usize,
     window: Duration,
-) -> f64 {
+) -> (f64, Cpu) {
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds(server);
     let start = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -247,7 +306,59 @@ fn sign_rate(
         std::thread::sleep(window);
         stop.store(true, Ordering::Relaxed);
     });
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let elapsed = start.elapsed().as_secs_f64();
+    let signatures = count.load(Ordering::Relaxed);
+    let cpu = Cpu {
+        seconds: cpu_seconds(server) - cpu_before,
+        signatures,
+    };
+    (signatures as f64 / elapsed, cpu)
+}
+
+/// CPU time (user and system, s) this process and `server` have used so far: the server's
+/// with its children's (p11-kit's server forks one per connection), from `/proc/PID/stat` in
+/// clock ticks (summed over the rounds, a few ticks either way do not matter).
+fn cpu_seconds(server: Option<u32>) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let own = stat_ticks("self", false).unwrap_or(0.0);
+    let served = server.map_or(0.0, |pid| tree_ticks(pid, 0));
+    (own + served) / hz.max(1.0)
+}
+
+/// A process's user and system ticks, with those of its children it waited for if `reaped`.
+fn stat_ticks(pid: &str, reaped: bool) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let take = if reaped { 11..15 } else { 11..13 };
+    fields
+        .get(take)?
+        .iter()
+        .map(|f| f.parse::<f64>().ok())
+        .sum()
+}
+
+/// The ticks of `pid` and of every process below it.
+fn tree_ticks(pid: u32, depth: u32) -> f64 {
+    let own = stat_ticks(&pid.to_string(), true).unwrap_or(0.0);
+    if depth > 8 {
+        return own;
+    }
+    let children: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    own + children
+        .into_iter()
+        .map(|c| tree_ticks(c, depth + 1))
+        .sum::<f64>()
 }
 
 /// `p11-kit server` exporting the fixture's token on a socket of its own.
