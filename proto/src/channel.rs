@@ -182,13 +182,19 @@ impl Channel {
                 Ok(n) => rest = &rest[n..],
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => {
-                    // The peer reads no more for now. Its end of the input turning readable
-                    // (it left, or broke the protocol) or the socket (it left, or the
-                    // connection was shut down) ends the wait.
+                    // The peer reads no more for now. The wait ends when it has gone: its end
+                    // of the input hung up, or the socket did (or, beside pipes, turned
+                    // readable at all: nothing comes there after the handshake, so it was
+                    // shut down). Early data from the peer is no reason to stop.
+                    let socket_events = if self.pipes.is_some() {
+                        PollFlags::POLLIN
+                    } else {
+                        PollFlags::empty()
+                    };
                     let mut fds = [
                         PollFd::new(self.output(), PollFlags::POLLOUT),
-                        PollFd::new(self.input(), PollFlags::POLLIN),
-                        PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(self.input(), PollFlags::empty()),
+                        PollFd::new(self.socket.as_fd(), socket_events),
                     ];
                     match nix::poll::poll(&mut fds, PollTimeout::NONE) {
                         Ok(_) | Err(Errno::EINTR) => {}
@@ -388,6 +394,21 @@ mod tests {
         let err = send(&mut app, &vec![7u8; 1 << 20]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
         gone.join().unwrap();
+    }
+
+    #[test]
+    fn a_long_answer_is_written_whole_to_a_peer_that_sent_early() {
+        let (mut daemon, mut app) = pair();
+        let reader = std::thread::spawn(move || {
+            // The next request before the answer: no reason for kysod to stop writing.
+            send(&mut app, &b"next".to_vec()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            receive(&mut app).unwrap()
+        });
+        let answer = vec![9u8; 1 << 20];
+        send(&mut daemon, &answer).unwrap();
+        assert_eq!(reader.join().unwrap(), answer);
+        assert_eq!(receive(&mut daemon).unwrap(), b"next");
     }
 
     #[test]
