@@ -257,6 +257,7 @@ fn reload(daemon: &server::Daemon, running: &mut Config, path: Option<&Path>) {
             );
         }
     }
+    raise_descriptor_limit(config.limits.connections_total);
     daemon.replace_settings(server::Settings::from_config(&config));
     tracing::info!("configuration reloaded (limits, pin, pinentry, policy)");
     let start_only = Config {

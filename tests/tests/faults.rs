@@ -367,6 +367,45 @@ fn the_shims_connections_carry_their_frames_over_pipes_that_go_with_them() {
 }
 
 #[test]
+fn kysod_raises_its_descriptor_limit_to_what_its_connections_take() {
+    // Started as services usually are: a soft limit of 1024 under a higher hard one.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let hard = limit.rlim_max;
+    limit.rlim_cur = hard.min(1024);
+    // SAFETY: lowers this test process's own soft limit (each test runs in its own process);
+    // kysod inherits it.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let pid = daemon.pid().expect("kysod pid");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files limit");
+    let soft: u64 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // The default connections_total, 1024, three descriptors each, and room for the rest.
+    let wanted = (3 * 1024 + 256).min(hard);
+    assert!(
+        soft >= wanted,
+        "kysod's soft limit is {soft}, wanted {wanted}: {line}"
+    );
+}
+
+#[test]
 fn a_process_opening_connections_in_a_loop_is_held_to_its_limit() {
     let fx = Fixture::new();
     let (daemon, shim, pid, fds0, rss0) = at_rest(&fx);
