@@ -374,15 +374,14 @@ fn kysod_raises_its_descriptor_limit_to_what_its_connections_take() {
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0);
     let hard = limit.rlim_max;
     limit.rlim_cur = hard.min(1024);
     // SAFETY: lowers this test process's own soft limit (each test runs in its own process);
     // kysod inherits it.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(set, 0);
 
     let fx = Fixture::new();
     let daemon = Daemon::start(&fx);
