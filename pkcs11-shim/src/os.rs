@@ -115,12 +115,12 @@ pub(crate) fn read_welcome(
     };
     let mut frame = first[..got].to_vec();
     let mut stream = stream;
-    while frame.len() < 4 {
-        let mut more = [0u8; 4];
-        match stream.read(&mut more)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => frame.extend_from_slice(&more[..n]),
-        }
+    if frame.len() < 4 {
+        // The rest of the length prefix, and not a byte more.
+        let mut rest = [0u8; 4];
+        let rest = &mut rest[..4 - frame.len()];
+        stream.read_exact(rest)?;
+        frame.extend_from_slice(rest);
     }
     let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
     if len > MAX_FRAME || frame.len() > 4 + len {
@@ -201,6 +201,23 @@ mod tests {
         let fds = read_welcome(&app_end, &mut payload).unwrap();
         assert!(fds.is_none());
         assert_eq!(frame::decode::<HelloReply>(&payload).unwrap(), refusal);
+    }
+
+    #[test]
+    fn a_welcome_that_comes_in_pieces_is_read_whole() {
+        let (mut daemon_end, app_end) = UnixStream::pair().unwrap();
+        let welcome: HelloReply = Ok(Welcome { version: 4 });
+        let bytes = encoded(&welcome);
+        let writer = std::thread::spawn(move || {
+            for piece in [&bytes[..2], &bytes[2..3], &bytes[3..]] {
+                daemon_end.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut payload = Vec::new();
+        assert!(read_welcome(&app_end, &mut payload).unwrap().is_none());
+        assert_eq!(frame::decode::<HelloReply>(&payload).unwrap(), welcome);
+        writer.join().unwrap();
     }
 
     #[test]
