@@ -157,9 +157,7 @@ impl Channel {
 
     /// Where frames come from.
     fn input(&self) -> BorrowedFd<'_> {
-        self.pipes
-            .as_ref()
-            .map_or(self.socket.as_fd(), |(input, _)| input.as_fd())
+        input_of(&self.pipes, &self.socket)
     }
 
     /// Where frames go.
@@ -228,9 +226,7 @@ impl Channel {
             reader,
             ..
         } = self;
-        let input = pipes
-            .as_ref()
-            .map_or(socket.as_fd(), |(input, _)| input.as_fd());
+        let input = input_of(pipes, socket);
         if !reader.has_buffered() {
             // One read both checks and takes what came: no separate look at the pipe.
             crate::wait::until(
@@ -255,6 +251,14 @@ impl Channel {
         ];
         !matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(0))
     }
+}
+
+/// Where a channel's frames come from: its input pipe, or its socket without pipes. A function
+/// of the two fields, so that [`Channel::receive`] can borrow the reader beside it.
+fn input_of<'a>(pipes: &'a Option<(OwnedFd, OwnedFd)>, socket: &'a UnixStream) -> BorrowedFd<'a> {
+    pipes
+        .as_ref()
+        .map_or(socket.as_fd(), |(input, _)| input.as_fd())
 }
 
 /// Reads a non-blocking descriptor once: `WouldBlock` when nothing is there.

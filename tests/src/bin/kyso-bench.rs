@@ -37,6 +37,12 @@ struct Cpu {
 }
 
 impl Cpu {
+    /// Counts one more round of a figure in.
+    fn add(&mut self, round: Cpu) {
+        self.seconds += round.seconds;
+        self.signatures += round.signatures;
+    }
+
     fn per_signature_us(&self) -> f64 {
         self.seconds / self.signatures.max(1) as f64 * 1e6
     }
@@ -207,8 +213,7 @@ fn measure_all<'a>(
                     slice,
                 );
                 f.rsa[t] += rate * share;
-                f.cpu[t].seconds += cpu.seconds;
-                f.cpu[t].signatures += cpu.signatures;
+                f.cpu[t].add(cpu);
             }
             for t in 0..2 {
                 if !wanted(&format!("ecdsa-{}t", t + 1)) {
@@ -225,8 +230,7 @@ fn measure_all<'a>(
                     slice,
                 );
                 f.ecdsa[t] += rate * share;
-                f.cpu[2 + t].seconds += cpu.seconds;
-                f.cpu[2 + t].signatures += cpu.signatures;
+                f.cpu[2 + t].add(cpu);
             }
         }
     }
