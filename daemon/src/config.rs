@@ -135,7 +135,8 @@ pub struct ModuleConfig {
     #[serde(default)]
     pub always_present: bool,
     /// Whether kysod initialises signature operations ahead on spare sessions for a key an
-    /// application keeps signing with; by default on for `always_present` modules only.
+    /// application keeps signing with; by default on for `always_present` modules only. Such
+    /// a module is also offered kysod's locks (see `locks` in the daemon).
     #[serde(default)]
     pub prepare_signatures: Option<bool>,
 }

@@ -15,6 +15,7 @@ mod client;
 mod cpus;
 mod events;
 mod hotplug;
+mod locks;
 mod login;
 mod module;
 mod policy;

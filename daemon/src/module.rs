@@ -79,9 +79,10 @@ fn check(rv: ck::CK_RV) -> Result<(), Rv> {
 }
 
 impl Module {
-    /// Loads the module at `path` and initialises it for OS locking, falling back to serialised
-    /// use for modules that cannot lock.
-    pub fn load(path: &Path) -> Result<Module, LoadError> {
+    /// Loads the module at `path` and initialises it for calls from several threads: with
+    /// kysod's locks when `lend_locks` (see [`crate::locks`]), else or if it refuses them with
+    /// its own, and serialised for modules that cannot lock.
+    pub fn load(path: &Path, lend_locks: bool) -> Result<Module, LoadError> {
         // SAFETY: loading a PKCS#11 module runs its initialisers; that is what loading a
         // module means, and the path comes from the administrator's configuration.
         let library =
@@ -115,15 +116,31 @@ impl Module {
             prepare: false,
             _library: library,
         };
-        let mut args = ck::CK_C_INITIALIZE_ARGS {
-            CreateMutex: None,
-            DestroyMutex: None,
-            LockMutex: None,
-            UnlockMutex: None,
-            flags: ck::CKF_OS_LOCKING_OK,
-            pReserved: ptr::null_mut(),
-        };
-        let mut rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
+        // kysod's own locks first, for a module it will call from several threads at once;
+        // a module that refuses them gets the usual OS-locking request.
+        let mut rv = ck::CKR_CANT_LOCK;
+        if lend_locks {
+            let mut args = ck::CK_C_INITIALIZE_ARGS {
+                CreateMutex: Some(crate::locks::create),
+                DestroyMutex: Some(crate::locks::destroy),
+                LockMutex: Some(crate::locks::lock),
+                UnlockMutex: Some(crate::locks::unlock),
+                flags: ck::CKF_OS_LOCKING_OK,
+                pReserved: ptr::null_mut(),
+            };
+            rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
+        }
+        if matches!(rv, ck::CKR_CANT_LOCK | ck::CKR_ARGUMENTS_BAD) {
+            let mut args = ck::CK_C_INITIALIZE_ARGS {
+                CreateMutex: None,
+                DestroyMutex: None,
+                LockMutex: None,
+                UnlockMutex: None,
+                flags: ck::CKF_OS_LOCKING_OK,
+                pReserved: ptr::null_mut(),
+            };
+            rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
+        }
         if rv == ck::CKR_CANT_LOCK {
             module.serial = Some(Mutex::new(()));
             rv = ckcall!(module, C_Initialize, ptr::null_mut());

@@ -43,7 +43,7 @@ impl ModuleEntry {
         if let Some(m) = &*loaded {
             return Some(m.clone());
         }
-        match Module::load(&self.path) {
+        match Module::load(&self.path, self.prepare_signatures) {
             Ok(mut m) => {
                 m.allow_preparing(self.prepare_signatures);
                 tracing::info!(module = %self.path.display(), "module loaded");
