@@ -26,6 +26,7 @@
 //! tokens are always present, off for USB token modules, whose cost is the card's and whose
 //! vendor code may not take concurrent operations well).
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -270,14 +271,24 @@ impl Prepared {
         }
     }
 
-    /// Wakes the preparing thread, or starts one.
+    /// Wakes the preparing thread (on a connection's thread, once its next request has come:
+    /// see [`wake_deferred`]), or starts one.
     fn kick(&self, token: &Arc<Token>, mut st: MutexGuard<'_, State>) {
         self.queued.store(st.jobs.len(), Ordering::Release);
         if st.worker {
             Self::keep_off_this_cpu(&mut st);
             if st.sleeping {
-                st.sleeping = false;
-                self.work.notify_one();
+                if DEFERRING.get() {
+                    drop(st);
+                    WAKE_LATER.with_borrow_mut(|later| {
+                        if !later.iter().any(|t| Arc::ptr_eq(t, token)) {
+                            later.push(token.clone());
+                        }
+                    });
+                } else {
+                    st.sleeping = false;
+                    self.work.notify_one();
+                }
             }
             return;
         }
@@ -431,6 +442,40 @@ impl Prepared {
                 let _ = module.close_session(session);
                 self.state().sessions -= 1;
             }
+        }
+    }
+}
+
+thread_local! {
+    /// Whether this thread defers waking preparing threads (see [`defer_wakes`]).
+    static DEFERRING: Cell<bool> = const { Cell::new(false) };
+    /// The tokens whose preparing thread this thread is to wake (see [`wake_deferred`]).
+    static WAKE_LATER: RefCell<Vec<Arc<Token>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by a connection's thread: a preparing thread it hands work to while that thread
+/// sleeps is woken at this thread's next [`wake_deferred`], not at once.
+///
+/// The work comes with a signature, before its answer is sent, and a preparing thread woken
+/// then takes the CPU it wakes on at once: kept off the connection thread's CPU, that is
+/// the application's, which then reads its answer and sends its next request only once the
+/// operation is initialised. Measured at RSA 1T (where the preparing thread sleeps between
+/// jobs), the connection thread waited ~60–90 µs per signature for the next request, about
+/// one `C_SignInit`. Woken once the next request has come, the preparing thread works while
+/// the application waits for its answer.
+pub fn defer_wakes() {
+    DEFERRING.set(true);
+}
+
+/// Wakes the preparing threads this thread handed work to since its last call: called by a
+/// connection's thread once its wait for the next request has ended.
+pub fn wake_deferred() {
+    for token in WAKE_LATER.take() {
+        let prepared = &token.prepared;
+        let mut st = prepared.state();
+        if st.sleeping {
+            st.sleeping = false;
+            prepared.work.notify_one();
         }
     }
 }

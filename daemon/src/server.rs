@@ -294,8 +294,11 @@ impl Daemon {
         let mut out = Vec::new();
         let spin = spin_budget();
         let mut cpu = CpuFollower::new();
+        crate::prepared::defer_wakes();
         loop {
-            let request: Request = match channel.receive(buf, spin, cpu.is_held()) {
+            let received = channel.receive(buf, spin, cpu.is_held());
+            crate::prepared::wake_deferred();
+            let request: Request = match received {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
                 Err(e) => {

@@ -25,6 +25,11 @@ pub struct DaemonConfig {
     pub modules: Vec<(PathBuf, bool)>,
     /// Further TOML written after `log` (top-level keys first, then tables).
     pub extra: String,
+    /// The `kysod` to run: this build's by default (see [`kysod_path`]).
+    pub program: Option<PathBuf>,
+    /// The fixture subdirectory holding its socket, state and log: `kysod` by default. Two
+    /// daemons on one fixture need two.
+    pub dir: String,
 }
 
 impl Default for DaemonConfig {
@@ -34,6 +39,8 @@ impl Default for DaemonConfig {
             log: "debug".into(),
             modules: vec![(PathBuf::from(SOFTHSM_MODULE), true)],
             extra: String::new(),
+            program: None,
+            dir: "kysod".into(),
         }
     }
 }
@@ -58,6 +65,7 @@ pub struct Daemon {
     config: PathBuf,
     log: PathBuf,
     softhsm_conf: PathBuf,
+    program: PathBuf,
     child: Option<Child>,
 }
 
@@ -69,7 +77,7 @@ impl Daemon {
 
     /// Starts `kysod` with the given configuration and waits until its socket accepts.
     pub fn start_with(fx: &Fixture, cfg: DaemonConfig) -> Daemon {
-        let root = fx.subdir("kysod");
+        let root = fx.subdir(&cfg.dir);
         let run = root.join("run");
         let state = root.join("state");
         fs::create_dir_all(&run).expect("create run dir");
@@ -98,6 +106,7 @@ impl Daemon {
             config,
             log: root.join("kysod.log"),
             softhsm_conf: fx.softhsm_conf(),
+            program: cfg.program.clone().unwrap_or_else(kysod_path),
             child: None,
         };
         d.spawn();
@@ -112,7 +121,7 @@ impl Daemon {
             .open(&self.log)
             .expect("open kysod log");
         writeln!(log, "---- kyso-tests: starting kysod").ok();
-        let child = Command::new(kysod_path())
+        let child = Command::new(&self.program)
             .arg("--config")
             .arg(&self.config)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)

@@ -28,8 +28,13 @@ impl Module {
 
     /// Loads the kyso shim pointed at the socket `socket`.
     pub fn shim_at(socket: &Path) -> Module {
+        Self::shim_from(&shim_path(), socket)
+    }
+
+    /// Loads the shim at `path` (another build's, say) pointed at the socket `socket`.
+    pub fn shim_from(path: &Path, socket: &Path) -> Module {
         std::env::set_var("KYSO_SOCKET", socket);
-        Self::load(&shim_path())
+        Self::load(path)
     }
 
     /// Loads SoftHSM2 directly, on the fixture's tokens (sets `SOFTHSM2_CONF` for this process).

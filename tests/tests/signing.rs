@@ -419,3 +419,61 @@ fn repeated_signatures_on_one_session_each_sign_their_own_document() {
         .expect_err("a destroyed key must not sign");
     assert_eq!(rv_of(&err), Some(RvError::KeyHandleInvalid), "{err}");
 }
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let rv = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rv, 0);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// An application waiting for long signatures (RSA-4096 with a software token, milliseconds
+/// each) sleeps until the answer comes: checking for it in a loop would take CPU time the
+/// signature needs, on small machines the very CPU kysod signs on.
+#[test]
+fn a_caller_sleeps_through_long_signatures() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[
+                Attribute::ModulusBits(4096.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+                Attribute::Token(false),
+                Attribute::Verify(true),
+            ],
+            &[Attribute::Sign(true), Attribute::Token(false)],
+        )
+        .expect("C_GenerateKeyPair");
+    // The first signature tells the shim that signatures with this key are long.
+    s.sign(&Mechanism::Sha256RsaPkcs, private, DOCUMENT)
+        .expect("C_Sign");
+    let documents: Vec<String> = (0..10).map(|i| format!("document {i}")).collect();
+    let (wall, cpu) = (std::time::Instant::now(), thread_cpu_time());
+    let signatures: Vec<Vec<u8>> = documents
+        .iter()
+        .map(|doc| {
+            s.sign(&Mechanism::Sha256RsaPkcs, private, doc.as_bytes())
+                .expect("C_Sign")
+        })
+        .collect();
+    let (wall, cpu) = (wall.elapsed(), thread_cpu_time() - cpu);
+    for (doc, sig) in documents.iter().zip(&signatures) {
+        s.verify(&Mechanism::Sha256RsaPkcs, public, doc.as_bytes(), sig)
+            .expect("the signature verifies");
+    }
+    // Asleep, the thread used ~2 % of the signatures' wall time here; checking for the answer
+    // during the shim's spin budget (1 ms) before sleeping, ~20 %.
+    assert!(
+        cpu < wall / 10,
+        "the caller used {cpu:?} of CPU in {wall:?} of long signatures"
+    );
+}

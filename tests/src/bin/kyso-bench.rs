@@ -82,10 +82,30 @@ fn main() {
         Module::load(Path::new(P11KIT_CLIENT))
     });
 
+    // KYSO_BENCH_VERSUS=DIR adds another build's kysod and shim (DIR/kysod,
+    // DIR/libkyso_pkcs11.so) as a contender taking turns with this one, for comparing a change
+    // with what it changes in one run: two runs apart differ by more than most changes do.
+    let versus = std::env::var_os("KYSO_BENCH_VERSUS").map(|dir| {
+        let dir = PathBuf::from(dir);
+        let daemon = Daemon::start_with(
+            &fx,
+            DaemonConfig {
+                log: "info".into(),
+                program: Some(dir.join("kysod")),
+                dir: "kysod-versus".into(),
+                ..DaemonConfig::default()
+            },
+        );
+        let shim = Module::shim_from(&dir.join("libkyso_pkcs11.so"), daemon.socket());
+        (daemon, shim)
+    });
     let mut contenders: Vec<Contender> = vec![
         ("SoftHSM2 in process", &direct, None),
         ("kyso shim + kysod", &shim, daemon.pid()),
     ];
+    if let Some((daemon, shim)) = &versus {
+        contenders.push(("kyso versus", shim, daemon.pid()));
+    }
     match &remote {
         Some(remote) => contenders.push((
             "p11-kit remote",
