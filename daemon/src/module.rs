@@ -44,6 +44,8 @@ pub struct Module {
     list: *const ck::CK_FUNCTION_LIST,
     /// Held around every call when the module cannot do its own locking.
     serial: Option<Mutex<()>>,
+    /// The module took kysod's locks (see [`crate::locks`]).
+    lent_locks: bool,
     /// Whether signature operations may be initialised ahead (see [`crate::prepared`]).
     prepare: bool,
     // Keeps the code behind `list` mapped; dropped last.
@@ -68,6 +70,18 @@ macro_rules! ckcall {
             None => ck::CKR_FUNCTION_NOT_SUPPORTED,
         }
     }};
+}
+
+/// `C_Initialize`'s arguments for OS locking, with kysod's mutex functions when `lent`.
+fn initialize_args(lent: bool) -> ck::CK_C_INITIALIZE_ARGS {
+    ck::CK_C_INITIALIZE_ARGS {
+        CreateMutex: lent.then_some(crate::locks::create as _),
+        DestroyMutex: lent.then_some(crate::locks::destroy as _),
+        LockMutex: lent.then_some(crate::locks::lock as _),
+        UnlockMutex: lent.then_some(crate::locks::unlock as _),
+        flags: ck::CKF_OS_LOCKING_OK,
+        pReserved: ptr::null_mut(),
+    }
 }
 
 fn check(rv: ck::CK_RV) -> Result<(), Rv> {
@@ -113,6 +127,7 @@ impl Module {
             path: path.into(),
             list,
             serial: None,
+            lent_locks: false,
             prepare: false,
             _library: library,
         };
@@ -120,25 +135,12 @@ impl Module {
         // a module that refuses them gets the usual OS-locking request.
         let mut rv = ck::CKR_CANT_LOCK;
         if lend_locks {
-            let mut args = ck::CK_C_INITIALIZE_ARGS {
-                CreateMutex: Some(crate::locks::create),
-                DestroyMutex: Some(crate::locks::destroy),
-                LockMutex: Some(crate::locks::lock),
-                UnlockMutex: Some(crate::locks::unlock),
-                flags: ck::CKF_OS_LOCKING_OK,
-                pReserved: ptr::null_mut(),
-            };
+            let mut args = initialize_args(true);
             rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
+            module.lent_locks = rv == ck::CKR_OK;
         }
         if matches!(rv, ck::CKR_CANT_LOCK | ck::CKR_ARGUMENTS_BAD) {
-            let mut args = ck::CK_C_INITIALIZE_ARGS {
-                CreateMutex: None,
-                DestroyMutex: None,
-                LockMutex: None,
-                UnlockMutex: None,
-                flags: ck::CKF_OS_LOCKING_OK,
-                pReserved: ptr::null_mut(),
-            };
+            let mut args = initialize_args(false);
             rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
         }
         if rv == ck::CKR_CANT_LOCK {
@@ -151,6 +153,16 @@ impl Module {
                 path: path.into(),
                 rv: Rv(rv),
             }),
+        }
+    }
+
+    /// Whose locks the module takes between threads: `kysod`'s, its own (`module`), or
+    /// none, kysod calling it from one thread at a time (`serialised`).
+    pub fn locking(&self) -> &'static str {
+        match (self.lent_locks, self.serial.is_some()) {
+            (true, _) => "kysod",
+            (false, false) => "module",
+            (false, true) => "serialised",
         }
     }
 

@@ -46,7 +46,7 @@ impl ModuleEntry {
         match Module::load(&self.path, self.prepare_signatures) {
             Ok(mut m) => {
                 m.allow_preparing(self.prepare_signatures);
-                tracing::info!(module = %self.path.display(), "module loaded");
+                tracing::info!(module = %self.path.display(), locks = m.locking(), "module loaded");
                 let m = Arc::new(m);
                 *loaded = Some(m.clone());
                 self.failed.store(false, Ordering::Relaxed);

@@ -186,6 +186,37 @@ fn modules_can_opt_out_of_preparing() {
         !daemon.log().contains(PREPARING),
         "prepared although the module opted out"
     );
+    // Nor is it lent kysod's locks: it keeps its own.
+    assert!(
+        daemon.log().contains(r#"locks="module""#),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// A module kysod prepares signatures on, called from several threads at once, takes kysod's
+/// locks, and signatures made concurrently on them verify.
+#[test]
+fn a_software_token_takes_kysods_locks() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    // Logged in once: a login holds for every session of the application.
+    let _login = shim.user_session(fx.serial_a());
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                let s = shim.session(fx.serial_a());
+                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+                sign_batch(&fx, &s, key, 30);
+            });
+        }
+    });
+    assert!(
+        daemon.log().contains(r#"locks="kysod""#),
+        "{}",
+        daemon.log()
+    );
 }
 
 /// The allowed-CPU list of kysod's connection threads (`Cpus_allowed_list`).
