@@ -463,8 +463,23 @@ thread_local! {
 /// jobs), the connection thread waited ~60–90 µs per signature for the next request, about
 /// one `C_SignInit`. Woken once the next request has come, the preparing thread works while
 /// the application waits for its answer.
-pub fn defer_wakes() {
+///
+/// Deferring ends, and what is pending is woken, when the returned guard is dropped (the
+/// connection ends, however it ends).
+#[must_use = "deferring ends when the guard is dropped"]
+pub fn defer_wakes() -> Deferring {
     DEFERRING.set(true);
+    Deferring
+}
+
+/// Defers this thread's wakes of preparing threads while it lives (see [`defer_wakes`]).
+pub struct Deferring;
+
+impl Drop for Deferring {
+    fn drop(&mut self) {
+        DEFERRING.set(false);
+        wake_deferred();
+    }
 }
 
 /// Wakes the preparing threads this thread handed work to since its last call: called by a

@@ -294,7 +294,7 @@ impl Daemon {
         let mut out = Vec::new();
         let spin = spin_budget();
         let mut cpu = CpuFollower::new();
-        crate::prepared::defer_wakes();
+        let _deferring = crate::prepared::defer_wakes();
         loop {
             let received = channel.receive(buf, spin, cpu.is_held());
             crate::prepared::wake_deferred();
