@@ -286,8 +286,7 @@ impl Prepared {
                         }
                     });
                 } else {
-                    st.sleeping = false;
-                    self.work.notify_one();
+                    self.wake(&mut st);
                 }
             }
             return;
@@ -310,6 +309,14 @@ impl Prepared {
             for session in dropped.into_iter().filter_map(|j| j.session) {
                 let _ = token.module.close_session(session);
             }
+        }
+    }
+
+    /// Wakes the preparing thread if it sleeps waiting for work.
+    fn wake(&self, st: &mut State) {
+        if st.sleeping {
+            st.sleeping = false;
+            self.work.notify_one();
         }
     }
 
@@ -487,11 +494,7 @@ impl Drop for Deferring {
 pub fn wake_deferred() {
     for token in WAKE_LATER.take() {
         let prepared = &token.prepared;
-        let mut st = prepared.state();
-        if st.sleeping {
-            st.sleeping = false;
-            prepared.work.notify_one();
-        }
+        prepared.wake(&mut prepared.state());
     }
 }
 
