@@ -94,18 +94,19 @@ pub(crate) struct Connection {
     scratch: Vec<u8>,
     next_id: u32,
     generation: u64,
-    /// The last call that worked at the token took longer than [`LONG_CALL`].
+    /// The last call that worked at the token outlasted this thread's wait for its answer
+    /// ([`spin_budget`]): a USB token's signature, an RSA-4096 signature with a software
+    /// token. Such calls are not served on the caller's CPU, and the caller sleeps until the
+    /// answer comes instead of checking for it first: the wake-up is a small share of them,
+    /// and yielding the CPU through a whole budget first would only delay the sleep.
+    /// Shorter ones (an RSA-2048 signature with a software token, ~600 µs) are served on the
+    /// caller's CPU while it yields: measured in one benchmark against the build that let every
+    /// call over 250 µs go to any CPU while the caller slept, RSA-2048 2T 0.94–0.98× of
+    /// SoftHSM2 in process against 0.90–0.95×, 1T 1.01–1.02× against 0.99–1.00× (three runs,
+    /// ahead in all), as the application's wake-ups across CPUs and kysod's connection threads
+    /// meeting on one CPU went away.
     long_calls: bool,
 }
-
-/// A call at the token longer than this is not served on the caller's CPU, and its caller
-/// sleeps until the answer comes instead of checking for it: the hand-offs and the wake-up
-/// are a small share of it, and a CPU of its own serves it better (an RSA-2048 signature with
-/// a software token takes ~700 µs; ECDSA P-256 ~60 µs). A caller checking in a tight loop
-/// took CPU time the signature needed: measured at RSA 1T, kysod's `C_Sign` took ~700 µs
-/// with the caller checking, ~650 µs with it asleep, and the rate went up ~8 % (two pairs of
-/// runs).
-const LONG_CALL: Duration = Duration::from_micros(250);
 
 impl Connection {
     fn open(socket: &Path, instance: u64, generation: u64) -> Option<Connection> {
@@ -171,7 +172,7 @@ impl Connection {
             .receive(&mut self.scratch, budget, cpu.is_some())
             .map_err(|_| Failure::Link)?;
         if at_token {
-            self.long_calls = started.elapsed() > LONG_CALL;
+            self.long_calls = started.elapsed() > spin_budget();
         }
         if self.scratch.capacity() > SCRATCH_KEEP {
             self.scratch = Vec::with_capacity(256);
@@ -195,9 +196,9 @@ fn secret_room(call: &Call) -> usize {
 }
 
 /// How long a caller waits for its reply before blocking (see `kyso_proto::wait`), unless
-/// its calls at the token have been long ([`LONG_CALL`]); long enough to cover a quick
-/// software-token signature (ECDSA), so the reply does not pay for a wake-up. `KYSO_SPIN_US`
-/// overrides it (0 blocks at once).
+/// its calls at the token have been long (`Connection::long_calls`); long enough to cover a
+/// software-token signature (ECDSA P-256 ~60 µs, RSA-2048 ~600 µs), so the reply does not pay
+/// for a wake-up. `KYSO_SPIN_US` overrides it (0 blocks at once).
 fn spin_budget() -> Duration {
     static BUDGET: OnceLock<Duration> = OnceLock::new();
     *BUDGET.get_or_init(|| {
