@@ -20,18 +20,21 @@ pub enum MechanismParam {
     /// `pParameter == NULL`.
     None,
     /// A parameter without pointers (PSS parameters, an IV, CTR parameters), byte for byte.
-    Flat(Vec<u8>),
+    Flat(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `CK_RSA_PKCS_OAEP_PARAMS`.
     RsaOaep {
         hash: Ulong,
         mgf: Ulong,
         source: Ulong,
+        #[serde(with = "serde_bytes")]
         source_data: Vec<u8>,
     },
     /// `CK_GCM_PARAMS` (PKCS#11 3.0 layout: `pIv, ulIvLen, ulIvBits, pAAD, ulAADLen, ulTagBits`).
     Gcm {
+        #[serde(with = "serde_bytes")]
         iv: Vec<u8>,
         iv_bits: Ulong,
+        #[serde(with = "serde_bytes")]
         aad: Vec<u8>,
         tag_bits: Ulong,
     },

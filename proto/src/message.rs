@@ -77,6 +77,7 @@ pub type OutBuf = Option<Ulong>;
 pub struct Attribute {
     pub kind: Ulong,
     /// `None` for `pValue == NULL`.
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
 
@@ -94,6 +95,7 @@ pub struct AttributeValue {
     /// `ulValueLen` after the call ([`crate::UNAVAILABLE`] when the module could not answer).
     pub len: Ulong,
     /// The value, when a buffer was given and filled.
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
 
@@ -118,15 +120,19 @@ pub struct Version {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Info {
     pub cryptoki_version: Version,
+    #[serde(with = "serde_bytes")]
     pub manufacturer: Vec<u8>,
     pub flags: Ulong,
+    #[serde(with = "serde_bytes")]
     pub library_description: Vec<u8>,
     pub library_version: Version,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotInfo {
+    #[serde(with = "serde_bytes")]
     pub description: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub manufacturer: Vec<u8>,
     pub flags: Ulong,
     pub hardware_version: Version,
@@ -135,9 +141,13 @@ pub struct SlotInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {
+    #[serde(with = "serde_bytes")]
     pub label: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub manufacturer: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub model: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub serial: Vec<u8>,
     pub flags: Ulong,
     pub max_session_count: Ulong,
@@ -152,6 +162,7 @@ pub struct TokenInfo {
     pub free_private_memory: Ulong,
     pub hardware_version: Version,
     pub firmware_version: Version,
+    #[serde(with = "serde_bytes")]
     pub utc_time: Vec<u8>,
 }
 
@@ -230,6 +241,7 @@ pub enum Call {
     InitToken {
         slot: Ulong,
         so_pin: Option<Pin>,
+        #[serde(with = "serde_bytes")]
         label: Vec<u8>,
     },
     InitPin {
@@ -311,6 +323,7 @@ pub enum Call {
     Operate {
         session: Ulong,
         op: Operation,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         out: OutBuf,
     },
@@ -318,6 +331,7 @@ pub enum Call {
     Update {
         session: Ulong,
         op: Operation,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         out: OutBuf,
     },
@@ -335,15 +349,19 @@ pub enum Call {
     SignComplete {
         session: Ulong,
         init: Option<(Mechanism, Ulong)>,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     Verify {
         session: Ulong,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
     },
     VerifyFinal {
         session: Ulong,
+        #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
     },
     DigestKey {
@@ -367,6 +385,7 @@ pub enum Call {
     },
     SeedRandom {
         session: Ulong,
+        #[serde(with = "serde_bytes")]
         seed: Vec<u8>,
     },
     /// kyso: the tokens the daemon knows, present or not.
@@ -387,6 +406,7 @@ pub enum Call {
     /// receipt file ([`Reply::Bytes`]); a refusal comes with [`Reply::Text`]. `force` allows
     /// spending the SO PIN's final try.
     RecoveryApply {
+        #[serde(with = "serde_bytes")]
         grant: Vec<u8>,
         force: bool,
     },
@@ -485,9 +505,10 @@ pub enum Reply {
     /// Output of an operation: the length the module reported, and the bytes when it wrote them.
     Output {
         len: Ulong,
+        #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
     },
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     Status(Vec<TokenStatus>),
     /// A message for a person (why a recovery call was refused, which SO PIN was used).
     Text(String),
@@ -550,6 +571,30 @@ mod tests {
             };
             let bytes = postcard::to_allocvec(&req).unwrap();
             assert_eq!(decode::<Request>(&bytes).unwrap(), req);
+        }
+    }
+
+    /// Byte strings are (de)serialized as bytes, one copy instead of a call per byte, and
+    /// keep the wire format they had as sequences of `u8` (so protocol 4 is unchanged).
+    #[test]
+    fn byte_strings_keep_the_wire_format_of_byte_sequences() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct AsSequence(Vec<u8>, Option<Vec<u8>>);
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct AsBytes(
+            #[serde(with = "serde_bytes")] Vec<u8>,
+            #[serde(with = "serde_bytes")] Option<Vec<u8>>,
+        );
+        for len in [0, 1, 127, 128, 300, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let sequence =
+                postcard::to_allocvec(&AsSequence(data.clone(), Some(data.clone()))).unwrap();
+            let bytes = postcard::to_allocvec(&AsBytes(data.clone(), Some(data.clone()))).unwrap();
+            assert_eq!(sequence, bytes, "{len} bytes");
+            assert_eq!(
+                postcard::from_bytes::<AsBytes>(&sequence).unwrap(),
+                AsBytes(data.clone(), Some(data))
+            );
         }
     }
 
