@@ -55,8 +55,8 @@ const IDLE: Duration = Duration::from_secs(2);
 /// longer than a signature, so that in a batch no job needs a wake-up (~30 µs across CPUs on
 /// a small VM). Measured at ECDSA 1T: ~0.9× without it, ~1.05–1.1× with 100–200 µs.
 const WAIT_FOR_WORK: Duration = Duration::from_micros(200);
-/// How long work must come from one CPU before the preparing thread is kept off it again,
-/// after work came from several (see `Prepared::keep_off_this_cpu`).
+/// How long work must come from one CPU alone before the preparing thread is kept off it
+/// again, after work came from several (see `Prepared::keep_off_this_cpu`).
 const SETTLE: Duration = Duration::from_millis(2);
 
 /// The operation a prepared session holds.
@@ -101,9 +101,11 @@ struct State {
     /// The preparing thread's id, once it runs.
     worker_tid: Option<Pid>,
     /// The CPU the preparing thread is kept off (see [`Prepared::keep_off_this_cpu`]), and
-    /// when that last changed.
+    /// whether its CPUs were set since it started.
     kept_off: Option<u32>,
-    kept_off_since: Option<Instant>,
+    placed: bool,
+    /// The CPU work last came from, and since when work has come from it alone.
+    source: Option<(u32, Instant)>,
 }
 
 /// The prepared operations of one token.
@@ -329,30 +331,43 @@ impl Prepared {
     /// One system call when the
     /// caller's CPU changes, none in a steady batch. When work comes from several CPUs in
     /// turn (several signing threads), there is no CPU to keep off: the thread may use all of
-    /// them, and is kept off one again once work has come from a single CPU for a while.
+    /// them, and is kept off one again once work has come from that CPU alone for
+    /// [`SETTLE`]. (Until stop 15 it was kept off the next CPU work came from whenever 2 ms
+    /// had passed since the last change, and let onto all at the next job from the other
+    /// CPU: two `sched_setaffinity` calls every ~2 ms with two signing threads, 0.28 per
+    /// signature at RSA 2T; 0.03 now, and migrations of kysod's threads 0.09 → 0.015.)
     fn keep_off_this_cpu(st: &mut State) {
         let (Some(tid), Some(cpu), Some(all)) =
             (st.worker_tid, current_cpu(), CpuSet::of_process())
         else {
             return;
         };
+        let now = Instant::now();
+        // Since when work has come from this CPU alone.
+        let alone_since = match st.source {
+            Some((from, since)) if from == cpu => since,
+            _ => {
+                st.source = Some((cpu, now));
+                now
+            }
+        };
         if st.kept_off == Some(cpu) {
             return;
         }
-        let settled = st
-            .kept_off_since
-            .is_none_or(|since| since.elapsed() >= SETTLE);
-        let (set, kept_off) = match (st.kept_off, settled) {
-            // Work came from another CPU lately: all CPUs, until it settles.
-            (Some(_), false) => (Some(all), None),
-            (None, false) => return,
-            (_, true) => (all.without(cpu), Some(cpu)),
-        };
-        if let Some(set) = set {
-            if set.apply(Some(tid)) {
-                st.kept_off = kept_off;
-                st.kept_off_since = Some(Instant::now());
+        let (set, kept_off) = match st.kept_off {
+            // Work came from another CPU: all CPUs, until work comes from one CPU alone.
+            Some(_) => (all, None),
+            None if !st.placed || now.duration_since(alone_since) >= SETTLE => {
+                match all.without(cpu) {
+                    Some(rest) => (rest, Some(cpu)),
+                    None => return,
+                }
             }
+            None => return,
+        };
+        if set.apply(Some(tid)) {
+            st.kept_off = kept_off;
+            st.placed = true;
         }
     }
 
@@ -367,7 +382,8 @@ impl Prepared {
             let mut st = self.state();
             st.worker_tid = Some(nix::unistd::gettid());
             st.kept_off = None;
-            st.kept_off_since = None;
+            st.placed = false;
+            st.source = None;
         }
         // Whether the last job came within WAIT_FOR_WORK of the thread being free for it.
         let mut quick = true;
