@@ -17,6 +17,8 @@ mod events;
 mod hotplug;
 mod locks;
 mod login;
+#[cfg(target_env = "gnu")]
+mod malloc;
 mod module;
 mod policy;
 mod prepared;
@@ -46,6 +48,9 @@ struct Args {
 }
 
 fn main() {
+    // First, before any thread: it may run kysod again.
+    #[cfg(target_env = "gnu")]
+    malloc::enlarge_thread_cache();
     let args = Args::parse();
     if let Some(dir) = args.man_page {
         let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
@@ -63,6 +68,8 @@ fn main() {
         }
     };
     init_logging(&config);
+    #[cfg(target_env = "gnu")]
+    malloc::log_tunables();
     if let Err(e) = run(config, args.config) {
         tracing::error!("{e}");
         eprintln!("kysod: {e}");

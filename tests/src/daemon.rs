@@ -30,6 +30,8 @@ pub struct DaemonConfig {
     /// The fixture subdirectory holding its socket, state and log: `kysod` by default. Two
     /// daemons on one fixture need two.
     pub dir: String,
+    /// Environment variables for `kysod` besides `SOFTHSM2_CONF`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for DaemonConfig {
@@ -41,6 +43,7 @@ impl Default for DaemonConfig {
             extra: String::new(),
             program: None,
             dir: "kysod".into(),
+            env: Vec::new(),
         }
     }
 }
@@ -66,6 +69,7 @@ pub struct Daemon {
     log: PathBuf,
     softhsm_conf: PathBuf,
     program: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -107,6 +111,7 @@ impl Daemon {
             log: root.join("kysod.log"),
             softhsm_conf: fx.softhsm_conf(),
             program: cfg.program.clone().unwrap_or_else(kysod_path),
+            env: cfg.env.clone(),
             child: None,
         };
         d.spawn();
@@ -125,6 +130,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("dup log")))
             .stderr(Stdio::from(log))

@@ -1,6 +1,7 @@
 //! Signatures kysod prepares ahead (`C_SignInit` on spare sessions of its own) verify, and are
 //! never made once the token has changed under them: a key another application stripped of
-//! its right to sign, or destroyed, does not sign. kysod serves signatures on the caller's CPU.
+//! its right to sign, or destroyed, does not sign. kysod serves signatures on the caller's CPU,
+//! and runs with glibc's thread cache enlarged for the module's allocations.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -391,4 +392,54 @@ fn another_operation_on_the_session_is_not_bypassed() {
     s.digest_update(b"van ban").expect("C_DigestUpdate");
     s.digest_final().expect("C_DigestFinal");
     sign_batch(fx, s, key, 5);
+}
+
+/// kysod runs itself again, same process, with glibc's per-thread cache of freed chunks
+/// enlarged (see kysod's `malloc`), and signs so.
+#[test]
+fn kysod_runs_with_glibcs_larger_thread_cache() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            env: vec![("GLIBC_TUNABLES".into(), "glibc.malloc.check=0".into())],
+            ..DaemonConfig::default()
+        },
+    );
+    // Read from the log: /proc/PID/environ shows the value cut at each ':' (glibc's parser
+    // writes into the environment the process started with).
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.ends_with(" tunables=glibc.malloc.check=0:glibc.malloc.tcache_count=64")),
+        "{log}"
+    );
+    assert_eq!(daemon.log().matches("glibc tunables").count(), 1);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+    sign_batch(&fx, &s, key, 10);
+}
+
+/// A thread cache size already set in `GLIBC_TUNABLES` is left as it is.
+#[test]
+fn a_thread_cache_size_set_by_the_environment_is_kept() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            env: vec![(
+                "GLIBC_TUNABLES".into(),
+                "glibc.malloc.tcache_count=7".into(),
+            )],
+            ..DaemonConfig::default()
+        },
+    );
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.ends_with(" tunables=glibc.malloc.tcache_count=7"))
+            && !log.contains("tcache_count=64"),
+        "{log}"
+    );
 }
