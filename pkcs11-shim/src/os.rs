@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn the_pipes_come_with_the_welcome_and_carry_the_frames() {
         let (daemon_end, app_end) = UnixStream::pair().unwrap();
-        let welcome: HelloReply = Ok(Welcome { version: 4 });
+        let welcome: HelloReply = Ok(Welcome { version: kyso_proto::PROTOCOL_VERSION });
         let mut daemon =
             Channel::offer(daemon_end, &encoded(&welcome), Pipes::new().unwrap()).unwrap();
         let mut payload = Vec::new();
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn a_welcome_that_comes_in_pieces_is_read_whole() {
         let (mut daemon_end, app_end) = UnixStream::pair().unwrap();
-        let welcome: HelloReply = Ok(Welcome { version: 4 });
+        let welcome: HelloReply = Ok(Welcome { version: kyso_proto::PROTOCOL_VERSION });
         let bytes = encoded(&welcome);
         let writer = std::thread::spawn(move || {
             for piece in [&bytes[..2], &bytes[2..3], &bytes[3..]] {
@@ -221,8 +221,8 @@ mod tests {
     }
 
     #[test]
-    fn descriptors_that_are_not_the_pipes_are_refused() {
-        let welcome = encoded(&Ok(Welcome { version: 4 }));
+    fn descriptors_that_are_not_the_pipes_and_pages_are_refused() {
+        let welcome = encoded(&Ok(Welcome { version: kyso_proto::PROTOCOL_VERSION }));
         let file = std::fs::File::open("/dev/null").unwrap();
         let send = |fds: &[RawFd]| {
             let (daemon_end, app_end) = UnixStream::pair().unwrap();
@@ -236,12 +236,23 @@ mod tests {
             .unwrap();
             (daemon_end, app_end)
         };
-        // Three, but not pipes.
-        let (_d, app_end) = send(&[file.as_raw_fd(); 3]);
+        // As many as the pipes and the pages, but not them.
+        let (_d, app_end) = send(&[file.as_raw_fd(); HANDED_OVER]);
         let fds = read_welcome(&app_end, &mut Vec::new()).unwrap().unwrap();
         assert!(Channel::joined(app_end, fds).is_err());
-        // Not three.
-        let (_d, app_end) = send(&[file.as_raw_fd(); 2]);
+        // Pipes, and memory that could shrink under the application.
+        let flags = nix::fcntl::OFlag::O_NONBLOCK;
+        let (a, b) = nix::unistd::pipe2(flags).unwrap();
+        let (c, _d) = nix::unistd::pipe2(flags).unwrap();
+        let memory = nix::sys::memfd::memfd_create(c"unsealed", nix::sys::memfd::MFdFlags::empty())
+            .unwrap();
+        nix::unistd::ftruncate(&memory, 1 << 16).unwrap();
+        let raw = [b.as_raw_fd(), c.as_raw_fd(), a.as_raw_fd(), memory.as_raw_fd()];
+        let (_d, app_end) = send(&raw);
+        let fds = read_welcome(&app_end, &mut Vec::new()).unwrap().unwrap();
+        assert!(Channel::joined(app_end, fds).is_err());
+        // Fewer.
+        let (_d, app_end) = send(&[file.as_raw_fd(); HANDED_OVER - 1]);
         assert!(read_welcome(&app_end, &mut Vec::new()).is_err());
     }
 }
