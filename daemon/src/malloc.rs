@@ -13,7 +13,9 @@
 //! glibc reads the size from `GLIBC_TUNABLES` when a program starts and never after, so kysod
 //! runs itself again, first thing, with `glibc.malloc.tcache_count` added. The process stays
 //! the same (`exec`: same pid, same descriptors, systemd's sockets too). A size already set
-//! in `GLIBC_TUNABLES` is left as it is.
+//! in `GLIBC_TUNABLES` is left as it is. It runs its program by its path, not through
+//! `/proc/self/exe`: the process's name (`comm`, what `ps`, `pgrep` and the journal show) is
+//! taken from the path a program is run by, and would read `exe`.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -30,9 +32,16 @@ pub fn enlarge_thread_cache() {
     let Some(tunables) = with_thread_cache(std::env::var_os("GLIBC_TUNABLES").as_deref()) else {
         return;
     };
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(error) => {
+            eprintln!("kysod: cannot find its own program ({error}); going on with glibc's default thread cache");
+            return;
+        }
+    };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| "kysod".into());
-    let error = std::process::Command::new("/proc/self/exe")
+    let error = std::process::Command::new(program)
         .arg0(arg0)
         .args(args)
         .env("GLIBC_TUNABLES", tunables)

@@ -87,8 +87,8 @@ enum Failure {
     Link,
 }
 
-/// One handshaken connection to kysod, its frames going over the pipes that came with the
-/// welcome (see `kyso_proto::channel`), with its own scratch buffer.
+/// One handshaken connection to kysod, its frames going through the shared pages and the pipes
+/// that came with the welcome (see `kyso_proto::channel`), with its own scratch buffer.
 pub(crate) struct Connection {
     channel: Channel,
     scratch: Vec<u8>,

@@ -1,7 +1,7 @@
 //! `libkyso_pkcs11.so`: the PKCS#11 module applications load. It keeps no token state of its
 //! own; every call is forwarded to `kysod` (kyso-proto): connections open on a Unix socket and
-//! carry their frames over two pipes kysod hands over at the handshake
-//! (`kyso_proto::channel`), as a blocking std client with no runtime inside the host
+//! carry their frames through two shared pages and two pipes kysod hands over at the
+//! handshake (`kyso_proto::channel`), as a blocking std client with no runtime inside the host
 //! application.
 //!
 //! Layers, outside in: this file (function lists and interfaces) → `entry` (the `C_*`

@@ -163,7 +163,9 @@ mod tests {
     #[test]
     fn the_pipes_come_with_the_welcome_and_carry_the_frames() {
         let (daemon_end, app_end) = UnixStream::pair().unwrap();
-        let welcome: HelloReply = Ok(Welcome { version: kyso_proto::PROTOCOL_VERSION });
+        let welcome: HelloReply = Ok(Welcome {
+            version: kyso_proto::PROTOCOL_VERSION,
+        });
         let mut daemon =
             Channel::offer(daemon_end, &encoded(&welcome), Pipes::new().unwrap()).unwrap();
         let mut payload = Vec::new();
@@ -206,7 +208,9 @@ mod tests {
     #[test]
     fn a_welcome_that_comes_in_pieces_is_read_whole() {
         let (mut daemon_end, app_end) = UnixStream::pair().unwrap();
-        let welcome: HelloReply = Ok(Welcome { version: kyso_proto::PROTOCOL_VERSION });
+        let welcome: HelloReply = Ok(Welcome {
+            version: kyso_proto::PROTOCOL_VERSION,
+        });
         let bytes = encoded(&welcome);
         let writer = std::thread::spawn(move || {
             for piece in [&bytes[..2], &bytes[2..3], &bytes[3..]] {
@@ -222,7 +226,9 @@ mod tests {
 
     #[test]
     fn descriptors_that_are_not_the_pipes_and_pages_are_refused() {
-        let welcome = encoded(&Ok(Welcome { version: kyso_proto::PROTOCOL_VERSION }));
+        let welcome = encoded(&Ok(Welcome {
+            version: kyso_proto::PROTOCOL_VERSION,
+        }));
         let file = std::fs::File::open("/dev/null").unwrap();
         let send = |fds: &[RawFd]| {
             let (daemon_end, app_end) = UnixStream::pair().unwrap();
@@ -244,10 +250,15 @@ mod tests {
         let flags = nix::fcntl::OFlag::O_NONBLOCK;
         let (a, b) = nix::unistd::pipe2(flags).unwrap();
         let (c, _d) = nix::unistd::pipe2(flags).unwrap();
-        let memory = nix::sys::memfd::memfd_create(c"unsealed", nix::sys::memfd::MFdFlags::empty())
-            .unwrap();
+        let memory =
+            nix::sys::memfd::memfd_create(c"unsealed", nix::sys::memfd::MFdFlags::empty()).unwrap();
         nix::unistd::ftruncate(&memory, 1 << 16).unwrap();
-        let raw = [b.as_raw_fd(), c.as_raw_fd(), a.as_raw_fd(), memory.as_raw_fd()];
+        let raw = [
+            b.as_raw_fd(),
+            c.as_raw_fd(),
+            a.as_raw_fd(),
+            memory.as_raw_fd(),
+        ];
         let (_d, app_end) = send(&raw);
         let fds = read_welcome(&app_end, &mut Vec::new()).unwrap().unwrap();
         assert!(Channel::joined(app_end, fds).is_err());

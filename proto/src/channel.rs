@@ -153,7 +153,13 @@ impl Channel {
             }
         }
         let shared = Shared::join(&memory)?;
-        Ok(Channel::from_parts(socket, input, output, shared, Some(keep)))
+        Ok(Channel::from_parts(
+            socket,
+            input,
+            output,
+            shared,
+            Some(keep),
+        ))
     }
 
     /// Assembles a channel from its parts: the application's side, with the descriptors
@@ -370,13 +376,7 @@ mod tests {
         let keep = pipes.request_in.try_clone().unwrap();
         let shared = Shared::join(&pipes.memory).unwrap();
         let app = Channel::from_parts(b, pipes.answer_in, pipes.request_out, shared, Some(keep));
-        let daemon = Channel::from_parts(
-            a,
-            pipes.request_in,
-            pipes.answer_out,
-            pipes.shared,
-            None,
-        );
+        let daemon = Channel::from_parts(a, pipes.request_in, pipes.answer_out, pipes.shared, None);
         (daemon, app)
     }
 

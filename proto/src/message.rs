@@ -18,8 +18,9 @@ pub struct Hello {
     /// Random per `C_Initialize`: connections presenting the same instance from the same
     /// process are one client (one application), sharing sessions and login state.
     pub instance: u64,
-    /// The frames after the handshake go over a pair of pipes that come with the welcome (see
-    /// [`crate::channel`]); without, over the socket. The shim asks for them.
+    /// The frames after the handshake go through two shared pages and a pair of pipes that
+    /// come with the welcome (see [`crate::channel`]); without, over the socket. The shim asks
+    /// for them.
     pub pipes: bool,
 }
 

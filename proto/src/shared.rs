@@ -235,15 +235,14 @@ impl Mailbox<'_> {
     /// comes through the pipe. With nothing there yet the box is marked asleep, so that the
     /// sender writes to the pipe, which wakes the receiver.
     pub fn take(&self, payload: &mut Vec<u8>) -> Taken {
-        let state = match self.state.compare_exchange(
-            EMPTY,
-            ASLEEP,
-            Ordering::Acquire,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return Taken::Pipe { asleep: true },
-            Err(state) => state,
-        };
+        let state =
+            match self
+                .state
+                .compare_exchange(EMPTY, ASLEEP, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return Taken::Pipe { asleep: true },
+                Err(state) => state,
+            };
         match state {
             FULL => {
                 let len = self.len.load(Ordering::Relaxed) as usize;
@@ -350,7 +349,10 @@ mod tests {
     fn a_sleeping_receiver_gets_its_frame_through_the_pipe() {
         let (daemon, app) = pair();
         let mut payload = Vec::new();
-        assert_eq!(daemon.inbox().take(&mut payload), Taken::Pipe { asleep: true });
+        assert_eq!(
+            daemon.inbox().take(&mut payload),
+            Taken::Pipe { asleep: true }
+        );
         // The sender finds it asleep: the frame goes to the pipe, and not a byte into the box.
         assert!(!app.outbox().post(b"1234 the PIN"));
         assert!(raw_words(&daemon.inbox()).iter().all(|w| *w == 0));

@@ -5,7 +5,7 @@
 //! wake-up on the 2-CPU test machine), more than a PKCS#11 call itself; a hand-off between two
 //! threads on one CPU costs a few. So a request that works at the token (a signature, not too
 //! long last time) names the CPU the calling thread runs on and kysod serves it on that CPU;
-//! while one side works, the other waits by checking its pipe and yielding the CPU at once
+//! while one side works, the other waits by checking for its frame and yielding the CPU at once
 //! (to the very thread that will answer). The other CPUs stay free for the rest of the work:
 //! the application's other threads, and the signature operations kysod initialises ahead (see
 //! kysod's `prepared`). Other calls are short and are served wherever kysod's thread is, the

@@ -424,6 +424,10 @@ fn kysod_runs_with_glibcs_larger_thread_cache() {
         logged,
         ["glibc.malloc.check=0:glibc.malloc.tcache_count=64"]
     );
+    // Still named after its program, as `ps`, `pgrep` and the journal show it.
+    let pid = daemon.pid().expect("kysod's pid");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim_end(), "kysod");
     let shim = Module::shim(&daemon);
     let s = shim.user_session(fx.serial_a());
     let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
