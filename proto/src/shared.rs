@@ -396,6 +396,38 @@ mod tests {
         assert!(!daemon.outbox().post(b"answer"));
     }
 
+    proptest::proptest! {
+        /// Whatever the application leaves in kysod's box, kysod takes a frame that fits the
+        /// box, or is sent to the pipe, or gets an error; it never reads past the box.
+        #[test]
+        fn any_box_contents_are_taken_or_refused(
+            state in proptest::prop_oneof![0u32..6, proptest::num::u32::ANY],
+            len in proptest::prop_oneof![0u32..=CAPACITY as u32 + 8, proptest::num::u32::ANY],
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..CAPACITY),
+        ) {
+            let (daemon, app) = pair();
+            let theirs = app.outbox();
+            for (word, chunk) in theirs.words.iter().zip(bytes.chunks(8)) {
+                let mut b = [0u8; 8];
+                b[..chunk.len()].copy_from_slice(chunk);
+                word.store(u64::from_le_bytes(b), Ordering::Relaxed);
+            }
+            theirs.scribble(state, len);
+            let mut payload = Vec::new();
+            match daemon.inbox().take(&mut payload) {
+                Taken::Frame => {
+                    proptest::prop_assert_eq!(state, FULL);
+                    proptest::prop_assert_eq!(payload.len(), len as usize);
+                    // What it took is cleared.
+                    let taken = (len as usize).div_ceil(8);
+                    proptest::prop_assert!(raw_words(&daemon.inbox())[..taken].iter().all(|w| *w == 0));
+                }
+                Taken::Malformed(n) => proptest::prop_assert!(n > CAPACITY),
+                Taken::Pipe { asleep } => proptest::prop_assert_eq!(asleep, state == EMPTY),
+            }
+        }
+    }
+
     #[test]
     fn memory_that_may_shrink_is_refused() {
         let fd = memfd_create(c"unsealed", MFdFlags::MFD_CLOEXEC).unwrap();
