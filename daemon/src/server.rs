@@ -268,7 +268,7 @@ impl Daemon {
             Ok(()) if hello.pipes => match Pipes::new() {
                 Ok(pipes) => Channel::offer(stream, &buf, pipes),
                 Err(e) => {
-                    tracing::warn!(pid, error = %e, "cannot make a connection's pipes; refused");
+                    tracing::warn!(pid, error = %e, "cannot make a connection's pipes and shared pages; refused");
                     refuse(
                         &stream,
                         &format!("kysod cannot take more connections now: {e}"),
