@@ -178,8 +178,8 @@ impl Prepared {
     /// ready initialises its own operation, on the client's session, while the preparing
     /// thread initialises one too: two initialisations meeting in the module, each slower.
     /// Measured at ECDSA 1T once frames went through shared pages (stop 16), which brought
-    /// the next signature sooner: 2.5 % of the signatures found nothing ready, against 0.6 %
-    /// before, and the rate fell by ~5 %.
+    /// the next signature sooner: 2.5–3.8 % of the signatures found nothing ready, against
+    /// 0.6 % before, and the rate fell by ~5 %.
     pub fn take(&self, token: &Token, pair: &Pair) -> Option<Taken> {
         if !self.enabled {
             return None;

@@ -407,11 +407,8 @@ mod tests {
         ) {
             let (daemon, app) = pair();
             let theirs = app.outbox();
-            for (word, chunk) in theirs.words.iter().zip(bytes.chunks(8)) {
-                let mut b = [0u8; 8];
-                b[..chunk.len()].copy_from_slice(chunk);
-                word.store(u64::from_le_bytes(b), Ordering::Relaxed);
-            }
+            // The bytes in place, then whatever state and length over them.
+            proptest::prop_assert!(theirs.post(&bytes));
             theirs.scribble(state, len);
             let mut payload = Vec::new();
             match daemon.inbox().take(&mut payload) {
