@@ -112,16 +112,23 @@ fn read_serials(rx: Receiver<Raw>, tx: Sender<DeviceEvent>, wanted: impl Fn(u16,
     }
 }
 
+/// Whether this libusb reports hotplug events, asked without libusb's global context (call it
+/// after a `Context` was made: libusb asks for an initialised library).
+fn has_hotplug() -> bool {
+    // SAFETY: `libusb_has_capability` takes no pointers and no context; it reads the backend
+    // the library was built with, which a successful `libusb_init` (our `Context`) has set up.
+    unsafe { rusb::ffi::libusb_has_capability(rusb::constants::LIBUSB_CAP_HAS_HOTPLUG) != 0 }
+}
+
 /// Starts libusb hotplug detection, sending events to `tx`; serial strings are read only for
 /// the devices `wanted`. Returns false (after one warning) when USB detection is unavailable.
 pub fn start_libusb(
     tx: Sender<DeviceEvent>,
     wanted: impl Fn(u16, u16) -> bool + Send + 'static,
 ) -> bool {
-    if !rusb::has_hotplug() {
-        tracing::warn!("this libusb has no hotplug support: USB tokens will not be detected; always_present modules are still served");
-        return false;
-    }
+    // A context of our own first: `rusb::has_hotplug` starts libusb's global context and
+    // panics where libusb cannot start (a machine or container without USB: no
+    // /dev/bus/usb, no /sys/bus/usb), which would take kysod down with its software tokens.
     let context = match Context::new() {
         Ok(c) => c,
         Err(e) => {
@@ -129,6 +136,10 @@ pub fn start_libusb(
             return false;
         }
     };
+    if !has_hotplug() {
+        tracing::warn!("this libusb has no hotplug support: USB tokens will not be detected; always_present modules are still served");
+        return false;
+    }
     let (raw_tx, raw_rx) = channel();
     if let Err(e) = std::thread::Builder::new()
         .name("kysod-usb-serial".into())

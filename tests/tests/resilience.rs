@@ -12,7 +12,9 @@ use cryptoki::object::ObjectClass;
 use cryptoki_sys::CKR_OK;
 use kyso_proto::{frame, Hello, HelloReply, PROTOCOL_VERSION};
 use kyso_tests::util::{find_one, openssl_verify_sha256};
-use kyso_tests::{login, Daemon, Fixture, Module, ID_EC, ID_RSA, USER_PIN};
+use kyso_tests::{
+    login, target_dir, Daemon, DaemonConfig, Fixture, Module, ID_EC, ID_RSA, USER_PIN,
+};
 
 #[test]
 fn daemon_crash_fails_fast_and_restart_recovers_with_the_same_slot_id() {
@@ -311,4 +313,34 @@ fn four_threads_sign_concurrently_through_one_initialisation() {
     assert_eq!(n, THREADS * SIGNATURES);
     let (data, rsa_sig, _) = &results[THREADS - 1][SIGNATURES - 1];
     assert!(openssl_verify_sha256(&fx.cert_pem(1), data, rsa_sig));
+}
+
+#[test]
+fn kysod_serves_software_tokens_where_libusb_cannot_start() {
+    // A machine or container without USB: libusb's initialisation fails (preloaded
+    // `kyso-no-usb`). kysod warns and goes on serving its always-present tokens.
+    let fx = Fixture::new();
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            env: vec![(
+                "LD_PRELOAD".into(),
+                target_dir()
+                    .join("libkyso_no_usb.so")
+                    .to_string_lossy()
+                    .into_owned(),
+            )],
+            ..DaemonConfig::default()
+        },
+    );
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    let sig = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, b"no usb here")
+        .expect("C_Sign without USB");
+    assert!(openssl_verify_sha256(&fx.cert_pem(1), b"no usb here", &sig));
+    let log = daemon.log();
+    assert!(log.contains("cannot start libusb"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }
