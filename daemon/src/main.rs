@@ -9,6 +9,8 @@ use std::sync::Arc;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
+#[cfg(feature = "jemalloc")]
+mod allocator;
 mod audit;
 mod calls;
 mod client;
@@ -17,8 +19,6 @@ mod events;
 mod hotplug;
 mod locks;
 mod login;
-#[cfg(target_env = "gnu")]
-mod malloc;
 mod module;
 mod policy;
 mod prepared;
@@ -48,9 +48,6 @@ struct Args {
 }
 
 fn main() {
-    // First, before any thread: it may run kysod again.
-    #[cfg(target_env = "gnu")]
-    malloc::enlarge_thread_cache();
     let args = Args::parse();
     if let Some(dir) = args.man_page {
         let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
@@ -68,8 +65,8 @@ fn main() {
         }
     };
     init_logging(&config);
-    #[cfg(target_env = "gnu")]
-    malloc::log_tunables();
+    #[cfg(feature = "jemalloc")]
+    allocator::check();
     if let Err(e) = run(config, args.config) {
         tracing::error!("{e}");
         eprintln!("kysod: {e}");

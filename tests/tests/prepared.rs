@@ -1,7 +1,7 @@
 //! Signatures kysod prepares ahead (`C_SignInit` on spare sessions of its own) verify, and are
 //! never made once the token has changed under them: a key another application stripped of
 //! its right to sign, or destroyed, does not sign. kysod serves signatures on the caller's CPU,
-//! and runs with glibc's thread cache enlarged for the module's allocations.
+//! and its modules allocate through kysod's allocator.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -394,50 +394,28 @@ fn another_operation_on_the_session_is_not_bypassed() {
     sign_batch(fx, s, key, 5);
 }
 
-/// kysod started with `GLIBC_TUNABLES` set to `tunables`, and the glibc tunables it logged
-/// it runs with (read from the log: /proc/PID/environ shows the value cut at each ':', as
-/// glibc's parser writes into the environment the process started with).
-fn start_with_tunables(fx: &Fixture, tunables: &str) -> (Daemon, Vec<String>) {
-    let daemon = Daemon::start_with(
-        fx,
-        DaemonConfig {
-            env: vec![("GLIBC_TUNABLES".into(), tunables.into())],
-            ..DaemonConfig::default()
-        },
-    );
-    let logged = daemon
-        .log()
-        .lines()
-        .filter(|l| l.contains(" glibc tunables "))
-        .filter_map(|l| l.split_once(" tunables=").map(|(_, v)| v.to_string()))
-        .collect();
-    (daemon, logged)
-}
-
-/// kysod runs itself again, same process, with glibc's per-thread cache of freed chunks
-/// enlarged (see kysod's `malloc`), and signs so.
+/// kysod's allocator (jemalloc, see kysod's `allocator`) is what the modules it loads
+/// allocate through: kysod asks the dynamic linker what a module's `malloc` resolves to and
+/// logs it; it signs so, and keeps its program's name (no longer running itself again).
 #[test]
-fn kysod_runs_with_glibcs_larger_thread_cache() {
+fn modules_allocate_through_kysods_allocator() {
     let fx = Fixture::new();
-    let (daemon, logged) = start_with_tunables(&fx, "glibc.malloc.check=0");
-    assert_eq!(
-        logged,
-        ["glibc.malloc.check=0:glibc.malloc.tcache_count=64"]
-    );
-    // Still named after its program, as `ps`, `pgrep` and the journal show it.
-    let pid = daemon.pid().expect("kysod's pid");
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-    assert_eq!(comm.trim_end(), "kysod");
+    let daemon = Daemon::start(&fx);
     let shim = Module::shim(&daemon);
     let s = shim.user_session(fx.serial_a());
     let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
     sign_batch(&fx, &s, key, 10);
-}
-
-/// A thread cache size already set in `GLIBC_TUNABLES` is left as it is.
-#[test]
-fn a_thread_cache_size_set_by_the_environment_is_kept() {
-    let fx = Fixture::new();
-    let (_daemon, logged) = start_with_tunables(&fx, "glibc.malloc.tcache_count=7");
-    assert_eq!(logged, ["glibc.malloc.tcache_count=7"]);
+    let log = daemon.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains(" DEBUG memory allocator, for kysod and its modules")
+                && l.contains("allocator=\"jemalloc\"")
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("another malloc"), "{log}");
+    // Named after its program, as `ps`, `pgrep` and the journal show it.
+    let pid = daemon.pid().expect("kysod's pid");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim_end(), "kysod");
 }
