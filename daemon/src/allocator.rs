@@ -1,4 +1,4 @@
-//! kysod's memory allocator: jemalloc, for its own code and for the modules it loads.
+//! kysod's memory allocator: mimalloc, for its own code and for the modules it loads.
 //!
 //! Most of a software token's signature is memory handed between threads. kysod's preparing
 //! thread initialises operations (`prepared`), allocating the key objects OpenSSL builds under
@@ -7,45 +7,50 @@
 //! lock, and the preparing thread's next large allocation sorts through all of them
 //! (`malloc_consolidate`): in a `perf` profile at ECDSA P-256 with two signing threads the
 //! preparing thread spent a fifth of its time in `malloc` and `free`, and it is what bounds
-//! the rate there. jemalloc sends a chunk freed on another thread back in batches from that
-//! thread's cache. Measured in one benchmark against the build with glibc's allocator (its
-//! per-thread cache enlarged to 64 chunks, as kysod ran until then): ECDSA 2T 0.95–0.97× of
-//! SoftHSM2 in process against 0.78–0.87×, kysod's and the application's CPU per signature
-//! 66–72 µs against 75–82 µs; see the design notes.
+//! the rate there. mimalloc gives each thread pages of its own and takes a chunk freed by
+//! another thread back onto its page's list without a lock. Figures in the design notes
+//! ("Signatures prepared ahead").
 //!
-//! The modules are C: they call `malloc` and `free`, not Rust's allocator. jemalloc is built
-//! here with its functions under their standard names (`unprefixed_malloc_on_supported_platforms`),
-//! so the program itself defines `malloc`, `free`, `calloc`, `realloc`, `posix_memalign`,
-//! `aligned_alloc`, `memalign`, `valloc` and `malloc_usable_size`, and the dynamic linker
-//! binds a library's calls to the program's definitions before libc's, for the libraries
-//! loaded at start and for the modules opened later alike. [`check`] asks the dynamic linker
-//! what a module's `malloc` resolves to, and says so in the log.
+//! The modules are C: they call `malloc` and `free`, not Rust's allocator. mimalloc is built
+//! here overriding them (`override`), so the program itself defines `malloc` and its family
+//! (`free`, `calloc`, `realloc`, `reallocarray`, `posix_memalign`, `aligned_alloc`,
+//! `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`), and the dynamic linker binds a
+//! library's calls to the program's definitions before libc's, for the libraries loaded at
+//! start and for the modules opened later alike. [`check`] asks the dynamic linker what a
+//! module's `malloc` resolves to, and says so in the log.
+//!
+//! Why not jemalloc, which measured about the same: its constructor reads its configuration
+//! through `readlink("/etc/malloc.conf")`, and a preloaded library that wraps `readlink` and
+//! looks libc up on first use (umockdev's, which the USB tests run kysod under; other
+//! sandboxes and test harnesses do the same) allocates inside that call, which re-enters
+//! jemalloc's initialisation under its own lock: kysod hung before `main`. mimalloc reads its
+//! files through raw system calls for that reason.
 
 use std::ffi::c_void;
 
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Whether the `malloc` a module loaded now would call is jemalloc's, as the dynamic linker
-/// resolves it for the whole process.
+/// Whether the `malloc` a module loaded now would call is mimalloc's, as the dynamic linker
+/// resolves it for the whole process. (mimalloc's `malloc` is an alias of `mi_malloc`.)
 pub fn serves_modules() -> bool {
     // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name only looks the symbol up
     // in the objects already loaded; the pointer it returns is compared, never called.
     let resolved = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) };
-    resolved == tikv_jemalloc_sys::malloc as *mut c_void
+    resolved == libmimalloc_sys::mi_malloc as *mut c_void
 }
 
 /// Logs which allocator the modules kysod loads will use.
 pub fn check() {
     if serves_modules() {
         tracing::debug!(
-            allocator = "jemalloc",
+            allocator = "mimalloc",
             "memory allocator, for kysod and its modules"
         );
     } else {
         tracing::warn!(
-            allocator = "jemalloc",
-            "the modules kysod loads allocate through another malloc than kysod's own (jemalloc): signatures cost more CPU"
+            allocator = "mimalloc",
+            "the modules kysod loads allocate through another malloc than kysod's own (mimalloc): signatures cost more CPU"
         );
     }
 }

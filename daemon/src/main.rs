@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
-#[cfg(feature = "jemalloc")]
+#[cfg(feature = "mimalloc")]
 mod allocator;
 mod audit;
 mod calls;
@@ -65,7 +65,7 @@ fn main() {
         }
     };
     init_logging(&config);
-    #[cfg(feature = "jemalloc")]
+    #[cfg(feature = "mimalloc")]
     allocator::check();
     if let Err(e) = run(config, args.config) {
         tracing::error!("{e}");

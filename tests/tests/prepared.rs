@@ -394,7 +394,7 @@ fn another_operation_on_the_session_is_not_bypassed() {
     sign_batch(fx, s, key, 5);
 }
 
-/// kysod's allocator (jemalloc, see kysod's `allocator`) is what the modules it loads
+/// kysod's allocator (mimalloc, see kysod's `allocator`) is what the modules it loads
 /// allocate through: kysod asks the dynamic linker what a module's `malloc` resolves to and
 /// logs it; it signs so, and keeps its program's name (no longer running itself again).
 #[test]
@@ -409,7 +409,7 @@ fn modules_allocate_through_kysods_allocator() {
     assert!(
         log.lines().any(
             |l| l.contains(" DEBUG memory allocator, for kysod and its modules")
-                && l.contains("allocator=\"jemalloc\"")
+                && l.contains("allocator=\"mimalloc\"")
         ),
         "{log}"
     );
