@@ -19,12 +19,12 @@
 //! start and for the modules opened later alike. [`check`] asks the dynamic linker what a
 //! module's `malloc` resolves to, and says so in the log.
 //!
-//! Why not jemalloc, which measured about the same: its constructor reads its configuration
-//! through `readlink("/etc/malloc.conf")`, and a preloaded library that wraps `readlink` and
-//! looks libc up on first use (umockdev's, which the USB tests run kysod under; other
-//! sandboxes and test harnesses do the same) allocates inside that call, which re-enters
-//! jemalloc's initialisation under its own lock: kysod hung before `main`. mimalloc reads its
-//! files through raw system calls for that reason.
+//! Why not jemalloc, which measured somewhat better (see the design notes): its constructor
+//! reads its configuration through `readlink("/etc/malloc.conf")`, and a preloaded library
+//! that wraps `readlink` and looks libc up on first use (umockdev's, which the USB tests run
+//! kysod under; other sandboxes and test harnesses do the same) allocates inside that call,
+//! which re-enters jemalloc's initialisation under its own lock: kysod hung before `main`.
+//! mimalloc reads its files through raw system calls for that reason.
 
 use std::ffi::c_void;
 
@@ -33,7 +33,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Whether the `malloc` a module loaded now would call is mimalloc's, as the dynamic linker
 /// resolves it for the whole process. (mimalloc's `malloc` is an alias of `mi_malloc`.)
-pub fn serves_modules() -> bool {
+fn serves_modules() -> bool {
     // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name only looks the symbol up
     // in the objects already loaded; the pointer it returns is compared, never called.
     let resolved = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) };
