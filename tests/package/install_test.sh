@@ -114,6 +114,67 @@ if command -v lintian >/dev/null; then
     check "lintian finds no errors or warnings" lintian --fail-on error,warning "$DEB"
 fi
 
+# ---- the copyright file covers what the programs are built from
+# Rust programs keep the source paths of the code that can panic, the registry's crates
+# ("…/registry/src/<index>/<crate>-<version>/…") and the standard library ("/rustc/<commit>/
+# library/…"), also once stripped: an account of the crates in the shipped files that does not
+# come from cargo's own listing, which packaging/debian-copyright reads.
+mkdir -p "$WORK/unpacked"
+dpkg-deb -x "$DEB" "$WORK/unpacked" || abort "dpkg-deb -x unpacks the package"
+COPYRIGHT=$WORK/unpacked/usr/share/doc/kyso/copyright
+shipped=("$WORK/unpacked/usr/bin/"* "$WORK/unpacked$SHIM")
+crates_seen=$(grep -ahoE 'registry/src/[^/]+/[^/]+/' "${shipped[@]}" | cut -d/ -f4 | sort -u)
+listed_crates=$(sed -n 's|^Files: \*/\(.*\)/\*$|\1|p' "$COPYRIGHT" | sort -u)
+unlisted=$(comm -23 <(echo "$crates_seen") <(echo "$listed_crates"))
+if [ "$(wc -l <<<"$crates_seen")" -ge 40 ] && [ -z "$unlisted" ]; then
+    ok "copyright: a paragraph for each of the $(wc -l <<<"$crates_seen") crates whose paths the programs hold"
+else
+    bad "copyright: a paragraph for each crate whose paths the programs hold" \
+        "seen $(wc -l <<<"$crates_seen"), without a paragraph: $unlisted"
+fi
+if grep -aqE '/rustc/[0-9a-f]{40}/library/' "${shipped[@]}"; then
+    check "copyright: the Rust standard library, which the programs hold" \
+        grep -qx 'Files: \*/rustlib/src/rust/library/\*' "$COPYRIGHT"
+else
+    bad "the programs hold the Rust standard library's paths" "no /rustc/<commit>/library/ in them"
+fi
+# The last paragraph that matches holds: mimalloc's C code is Microsoft's, not the crate's.
+crate_at=$(grep -n '^Files: \*/libmimalloc-sys-[0-9][^/]*/\*$' "$COPYRIGHT" | cut -d: -f1)
+c_at=$(grep -n '^Files: \*/libmimalloc-sys-\*/c_src/mimalloc/\*$' "$COPYRIGHT" | cut -d: -f1)
+check "copyright: mimalloc's C code after the libmimalloc-sys crate (the later paragraph holds)" \
+    test -n "$crate_at" -a -n "$c_at" -a "${c_at:-0}" -gt "${crate_at:-0}"
+# Every Files paragraph has Copyright and License; the licenses they name have a paragraph
+# each, and no paragraph goes unnamed.
+check "copyright: Files paragraphs have Copyright and License, every license named has its text" \
+    awk -v RS= '
+        {
+            n = split($0, line, "\n"); copyright = 0; license = ""
+            for (i = 1; i <= n; i++) {
+                if (line[i] ~ /^Copyright: ./) copyright = 1
+                if (line[i] ~ /^License: ./) license = substr(line[i], 10)
+            }
+        }
+        /^Files: / {
+            if (!copyright || license == "") { print "incomplete: " line[1]; bad = 1; next }
+            k = split(license, parts, /,? (and|or) /)
+            for (i = 1; i <= k; i++) named[parts[i]] = 1
+        }
+        /^License: / { have[license] = 1 }
+        END {
+            for (l in named) if (!(l in have)) { print "no text for " l; bad = 1 }
+            for (l in have) if (!(l in named)) { print "text for " l " that nothing names"; bad = 1 }
+            exit bad
+        }' "$COPYRIGHT"
+# A crate under a license the file has no text for stops the package.
+printf 'kyso-tools v0.1.0 (/src/tools)\nsomecrate v1.2.3\n' >"$WORK/tree"
+printf '{"packages": [{"name": "somecrate", "version": "1.2.3", "source": "registry", "license": "GPL-3.0-only", "authors": [], "manifest_path": "%s/Cargo.toml"}]}\n' "$WORK" >"$WORK/metadata.json"
+if out=$(packaging/debian-copyright --tree "$WORK/tree" --metadata "$WORK/metadata.json" kyso-tools 2>&1); then
+    bad "packaging/debian-copyright refuses a crate under a license it has no text for" "$out"
+else
+    check "packaging/debian-copyright refuses a crate under a license it has no text for, naming both" \
+        grep -q 'somecrate 1.2.3: license GPL-3.0-only has no paragraph' <<<"$out"
+fi
+
 # ---- install, reinstall, upgrade
 if dpkg-query -W -f='${db:Status-Status}' kyso 2>/dev/null | grep -qv '^not-installed$'; then
     dpkg --purge kyso >/dev/null 2>&1 || abort "purging an earlier kyso"
