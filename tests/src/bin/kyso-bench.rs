@@ -214,7 +214,7 @@ fn measure_all<'a>(
         })
         .collect();
     for _ in 0..ROUNDS {
-        for ((_, m, server), f) in contenders.iter().zip(figures.iter_mut()) {
+        for ((name, m, server), f) in contenders.iter().zip(figures.iter_mut()) {
             if wanted("trivial") {
                 f.trivial_us += trivial_call(m, serial) * share;
             }
@@ -232,6 +232,7 @@ fn measure_all<'a>(
                     t + 1,
                     slice,
                 );
+                log_round(&format!("rsa-{}t", t + 1), name, rate);
                 f.rsa[t] += rate * share;
                 f.cpu[t].add(cpu);
             }
@@ -249,6 +250,7 @@ fn measure_all<'a>(
                     t + 1,
                     slice,
                 );
+                log_round(&format!("ecdsa-{}t", t + 1), name, rate);
                 f.ecdsa[t] += rate * share;
                 f.cpu[2 + t].add(cpu);
             }
@@ -260,6 +262,14 @@ fn measure_all<'a>(
         .map(|(name, _, _)| *name)
         .zip(figures)
         .collect()
+}
+
+/// `KYSO_BENCH_ROUNDS=1` prints each round's rate to stderr, to see how the rounds of one run
+/// spread (the host's load, a contender's threads settling differently from round to round).
+fn log_round(figure: &str, contender: &str, rate: f64) {
+    if std::env::var_os("KYSO_BENCH_ROUNDS").is_some_and(|v| v == "1") {
+        eprintln!("round {figure} {contender}: {rate:.0}/s");
+    }
 }
 
 /// Whether to measure `figure` (`trivial`, `rsa-1t`, `rsa-2t`, `ecdsa-1t`, `ecdsa-2t`):
