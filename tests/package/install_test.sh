@@ -165,9 +165,30 @@ check "copyright: Files paragraphs have Copyright and License, every license nam
             for (l in have) if (!(l in named)) { print "text for " l " that nothing names"; bad = 1 }
             exit bad
         }' "$COPYRIGHT"
-# A crate under a license the file has no text for stops the package.
-printf 'kyso-tools v0.1.0 (/src/tools)\nsomecrate v1.2.3\n' >"$WORK/tree"
-printf '{"packages": [{"name": "somecrate", "version": "1.2.3", "source": "registry", "license": "GPL-3.0-only", "authors": [], "manifest_path": "%s/Cargo.toml"}]}\n' "$WORK" >"$WORK/metadata.json"
+# Two made-up crates: one whose copyright line, license and NOTICE file must come through, and
+# one under a license the file has no text for, which stops the package.
+fake_crate() { # NAME LICENSE: a crate source directory and its `cargo metadata` entry
+    mkdir -p "$WORK/$1-1.2.3"
+    printf '{"name": "%s", "version": "1.2.3", "source": "registry", "license": "%s", "authors": ["Nobody <n@example.invalid>"], "manifest_path": "%s/Cargo.toml"}' \
+        "$1" "$2" "$WORK/$1-1.2.3"
+}
+good=$(fake_crate goodcrate "MIT OR Apache-2.0")
+printf 'Copyright (c) 2024 Jane Roe\n\nPermission is hereby granted\n' >"$WORK/goodcrate-1.2.3/LICENSE-MIT"
+printf 'goodcrate\nAn attribution line.\n' >"$WORK/goodcrate-1.2.3/NOTICE"
+printf 'kyso-tools v0.1.0 (/src/tools)\ngoodcrate v1.2.3\n' >"$WORK/tree-good"
+printf '{"packages": [%s]}\n' "$good" >"$WORK/metadata-good.json"
+expected=$'Files: */goodcrate-1.2.3/*\nCopyright: 2024 Jane Roe\n Nobody <n@example.invalid>\nLicense: Expat or Apache-2.0\nComment: the goodcrate crate, version 1.2.3.\n Its NOTICE file:\n goodcrate\n An attribution line.\n\n'
+if out=$(packaging/debian-copyright --tree "$WORK/tree-good" --metadata "$WORK/metadata-good.json" kyso-tools 2>&1); then
+    if [[ $out == *"$expected"* ]]; then
+        ok "packaging/debian-copyright writes a crate's holders, license and NOTICE"
+    else
+        bad "packaging/debian-copyright writes a crate's holders, license and NOTICE" "$out"
+    fi
+else
+    bad "packaging/debian-copyright writes a made-up MIT crate" "$out"
+fi
+printf 'kyso-tools v0.1.0 (/src/tools)\ngoodcrate v1.2.3\nsomecrate v1.2.3\n' >"$WORK/tree"
+printf '{"packages": [%s, %s]}\n' "$good" "$(fake_crate somecrate GPL-3.0-only)" >"$WORK/metadata.json"
 if out=$(packaging/debian-copyright --tree "$WORK/tree" --metadata "$WORK/metadata.json" kyso-tools 2>&1); then
     bad "packaging/debian-copyright refuses a crate under a license it has no text for" "$out"
 else
