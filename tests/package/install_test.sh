@@ -185,7 +185,7 @@ if out=$(packaging/debian-copyright --tree "$WORK/tree-good" --metadata "$WORK/m
         bad "packaging/debian-copyright writes a crate's holders, license and NOTICE" "$out"
     fi
 else
-    bad "packaging/debian-copyright writes a made-up MIT crate" "$out"
+    bad "packaging/debian-copyright writes a crate's holders, license and NOTICE" "$out"
 fi
 printf 'kyso-tools v0.1.0 (/src/tools)\ngoodcrate v1.2.3\nsomecrate v1.2.3\n' >"$WORK/tree"
 printf '{"packages": [%s, %s]}\n' "$good" "$(fake_crate somecrate GPL-3.0-only)" >"$WORK/metadata.json"
