@@ -176,6 +176,11 @@ impl Client {
         handle
     }
 
+    /// The client handle already given for a module object, if any.
+    pub fn exported(&self, slot: Ulong, module_handle: Ulong) -> Option<Ulong> {
+        self.state().object_ids.get(&(slot, module_handle)).copied()
+    }
+
     /// The module handle behind a client object handle, which must belong to `slot`.
     pub fn object(&self, slot: Ulong, handle: Ulong) -> Result<Ulong, Rv> {
         match self.state().objects.get(&handle) {

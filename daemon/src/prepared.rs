@@ -18,6 +18,13 @@
 //!   client's session, where the module answers `CKR_OPERATION_ACTIVE`
 //!   (`Session::other_operation`).
 //! - Only keys that are token objects and not `CKA_ALWAYS_AUTHENTICATE` are prepared.
+//! - The operations are initialised with a session copy of the key (`C_CopyObject` with
+//!   `CKA_TOKEN` false, on a session of kysod's own, see [`Copy`]), made under the same login
+//!   and objects and renewed as often as the operations are: a software token that keeps its
+//!   objects in files, as SoftHSM2 does, reads the key's file again for every access to a
+//!   token object, to see whether another process changed it, and not for a session object.
+//!   Session objects of kysod's are never shown to applications (`calls::object::find`). A key
+//!   that cannot be copied (`CKA_COPYABLE` false) is used as it is.
 //! - A prepared `C_Sign` that fails is not answered: the spare session is closed and the
 //!   signature is made the ordinary way on the client's session, whose answer the application
 //!   gets.
@@ -35,7 +42,7 @@ use std::time::{Duration, Instant};
 use cryptoki_sys as ck;
 use kyso_proto::mechanism::Mechanism;
 use kyso_proto::wait::current_cpu;
-use kyso_proto::{AttributeQuery, Operation, Ulong};
+use kyso_proto::{Attribute, AttributeQuery, Operation, Ulong};
 use nix::unistd::Pid;
 
 use crate::cpus::CpuSet;
@@ -77,6 +84,28 @@ struct Stamp {
     objects: u64,
 }
 
+/// A session copy of a token key, which prepared operations are initialised with.
+///
+/// Measured with SoftHSM2 (one process, `C_SignInit` + `C_Sign` in a loop): an ECDSA P-256
+/// signature costs ~55 µs with the token key, ~40 µs with a session copy of it; the token key
+/// costs per signature two `openat`, `read`, `close` and `newfstatat` and six `fcntl` locks,
+/// which the copy does not (RSA-2048: ~10 µs less system time of ~600 µs).
+struct Copy {
+    /// The copy's handle; `None` when the key could not be copied (it is then used itself).
+    handle: Option<Ulong>,
+    stamp: Stamp,
+    at: Instant,
+}
+
+/// The session kysod's key copies are made on: they go when it is closed. It is closed
+/// whenever the module's login changes, rather than the copies destroyed one by one: a logout
+/// at the module has destroyed the private ones already, and a module may give their handles
+/// to new objects.
+struct Keeper {
+    session: ck::CK_SESSION_HANDLE,
+    login: u64,
+}
+
 struct Ready {
     pair: Pair,
     session: ck::CK_SESSION_HANDLE,
@@ -111,6 +140,10 @@ struct State {
     source: Option<(u32, Instant)>,
     /// The pair the preparing thread is initialising an operation for right now.
     working: Option<Pair>,
+    /// Session copies of the keys prepared (see [`Copy`]), by the token key's handle, and the
+    /// session that holds them.
+    copies: HashMap<Ulong, Copy>,
+    keeper: Option<Keeper>,
 }
 
 /// The prepared operations of one token.
@@ -257,6 +290,7 @@ impl Prepared {
         let dropped = st.ready.len() + st.jobs.len();
         let mut sessions: Vec<_> = st.ready.drain(..).map(|r| r.session).collect();
         sessions.extend(st.jobs.drain(..).filter_map(|j| j.session));
+        sessions.extend(Self::drop_copies(&mut st));
         self.queued.store(0, Ordering::Release);
         st.sessions -= dropped;
         drop(st);
@@ -466,8 +500,9 @@ impl Prepared {
                     // Decided under the lock, so a job queued from now on starts a new thread.
                     st.worker = false;
                     st.worker_tid = None;
-                    let sessions: Vec<_> = st.ready.drain(..).map(|r| r.session).collect();
+                    let mut sessions: Vec<_> = st.ready.drain(..).map(|r| r.session).collect();
                     st.sessions -= sessions.len();
+                    sessions.extend(Self::drop_copies(&mut st));
                     drop(st);
                     for session in sessions {
                         let _ = token.module.close_session(session);
@@ -505,7 +540,8 @@ impl Prepared {
                 }
             },
         };
-        match module.operation_init(session, Operation::Sign, &job.pair.mechanism, job.pair.key) {
+        let key = self.copy_of(token, job.pair.key, stamp);
+        match module.operation_init(session, Operation::Sign, &job.pair.mechanism, key) {
             Ok(()) => self.state().ready.push(Ready {
                 pair: job.pair,
                 session,
@@ -515,9 +551,95 @@ impl Prepared {
             Err(rv) => {
                 tracing::debug!(%rv, "signature not prepared");
                 let _ = module.close_session(session);
-                self.state().sessions -= 1;
+                let mut st = self.state();
+                st.sessions -= 1;
+                // The next job copies the key again, should the copy be what failed.
+                st.copies.remove(&job.pair.key);
             }
         }
+    }
+
+    /// The handle to initialise operations for `key` with: its session copy under `stamp`,
+    /// made now if there is none that is fresh, or `key` itself if it cannot be copied. Runs
+    /// on the preparing thread, the only one that makes copies; copies stale by their age or
+    /// their objects are destroyed on the way.
+    fn copy_of(&self, token: &Token, key: Ulong, stamp: Stamp) -> Ulong {
+        let module = &token.module;
+        let now = Instant::now();
+        let mut st = self.state();
+        if let Some(c) = st.copies.get(&key) {
+            if c.stamp == stamp && now.duration_since(c.at) <= FRESH {
+                return c.handle.unwrap_or(key);
+            }
+        }
+        // A new login: the copies go with the session that holds them.
+        let mut closing = None;
+        if st.keeper.as_ref().is_some_and(|k| k.login != stamp.login) {
+            closing = Self::drop_copies(&mut st);
+        }
+        let keeper = st.keeper.as_ref().map(|k| k.session);
+        let mut stale = Vec::new();
+        st.copies.retain(|_, c| {
+            let fresh = c.stamp == stamp && now.duration_since(c.at) <= FRESH;
+            if !fresh {
+                stale.extend(c.handle);
+            }
+            fresh
+        });
+        drop(st);
+        if let Some(session) = closing {
+            let _ = module.close_session(session);
+        }
+        if let Some(keeper) = keeper {
+            for copy in stale {
+                let _ = module.destroy_object(keeper, copy);
+            }
+        }
+        let keeper = match keeper {
+            Some(keeper) => Some(keeper),
+            None => match module.open_session(token.module_slot, ck::CKF_SERIAL_SESSION) {
+                Ok(session) => {
+                    self.state().keeper = Some(Keeper {
+                        session,
+                        login: stamp.login,
+                    });
+                    Some(session)
+                }
+                Err(rv) => {
+                    tracing::debug!(%rv, "no session to copy keys on");
+                    None
+                }
+            },
+        };
+        let session_object = [Attribute {
+            kind: ck::CKA_TOKEN,
+            value: Some(vec![ck::CK_FALSE]),
+        }];
+        let handle = keeper.and_then(|keeper| {
+            module
+                .copy_object(keeper, key, &session_object)
+                .map_err(|rv| tracing::debug!(%rv, "key not copied; preparing with the key itself"))
+                .ok()
+        });
+        if handle.is_some() {
+            tracing::debug!("key copied to a session object for preparing");
+        }
+        self.state().copies.insert(
+            key,
+            Copy {
+                handle,
+                stamp,
+                at: Instant::now(),
+            },
+        );
+        handle.unwrap_or(key)
+    }
+
+    /// Forgets every key copy; returns the session that holds them, for the caller to close
+    /// (outside the lock).
+    fn drop_copies(st: &mut State) -> Option<ck::CK_SESSION_HANDLE> {
+        st.copies.clear();
+        st.keeper.take().map(|k| k.session)
     }
 }
 

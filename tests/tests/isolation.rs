@@ -336,3 +336,111 @@ fn handles_are_meaningless_to_another_client() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Session objects are the application's own, as PKCS#11 has them: another client never finds
+/// them (at the module they are all kysod's), token objects are found by every client, and a
+/// search that passes over other clients' objects still answers one object per call until
+/// there are no more.
+#[test]
+fn session_objects_are_the_applications_own() {
+    use cryptoki_sys::*;
+    use kyso_proto::{Attribute, AttributeQuery, Call, Reply};
+
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let mut a = WireClient::connect(&daemon, 1);
+    let mut b = WireClient::connect(&daemon, 2);
+    let slot = match a.call(Call::GetSlotList {
+        token_present: true,
+    }) {
+        (0, Reply::SlotList(s)) => s[0],
+        other => panic!("{other:?}"),
+    };
+    let rw = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+    let sa = a.handle(Call::OpenSession { slot, flags: rw });
+    let sb = b.handle(Call::OpenSession { slot, flags: rw });
+    let label = |l: &str| Attribute {
+        kind: CKA_LABEL,
+        value: Some(l.as_bytes().to_vec()),
+    };
+    let data = |token: bool| {
+        vec![
+            Attribute {
+                kind: CKA_CLASS,
+                value: Some(CKO_DATA.to_ne_bytes().to_vec()),
+            },
+            label("phieu trinh"),
+            Attribute {
+                kind: CKA_TOKEN,
+                value: Some(vec![token as u8]),
+            },
+        ]
+    };
+
+    // B's two session objects first, then A's token object and A's own session object.
+    for _ in 0..2 {
+        b.handle(Call::CreateObject {
+            session: sb,
+            template: data(false),
+        });
+    }
+    let shared = a.handle(Call::CreateObject {
+        session: sa,
+        template: data(true),
+    });
+    let own = a.handle(Call::CreateObject {
+        session: sa,
+        template: data(false),
+    });
+
+    // Searches for the label, one object per C_FindObjects until one answers none.
+    let find = |c: &mut WireClient, session| {
+        let init = Call::FindObjectsInit {
+            session,
+            template: vec![label("phieu trinh")],
+        };
+        assert_eq!(c.call(init).0, CKR_OK);
+        let mut found = Vec::new();
+        loop {
+            match c.call(Call::FindObjects { session, max: 1 }) {
+                (0, Reply::Handles(h)) if h.is_empty() => break,
+                (0, Reply::Handles(h)) if h.len() == 1 => found.push(h[0]),
+                other => panic!("C_FindObjects: {other:?}"),
+            }
+            assert!(found.len() <= 4, "the search does not end: {found:?}");
+        }
+        assert_eq!(c.call(Call::FindObjectsFinal { session }).0, CKR_OK);
+        found
+    };
+    let is_token = |c: &mut WireClient, session, object| {
+        let query = vec![AttributeQuery {
+            kind: CKA_TOKEN,
+            len: Some(1),
+        }];
+        match c.call(Call::GetAttributeValue {
+            session,
+            object,
+            queries: query,
+        }) {
+            (0, Reply::Attributes(v)) => v[0].value.as_deref() == Some(&[CK_TRUE][..]),
+            other => panic!("C_GetAttributeValue: {other:?}"),
+        }
+    };
+
+    // A finds its two, and none of B's, which the module holds before them.
+    let mut found = find(&mut a, sa);
+    found.sort_unstable();
+    let mut mine = vec![shared, own];
+    mine.sort_unstable();
+    assert_eq!(found, mine, "A's search");
+
+    // B finds its own two and A's token object, not A's session object.
+    let found = find(&mut b, sb);
+    assert_eq!(found.len(), 3, "B's search: {found:?}");
+    let tokens = found.iter().filter(|&&o| is_token(&mut b, sb, o)).count();
+    assert_eq!(tokens, 1, "B's search: {found:?}");
+
+    // Once B's session closes its objects go; A still finds its two.
+    assert_eq!(b.call(Call::CloseSession { session: sb }).0, CKR_OK);
+    assert_eq!(find(&mut a, sa).len(), 2);
+}

@@ -14,6 +14,8 @@ use kyso_tests::shim_path;
 use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
 use kyso_tests::{rv_of, Daemon, DaemonConfig, Fixture, Module, ID_EC};
 
+/// DER of the P-256 curve's OID, `CKA_EC_PARAMS` of a key on it.
+const P256_OID: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const PREPARING: &str = "preparing signatures ahead";
 
 /// Signs `n` documents with the EC key, each verified against the key's certificate.
@@ -142,6 +144,64 @@ fn prepared_signatures_verify_and_stop_when_the_key_changes() {
         &err,
         &[RvError::KeyHandleInvalid, RvError::ObjectHandleInvalid],
     );
+}
+
+/// kysod prepares with a session copy of the key, which no application finds, not even the one
+/// signing; a key that may not be copied is prepared with as it is, and signs.
+#[test]
+fn prepared_with_a_session_copy_no_application_finds() {
+    let b = Batch::signed(30);
+    let (fx, s, key) = (&b.fx, &b.session, b.key);
+    assert!(
+        wait_for_log(&b.daemon, "key copied to a session object"),
+        "{}",
+        b.daemon.log()
+    );
+    let private_keys = |s: &Session| {
+        s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .expect("C_FindObjects")
+            .len()
+    };
+    assert_eq!(private_keys(s), 2, "the signing application's search");
+    assert_eq!(find_one(s, ObjectClass::PRIVATE_KEY, ID_EC), key);
+    let other = second_application(fx);
+    let o = other
+        .ctx()
+        .open_rw_session(other.slot_with_serial(fx.serial_a()))
+        .expect("C_OpenSession(RW)");
+    kyso_tests::login(&o, kyso_tests::USER_PIN).expect("the second application's C_Login");
+    assert_eq!(private_keys(&o), 2, "another application's search");
+
+    // A key pair made not copyable: prepared with as it is.
+    let (public, private) = o
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::EcParams(P256_OID.to_vec()),
+                Attribute::Verify(true),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sign(true),
+                Attribute::Copyable(false),
+            ],
+        )
+        .expect("C_GenerateKeyPair");
+    for i in 0..40 {
+        let digest = sha256(format!("To trinh {i}").as_bytes());
+        let signature = o.sign(&Mechanism::Ecdsa, private, &digest).expect("C_Sign");
+        o.verify(&Mechanism::Ecdsa, public, &digest, &signature)
+            .expect("C_Verify");
+    }
+    assert!(
+        wait_for_log(&b.daemon, "key not copied"),
+        "{}",
+        b.daemon.log()
+    );
+    assert_eq!(private_keys(s), 3);
+    assert_eq!(private_keys(&o), 3);
 }
 
 /// With operations prepared, a logout leaves nothing to sign with (the key's handle goes with

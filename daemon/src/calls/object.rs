@@ -170,22 +170,52 @@ pub fn find_init(c: &Client, handle: Ulong, mut template: Vec<Attribute>) -> Res
     Ok(Reply::None)
 }
 
+/// Finds up to `max` objects for the client. Session objects are the application's own in
+/// PKCS#11, and at the module every session object kysod's clients make is kysod's: one the
+/// client did not make itself (another client's, or a key copy of kysod's, see
+/// [`crate::prepared`]) is left out, and the search goes on so that a full answer still
+/// means there may be more.
 pub fn find(c: &Client, handle: Ulong, max: Ulong) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    let found = s
+    let max = (max as usize).min(MAX_FIND);
+    let user = is_user(c, &s);
+    let mut handles = Vec::new();
+    loop {
+        let want = max - handles.len();
+        let found = s.token.module.find(s.module_session, want)?;
+        if s.find_nothing.load(Ordering::Relaxed) {
+            return Ok(Reply::Handles(Vec::new()));
+        }
+        let last = found.len() < want;
+        for h in found {
+            match c.exported(s.token.slot, h) {
+                Some(handle) => handles.push(handle),
+                None if is_session_object(&s, h) => {}
+                None => handles.push(c.export_object(s.token.slot, h, user)),
+            }
+        }
+        if last || handles.len() >= max {
+            break;
+        }
+    }
+    Ok(Reply::Handles(handles))
+}
+
+/// Whether a module object is a session object (`CKA_TOKEN` false). An object whose
+/// `CKA_TOKEN` cannot be read counts as a token object.
+fn is_session_object(s: &Session, object: Ulong) -> bool {
+    let query = AttributeQuery {
+        kind: ck::CKA_TOKEN,
+        len: Some(std::mem::size_of::<ck::CK_BBOOL>() as Ulong),
+    };
+    let (_, values) = s
         .token
         .module
-        .find(s.module_session, (max as usize).min(MAX_FIND))?;
-    if s.find_nothing.load(Ordering::Relaxed) {
-        return Ok(Reply::Handles(Vec::new()));
-    }
-    let user = is_user(c, &s);
-    Ok(Reply::Handles(
-        found
-            .into_iter()
-            .map(|h| c.export_object(s.token.slot, h, user))
-            .collect(),
-    ))
+        .get_attributes(s.module_session, object, &[query]);
+    values
+        .first()
+        .and_then(|v| v.value.as_deref())
+        .is_some_and(|v| v == [ck::CK_FALSE])
 }
 
 pub fn find_final(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
