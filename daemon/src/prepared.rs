@@ -19,7 +19,7 @@
 //!   (`Session::other_operation`).
 //! - Only keys that are token objects and not `CKA_ALWAYS_AUTHENTICATE` are prepared.
 //! - The operations are initialised with a session copy of the key (`C_CopyObject` with
-//!   `CKA_TOKEN` false, on a session of kysod's own, see [`Copy`]), made under the same login
+//!   `CKA_TOKEN` false, on a session of kysod's own, see [`KeyCopy`]), made under the same login
 //!   and objects and renewed as often as the operations are: a software token that keeps its
 //!   objects in files, as SoftHSM2 does, reads the key's file again for every access to a
 //!   token object, to see whether another process changed it, and not for a session object.
@@ -90,7 +90,7 @@ struct Stamp {
 /// signature costs ~55 µs with the token key, ~40 µs with a session copy of it; the token key
 /// costs per signature two `openat`, `read`, `close` and `newfstatat` and six `fcntl` locks,
 /// which the copy does not (RSA-2048: ~10 µs less system time of ~600 µs).
-struct Copy {
+struct KeyCopy {
     /// The copy's handle; `None` when the key could not be copied (it is then used itself).
     handle: Option<Ulong>,
     stamp: Stamp,
@@ -140,9 +140,9 @@ struct State {
     source: Option<(u32, Instant)>,
     /// The pair the preparing thread is initialising an operation for right now.
     working: Option<Pair>,
-    /// Session copies of the keys prepared (see [`Copy`]), by the token key's handle, and the
+    /// Session copies of the keys prepared (see [`KeyCopy`]), by the token key's handle, and the
     /// session that holds them.
-    copies: HashMap<Ulong, Copy>,
+    copies: HashMap<Ulong, KeyCopy>,
     keeper: Option<Keeper>,
 }
 
@@ -626,7 +626,7 @@ impl Prepared {
         }
         self.state().copies.insert(
             key,
-            Copy {
+            KeyCopy {
                 handle,
                 stamp,
                 at: Instant::now(),
