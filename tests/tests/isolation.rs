@@ -162,6 +162,20 @@ impl WireClient {
         }
     }
 
+    /// Two clients of `daemon`, and the slot of its first token.
+    fn two(daemon: &Daemon) -> (WireClient, WireClient, u64) {
+        use kyso_proto::{Call, Reply};
+        let mut a = WireClient::connect(daemon, 1);
+        let b = WireClient::connect(daemon, 2);
+        let slot = match a.call(Call::GetSlotList {
+            token_present: true,
+        }) {
+            (0, Reply::SlotList(s)) => s[0],
+            other => panic!("{other:?}"),
+        };
+        (a, b, slot)
+    }
+
     fn call(&mut self, call: kyso_proto::Call) -> (u64, kyso_proto::Reply) {
         use kyso_proto::{frame, Request, Response};
         let id = self.next;
@@ -197,14 +211,7 @@ fn handles_are_meaningless_to_another_client() {
 
     let fx = Fixture::new();
     let daemon = Daemon::start(&fx);
-    let mut a = WireClient::connect(&daemon, 1);
-    let mut b = WireClient::connect(&daemon, 2);
-    let slot = match a.call(Call::GetSlotList {
-        token_present: true,
-    }) {
-        (0, Reply::SlotList(s)) => s[0],
-        other => panic!("{other:?}"),
-    };
+    let (mut a, mut b, slot) = WireClient::two(&daemon);
 
     // A logs in and finds its RSA private key.
     let sa = a.handle(Call::OpenSession {
@@ -348,14 +355,7 @@ fn session_objects_are_the_applications_own() {
 
     let fx = Fixture::new();
     let daemon = Daemon::start(&fx);
-    let mut a = WireClient::connect(&daemon, 1);
-    let mut b = WireClient::connect(&daemon, 2);
-    let slot = match a.call(Call::GetSlotList {
-        token_present: true,
-    }) {
-        (0, Reply::SlotList(s)) => s[0],
-        other => panic!("{other:?}"),
-    };
+    let (mut a, mut b, slot) = WireClient::two(&daemon);
     let rw = CKF_SERIAL_SESSION | CKF_RW_SESSION;
     let sa = a.handle(Call::OpenSession { slot, flags: rw });
     let sb = b.handle(Call::OpenSession { slot, flags: rw });

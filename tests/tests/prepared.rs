@@ -108,6 +108,17 @@ fn second_application(fx: &Fixture) -> Module {
     Module::load(&copy)
 }
 
+/// The second application with a read-write session on token A, logged in.
+fn second_application_logged_in(fx: &Fixture) -> (Module, Session) {
+    let other = second_application(fx);
+    let session = other
+        .ctx()
+        .open_rw_session(other.slot_with_serial(fx.serial_a()))
+        .expect("C_OpenSession(RW)");
+    kyso_tests::login(&session, kyso_tests::USER_PIN).expect("the second application's C_Login");
+    (other, session)
+}
+
 #[test]
 fn prepared_signatures_verify_and_stop_when_the_key_changes() {
     let b = Batch::signed(30);
@@ -115,12 +126,7 @@ fn prepared_signatures_verify_and_stop_when_the_key_changes() {
 
     // Another application takes the key's right to sign: the operations prepared before are
     // not used; the module refuses as it would in process.
-    let other = second_application(fx);
-    let o = other
-        .ctx()
-        .open_rw_session(other.slot_with_serial(fx.serial_a()))
-        .expect("C_OpenSession(RW)");
-    kyso_tests::login(&o, kyso_tests::USER_PIN).expect("the second application's C_Login");
+    let (_other, o) = second_application_logged_in(fx);
     let their_key = find_one(&o, ObjectClass::PRIVATE_KEY, ID_EC);
     o.update_attributes(their_key, &[Attribute::Sign(false)])
         .expect("C_SetAttributeValue(CKA_SIGN = false)");
@@ -164,12 +170,7 @@ fn prepared_with_a_session_copy_no_application_finds() {
     };
     assert_eq!(private_keys(s), 2, "the signing application's search");
     assert_eq!(find_one(s, ObjectClass::PRIVATE_KEY, ID_EC), key);
-    let other = second_application(fx);
-    let o = other
-        .ctx()
-        .open_rw_session(other.slot_with_serial(fx.serial_a()))
-        .expect("C_OpenSession(RW)");
-    kyso_tests::login(&o, kyso_tests::USER_PIN).expect("the second application's C_Login");
+    let (_other, o) = second_application_logged_in(fx);
     assert_eq!(private_keys(&o), 2, "another application's search");
 
     // A key pair made not copyable: prepared with as it is.
