@@ -3,7 +3,7 @@
 //! numbers kysod hands out per client and translates, so one client's handles mean nothing to
 //! another, and a client sees private objects only while it is logged in through kysod.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,6 +49,9 @@ struct ClientState {
     sessions: HashMap<Ulong, Arc<Session>>,
     objects: HashMap<Ulong, ObjectRef>,
     object_ids: HashMap<(Ulong, Ulong), Ulong>,
+    /// The objects the client made (slot, module handle): the session objects among them are
+    /// the only ones its searches find (see `calls::object::find`).
+    made: HashSet<(Ulong, Ulong)>,
     next_handle: Ulong,
 }
 
@@ -181,6 +184,17 @@ impl Client {
         self.state().object_ids.get(&(slot, module_handle)).copied()
     }
 
+    /// The client handle for an object the client just made (created, copied, generated).
+    pub fn export_made(&self, slot: Ulong, module_handle: Ulong, logged_in: bool) -> Ulong {
+        self.state().made.insert((slot, module_handle));
+        self.export_object(slot, module_handle, logged_in)
+    }
+
+    /// Whether the client made this object (it may have no handle for it since a logout).
+    pub fn made(&self, slot: Ulong, module_handle: Ulong) -> bool {
+        self.state().made.contains(&(slot, module_handle))
+    }
+
     /// The module handle behind a client object handle, which must belong to `slot`.
     pub fn object(&self, slot: Ulong, handle: Ulong) -> Result<Ulong, Rv> {
         match self.state().objects.get(&handle) {
@@ -199,6 +213,7 @@ impl Client {
         let mut st = self.state();
         if let Some(o) = st.objects.remove(&handle) {
             st.object_ids.remove(&(o.slot, o.module_handle));
+            st.made.remove(&(o.slot, o.module_handle));
         }
     }
 
@@ -216,6 +231,7 @@ impl Client {
         let mut st = self.state();
         st.objects.retain(|_, o| o.slot != slot);
         st.object_ids.retain(|(s, _), _| *s != slot);
+        st.made.retain(|(s, _)| *s != slot);
     }
 }
 

@@ -351,7 +351,7 @@ fn handles_are_meaningless_to_another_client() {
 #[test]
 fn session_objects_are_the_applications_own() {
     use cryptoki_sys::*;
-    use kyso_proto::{Attribute, AttributeQuery, Call, Reply};
+    use kyso_proto::{Attribute, AttributeQuery, Call, Pin, Reply};
 
     let fx = Fixture::new();
     let daemon = Daemon::start(&fx);
@@ -374,8 +374,20 @@ fn session_objects_are_the_applications_own() {
                 kind: CKA_TOKEN,
                 value: Some(vec![token as u8]),
             },
+            Attribute {
+                kind: CKA_PRIVATE,
+                value: Some(vec![CK_FALSE]),
+            },
         ]
     };
+
+    // A is logged in (its handles then end with its logout).
+    let login = Call::Login {
+        session: sa,
+        user_type: CKU_USER,
+        pin: Some(Pin::new(USER_PIN.as_bytes())),
+    };
+    assert_eq!(a.call(login).0, CKR_OK);
 
     // B's two session objects first, then A's token object and A's own session object.
     for _ in 0..2 {
@@ -443,4 +455,14 @@ fn session_objects_are_the_applications_own() {
     // Once B's session closes its objects go; A still finds its two.
     assert_eq!(b.call(Call::CloseSession { session: sb }).0, CKR_OK);
     assert_eq!(find(&mut a, sa).len(), 2);
+
+    // Logged out, A has no handles from its login, and finds its public objects again: its
+    // own session object too, which outlives the logout.
+    assert_eq!(a.call(Call::Logout { session: sa }).0, CKR_OK);
+    let found = find(&mut a, sa);
+    assert_eq!(found.len(), 2, "A's search after its logout");
+    assert!(
+        !found.contains(&own),
+        "a handle from before the logout: {found:?}"
+    );
 }

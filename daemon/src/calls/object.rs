@@ -65,7 +65,7 @@ pub fn create(c: &Client, handle: Ulong, template: Vec<Attribute>) -> Result<Rep
     let template = public_template(c, &s, template)?;
     let object = s.token.module.create_object(s.module_session, &template)?;
     objects_changed(&s);
-    Ok(Reply::Handle(c.export_object(
+    Ok(Reply::Handle(c.export_made(
         s.token.slot,
         object,
         is_user(c, &s),
@@ -86,7 +86,7 @@ pub fn copy(
         .module
         .copy_object(s.module_session, source, &template)?;
     objects_changed(&s);
-    Ok(Reply::Handle(c.export_object(
+    Ok(Reply::Handle(c.export_made(
         s.token.slot,
         copy,
         is_user(c, &s),
@@ -174,7 +174,9 @@ pub fn find_init(c: &Client, handle: Ulong, mut template: Vec<Attribute>) -> Res
 /// PKCS#11, and at the module every session object kysod's clients make is kysod's: one the
 /// client did not make itself (another client's, or a key copy of kysod's, see
 /// [`crate::prepared`]) is left out, and the search goes on so that a full answer still
-/// means there may be more.
+/// means there may be more. (A client's private session objects end with its logout when the
+/// module logs out; while another client keeps the module logged in they live on, and the
+/// client finds them again once it logs in again.)
 pub fn find(c: &Client, handle: Ulong, max: Ulong) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let max = (max as usize).min(MAX_FIND);
@@ -190,7 +192,7 @@ pub fn find(c: &Client, handle: Ulong, max: Ulong) -> Result<Reply, Rv> {
         for h in found {
             match c.exported(s.token.slot, h) {
                 Some(handle) => handles.push(handle),
-                None if is_session_object(&s, h) => {}
+                None if !c.made(s.token.slot, h) && is_session_object(&s, h) => {}
                 None => handles.push(c.export_object(s.token.slot, h, user)),
             }
         }
@@ -241,7 +243,7 @@ pub fn generate_key(
         .module
         .generate_key(s.module_session, mechanism, template)?;
     objects_changed(&s);
-    Ok(Reply::Handle(c.export_object(s.token.slot, key, true)))
+    Ok(Reply::Handle(c.export_made(s.token.slot, key, true)))
 }
 
 pub fn generate_key_pair(
@@ -261,7 +263,7 @@ pub fn generate_key_pair(
             .generate_key_pair(s.module_session, mechanism, public, private)?;
     objects_changed(&s);
     Ok(Reply::KeyPair {
-        public: c.export_object(s.token.slot, pub_key, true),
-        private: c.export_object(s.token.slot, priv_key, true),
+        public: c.export_made(s.token.slot, pub_key, true),
+        private: c.export_made(s.token.slot, priv_key, true),
     })
 }
