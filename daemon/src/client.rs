@@ -3,7 +3,7 @@
 //! numbers kysod hands out per client and translates, so one client's handles mean nothing to
 //! another, and a client sees private objects only while it is logged in through kysod.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,9 +49,10 @@ struct ClientState {
     sessions: HashMap<Ulong, Arc<Session>>,
     objects: HashMap<Ulong, ObjectRef>,
     object_ids: HashMap<(Ulong, Ulong), Ulong>,
-    /// The objects the client made (slot, module handle): the session objects among them are
-    /// the only ones its searches find (see `calls::object::find`).
-    made: HashSet<(Ulong, Ulong)>,
+    /// The objects the client made (slot, module handle), with the module session each was
+    /// made on: the session objects among them are the only ones its searches find (see
+    /// `calls::object::find`), and they go with that session.
+    made: HashMap<(Ulong, Ulong), ck::CK_SESSION_HANDLE>,
     next_handle: Ulong,
 }
 
@@ -184,15 +185,27 @@ impl Client {
         self.state().object_ids.get(&(slot, module_handle)).copied()
     }
 
-    /// The client handle for an object the client just made (created, copied, generated).
-    pub fn export_made(&self, slot: Ulong, module_handle: Ulong, logged_in: bool) -> Ulong {
-        self.state().made.insert((slot, module_handle));
+    /// The client handle for an object the client just made (created, copied, generated) on
+    /// `session`.
+    pub fn export_made(&self, session: &Session, module_handle: Ulong, logged_in: bool) -> Ulong {
+        let slot = session.token.slot;
+        let made_on = session.module_session;
+        self.state().made.insert((slot, module_handle), made_on);
         self.export_object(slot, module_handle, logged_in)
     }
 
     /// Whether the client made this object (it may have no handle for it since a logout).
     pub fn made(&self, slot: Ulong, module_handle: Ulong) -> bool {
-        self.state().made.contains(&(slot, module_handle))
+        self.state().made.contains_key(&(slot, module_handle))
+    }
+
+    /// Forgets the objects made on a session that is closing: its session objects go with it,
+    /// and its token objects the client finds without this record.
+    pub fn forget_made_on(&self, session: &Session) {
+        let slot = session.token.slot;
+        self.state()
+            .made
+            .retain(|(s, _), on| !(*s == slot && *on == session.module_session));
     }
 
     /// The module handle behind a client object handle, which must belong to `slot`.
@@ -231,7 +244,7 @@ impl Client {
         let mut st = self.state();
         st.objects.retain(|_, o| o.slot != slot);
         st.object_ids.retain(|(s, _), _| *s != slot);
-        st.made.retain(|(s, _)| *s != slot);
+        st.made.retain(|(s, _), _| *s != slot);
     }
 }
 

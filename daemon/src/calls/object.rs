@@ -65,11 +65,7 @@ pub fn create(c: &Client, handle: Ulong, template: Vec<Attribute>) -> Result<Rep
     let template = public_template(c, &s, template)?;
     let object = s.token.module.create_object(s.module_session, &template)?;
     objects_changed(&s);
-    Ok(Reply::Handle(c.export_made(
-        s.token.slot,
-        object,
-        is_user(c, &s),
-    )))
+    Ok(Reply::Handle(c.export_made(&s, object, is_user(c, &s))))
 }
 
 pub fn copy(
@@ -86,11 +82,7 @@ pub fn copy(
         .module
         .copy_object(s.module_session, source, &template)?;
     objects_changed(&s);
-    Ok(Reply::Handle(c.export_made(
-        s.token.slot,
-        copy,
-        is_user(c, &s),
-    )))
+    Ok(Reply::Handle(c.export_made(&s, copy, is_user(c, &s))))
 }
 
 pub fn destroy(c: &Client, handle: Ulong, object: Ulong) -> Result<Reply, Rv> {
@@ -243,7 +235,7 @@ pub fn generate_key(
         .module
         .generate_key(s.module_session, mechanism, template)?;
     objects_changed(&s);
-    Ok(Reply::Handle(c.export_made(s.token.slot, key, true)))
+    Ok(Reply::Handle(c.export_made(&s, key, true)))
 }
 
 pub fn generate_key_pair(
@@ -263,7 +255,7 @@ pub fn generate_key_pair(
             .generate_key_pair(s.module_session, mechanism, public, private)?;
     objects_changed(&s);
     Ok(Reply::KeyPair {
-        public: c.export_made(s.token.slot, pub_key, true),
-        private: c.export_made(s.token.slot, priv_key, true),
+        public: c.export_made(&s, pub_key, true),
+        private: c.export_made(&s, priv_key, true),
     })
 }

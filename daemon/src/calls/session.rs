@@ -33,6 +33,7 @@ pub fn open(d: &Daemon, c: &Client, slot: Ulong, flags: Ulong) -> Result<Reply, 
 /// ends too (as in process, where closing the last session logs the application out).
 fn end(c: &Client, session: &Session) {
     let token = &session.token;
+    c.forget_made_on(session);
     if c.sessions_on(token.slot).is_empty() {
         let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
         if login.user_of(c.id).is_some() {
