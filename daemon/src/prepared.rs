@@ -144,6 +144,10 @@ struct State {
     /// session that holds them.
     copies: HashMap<Ulong, KeyCopy>,
     keeper: Option<Keeper>,
+    /// Copies no longer used for new operations, and since when: an operation prepared with
+    /// one may still be used for up to [`FRESH`], and some modules end an operation whose
+    /// key is gone, so they are destroyed only after that.
+    retired: Vec<(Ulong, Instant)>,
 }
 
 /// The prepared operations of one token.
@@ -561,8 +565,8 @@ impl Prepared {
 
     /// The handle to initialise operations for `key` with: its session copy under `stamp`,
     /// made now if there is none that is fresh, or `key` itself if it cannot be copied. Runs
-    /// on the preparing thread, the only one that makes copies; copies stale by their age or
-    /// their objects are destroyed on the way.
+    /// on the preparing thread, the only one that makes copies; stale copies met on the way
+    /// are destroyed.
     fn copy_of(&self, token: &Token, key: Ulong, stamp: Stamp) -> Ulong {
         let module = &token.module;
         let now = Instant::now();
@@ -578,13 +582,26 @@ impl Prepared {
             closing = Self::drop_copies(&mut st);
         }
         let keeper = st.keeper.as_ref().map(|k| k.session);
+        // Copies made under other objects go now (what was prepared with them is stale too),
+        // copies only too old once nothing prepared with them can be used.
         let mut stale = Vec::new();
+        let mut aged = Vec::new();
         st.copies.retain(|_, c| {
             let fresh = c.stamp == stamp && now.duration_since(c.at) <= FRESH;
-            if !fresh {
-                stale.extend(c.handle);
+            match c.handle {
+                Some(h) if !fresh && c.stamp != stamp => stale.push(h),
+                Some(h) if !fresh => aged.push((h, now)),
+                _ => {}
             }
             fresh
+        });
+        st.retired.extend(aged);
+        st.retired.retain(|&(h, since)| {
+            let done = now.duration_since(since) > FRESH;
+            if done {
+                stale.push(h);
+            }
+            !done
         });
         drop(st);
         if let Some(session) = closing {
@@ -639,6 +656,7 @@ impl Prepared {
     /// (outside the lock).
     fn drop_copies(st: &mut State) -> Option<ck::CK_SESSION_HANDLE> {
         st.copies.clear();
+        st.retired.clear();
         st.keeper.take().map(|k| k.session)
     }
 }
