@@ -93,6 +93,8 @@ struct Stamp {
 struct KeyCopy {
     /// The copy's handle; `None` when the key could not be copied (it is then used itself).
     handle: Option<Ulong>,
+    /// The [`Keeper`] it was made on.
+    keeper: u64,
     stamp: Stamp,
     at: Instant,
 }
@@ -104,6 +106,9 @@ struct KeyCopy {
 struct Keeper {
     session: ck::CK_SESSION_HANDLE,
     login: u64,
+    /// Which keeper this is, counted from 1: a copy made on an earlier one went with it, and
+    /// its handle may name another object by now.
+    id: u64,
 }
 
 struct Ready {
@@ -147,7 +152,9 @@ struct State {
     /// Copies no longer used for new operations, and since when: an operation prepared with
     /// one may still be used for up to [`FRESH`], and some modules end an operation whose
     /// key is gone, so they are destroyed only after that.
-    retired: Vec<(Ulong, Instant)>,
+    retired: Vec<(Ulong, Instant, u64)>,
+    /// Keepers opened so far.
+    keepers: u64,
 }
 
 /// The prepared operations of one token.
@@ -555,10 +562,16 @@ impl Prepared {
             Err(rv) => {
                 tracing::debug!(%rv, "signature not prepared");
                 let _ = module.close_session(session);
-                let mut st = self.state();
+                let mut guard = self.state();
+                let st = &mut *guard;
                 st.sessions -= 1;
-                // The next job copies the key again, should the copy be what failed.
-                st.copies.remove(&job.pair.key);
+                // Should the copy be what failed, the key itself is used until the copy would
+                // have been renewed (a copy per job could pile up in the keeping session).
+                if let Some(c) = st.copies.get_mut(&job.pair.key) {
+                    if let Some(h) = c.handle.take() {
+                        st.retired.push((h, Instant::now(), c.keeper));
+                    }
+                }
             }
         }
     }
@@ -581,24 +594,31 @@ impl Prepared {
         if st.keeper.as_ref().is_some_and(|k| k.login != stamp.login) {
             closing = Self::drop_copies(&mut st);
         }
-        let keeper = st.keeper.as_ref().map(|k| k.session);
+        let keeper = st.keeper.as_ref().map(|k| (k.session, k.id));
+        let current = keeper.map(|(_, id)| id);
         // Copies made under other objects go now (what was prepared with them is stale too),
-        // copies only too old once nothing prepared with them can be used.
+        // copies only too old once nothing prepared with them can be used. A copy made on an
+        // earlier keeper went with it.
         let mut stale = Vec::new();
         let mut aged = Vec::new();
         st.copies.retain(|_, c| {
             let fresh = c.stamp == stamp && now.duration_since(c.at) <= FRESH;
             match c.handle {
-                Some(h) if !fresh && c.stamp != stamp => stale.push(h),
-                Some(h) if !fresh => aged.push((h, now)),
+                Some(h) if !fresh && Some(c.keeper) == current => {
+                    if c.stamp == stamp {
+                        aged.push((h, now, c.keeper));
+                    } else {
+                        stale.push(h);
+                    }
+                }
                 _ => {}
             }
             fresh
         });
         st.retired.extend(aged);
-        st.retired.retain(|&(h, since)| {
-            let done = now.duration_since(since) > FRESH;
-            if done {
+        st.retired.retain(|&(h, since, on)| {
+            let done = now.duration_since(since) > FRESH || Some(on) != current;
+            if done && Some(on) == current {
                 stale.push(h);
             }
             !done
@@ -607,20 +627,24 @@ impl Prepared {
         if let Some(session) = closing {
             let _ = module.close_session(session);
         }
-        if let Some(keeper) = keeper {
+        if let Some((session, _)) = keeper {
             for copy in stale {
-                let _ = module.destroy_object(keeper, copy);
+                let _ = module.destroy_object(session, copy);
             }
         }
         let keeper = match keeper {
             Some(keeper) => Some(keeper),
             None => match module.open_session(token.module_slot, ck::CKF_SERIAL_SESSION) {
                 Ok(session) => {
-                    self.state().keeper = Some(Keeper {
+                    let mut st = self.state();
+                    st.keepers += 1;
+                    let id = st.keepers;
+                    st.keeper = Some(Keeper {
                         session,
                         login: stamp.login,
+                        id,
                     });
-                    Some(session)
+                    Some((session, id))
                 }
                 Err(rv) => {
                     tracing::debug!(%rv, "no session to copy keys on");
@@ -632,9 +656,9 @@ impl Prepared {
             kind: ck::CKA_TOKEN,
             value: Some(vec![ck::CK_FALSE]),
         }];
-        let handle = keeper.and_then(|keeper| {
+        let handle = keeper.and_then(|(session, _)| {
             module
-                .copy_object(keeper, key, &session_object)
+                .copy_object(session, key, &session_object)
                 .map_err(|rv| tracing::debug!(%rv, "key not copied; preparing with the key itself"))
                 .ok()
         });
@@ -645,6 +669,7 @@ impl Prepared {
             key,
             KeyCopy {
                 handle,
+                keeper: keeper.map_or(0, |(_, id)| id),
                 stamp,
                 at: Instant::now(),
             },
