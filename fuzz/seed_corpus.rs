@@ -363,6 +363,7 @@ fn wire_to_client(dir: &Path) {
             id: id as u32 + 1,
             rv,
             reply,
+            long: id % 2 == 1,
         };
         write(dir, name, &Stream::new().push(&welcome).push(&response).0);
         conversation = conversation.push(&response);

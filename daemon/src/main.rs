@@ -20,6 +20,7 @@ mod hotplug;
 mod locks;
 mod login;
 mod module;
+mod pace;
 mod policy;
 mod prepared;
 mod recovery;

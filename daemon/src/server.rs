@@ -294,6 +294,7 @@ impl Daemon {
         let mut out = Vec::new();
         let spin = spin_budget();
         let mut cpu = CpuFollower::new();
+        let mut pace = crate::pace::Pace::default();
         let _deferring = crate::prepared::defer_wakes();
         loop {
             let received = channel.receive(buf, spin, cpu.is_held());
@@ -311,6 +312,7 @@ impl Daemon {
                 buf.zeroize();
             }
             cpu.follow(request.cpu);
+            let timing = pace.start(request.call.works_at_token());
             let (rv, reply) = match request.call {
                 Call::WaitForSlotEvent { block: true } => match self.wait_event(client, channel) {
                     Some(slot) => (crate::error::Rv::OK, kyso_proto::Reply::Slot(slot)),
@@ -322,6 +324,7 @@ impl Daemon {
                 id: request.id,
                 rv: rv.0,
                 reply,
+                long: pace.finish(timing),
             };
             let sent = frame::encode(&response, &mut out)
                 .and_then(|()| channel.send(&out).map_err(FrameError::from));

@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cryptoki_sys::{CKR_GENERAL_ERROR, CKR_OK};
 use kyso_proto::channel::Channel;
@@ -94,17 +94,17 @@ pub(crate) struct Connection {
     scratch: Vec<u8>,
     next_id: u32,
     generation: u64,
-    /// The last call that worked at the token outlasted this thread's wait for its answer
-    /// ([`spin_budget`]): a USB token's signature, an RSA-4096 signature with a software
-    /// token. Such calls are not served on the caller's CPU, and the caller sleeps until the
-    /// answer comes instead of checking for it first: the wake-up is a small share of them,
-    /// and yielding the CPU through a whole budget first would only delay the sleep.
-    /// Shorter ones (an RSA-2048 signature with a software token, ~600 µs) are served on the
-    /// caller's CPU while it yields: measured in one benchmark against the build that let every
-    /// call over 250 µs go to any CPU while the caller slept, RSA-2048 2T 0.94–0.98× of
-    /// SoftHSM2 in process against 0.90–0.95×, 1T 1.01–1.02× against 0.99–1.00× (three runs,
-    /// ahead in all), as the application's wake-ups across CPUs and kysod's connection threads
-    /// meeting on one CPU went away.
+    /// kysod found the last call that worked at the token long (`Response::long`: over a
+    /// millisecond of its CPU, or waiting on a device): a USB token's signature, an RSA-4096
+    /// signature with a software token. Such calls are not served on the caller's CPU, and the
+    /// caller sleeps until the answer comes instead of checking for it first: the wake-up is a
+    /// small share of them, and yielding the CPU through a whole budget first would only delay
+    /// the sleep. Shorter ones (an RSA-2048 signature with a software token, ~600 µs) are
+    /// served on the caller's CPU while it yields: measured in one benchmark against the build
+    /// that let every call over 250 µs go to any CPU while the caller slept, RSA-2048 2T
+    /// 0.94–0.98× of SoftHSM2 in process against 0.90–0.95×, 1T 1.01–1.02× against
+    /// 0.99–1.00× (three runs, ahead in all), as the application's wake-ups across CPUs and
+    /// kysod's connection threads meeting on one CPU went away.
     long_calls: bool,
 }
 
@@ -150,7 +150,6 @@ impl Connection {
         } else {
             None
         };
-        let started = Instant::now();
         let request = Request { id, call, cpu };
         let encoded = frame::encode(&request, &mut self.scratch);
         drop(request);
@@ -172,7 +171,7 @@ impl Connection {
             .receive(&mut self.scratch, budget, cpu.is_some())
             .map_err(|_| Failure::Link)?;
         if at_token {
-            self.long_calls = started.elapsed() > spin_budget();
+            self.long_calls = response.long;
         }
         if self.scratch.capacity() > SCRATCH_KEEP {
             self.scratch = Vec::with_capacity(256);

@@ -23,8 +23,8 @@ pub use pin::Pin;
 /// Version spoken by this build; the handshake refuses any other. Raised whenever a message
 /// changes shape: 2 added the one-round-trip signature and the recovery calls, 3 the caller's
 /// CPU in each request, 4 the pipes that carry the frames after the handshake, 5 the shared
-/// pages that carry the small ones.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// pages that carry the small ones, 6 kysod's word on whether a connection's calls are long.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A serial number as written in the configuration or by tools (`0A:1B`, `0x0a1b`, `A1B`)
 /// in the form used for comparison: lowercase hex, no separators, no leading zeros.

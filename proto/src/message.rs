@@ -67,6 +67,14 @@ pub struct Response {
     /// Data returned; present with some non-OK results too (`CKR_BUFFER_TOO_SMALL` carries
     /// the needed length, `C_GetAttributeValue` per-attribute results).
     pub reply: Reply,
+    /// kysod finds this connection's calls at the token long: over a millisecond of its CPU
+    /// each, or waiting on a device. The caller then has the next such call served on any CPU
+    /// and sleeps until the answer comes, instead of yielding its CPU to kysod's thread (see
+    /// `wait`). It is kysod that judges, by the CPU time and the waits of its own thread, not
+    /// the caller by the time the answer took: a short call takes long too when two callers
+    /// and their kysod threads share one CPU, and sleeping callers woken where their answers
+    /// were written would keep them there.
+    pub long: bool,
 }
 
 /// An output buffer as the application gave it: `None` for a `NULL` pointer (a size query),
@@ -626,8 +634,8 @@ mod tests {
         }
 
         #[test]
-        fn responses_round_trip(id in any::<u32>(), rv in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..300), len in any::<u64>()) {
-            let resp = Response { id, rv, reply: Reply::Output { len, data: Some(data) } };
+        fn responses_round_trip(id in any::<u32>(), rv in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..300), len in any::<u64>(), long in any::<bool>()) {
+            let resp = Response { id, rv, reply: Reply::Output { len, data: Some(data) }, long };
             let bytes = postcard::to_allocvec(&resp).unwrap();
             prop_assert_eq!(decode::<Response>(&bytes).unwrap(), resp);
         }

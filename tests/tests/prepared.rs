@@ -397,6 +397,128 @@ fn the_preparing_thread_keeps_off_the_signing_cpu() {
     }
 }
 
+/// A signature that takes long only because its CPU is shared (two busy threads on the
+/// caller's CPU) is still served on the caller's CPU: it is the work kysod's thread does that
+/// decides, not how long the answer took. Judged by the time, such a meeting of callers on one
+/// CPU sent the next call to any CPU with its caller asleep, and lasted.
+#[test]
+fn signatures_slowed_by_a_busy_cpu_stay_on_the_callers_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let serial = fx.serial_a().to_string();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (cpu, rounds) = std::thread::scope(|scope| {
+        let cpu = hold_to_last_cpu();
+        for _ in 0..2 {
+            scope.spawn(|| {
+                hold_to_last_cpu();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        let s = shim.user_session(&serial);
+        let key = find_one(&s, ObjectClass::PRIVATE_KEY, kyso_tests::ID_RSA);
+        let mut rounds = Vec::new();
+        for i in 0..6 {
+            let started = Instant::now();
+            s.sign(
+                &Mechanism::Sha256RsaPkcs,
+                key,
+                format!("busy {i}").as_bytes(),
+            )
+            .expect("C_Sign");
+            rounds.push((started.elapsed(), connection_cpus(&daemon)));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (cpu, rounds)
+    });
+    // Each signature but the first follows one that took over a millisecond.
+    let slow = rounds[..5]
+        .iter()
+        .filter(|(took, _)| *took > Duration::from_millis(1))
+        .count();
+    assert!(
+        slow >= 4,
+        "the busy threads did not slow the signatures: {rounds:?}"
+    );
+    if cpus > 1 {
+        for (took, serving) in &rounds[1..] {
+            assert!(
+                serving.contains(&cpu.to_string()),
+                "a signature after a slowed one ({took:?}) was not served on CPU {cpu}: {rounds:?}"
+            );
+        }
+    }
+}
+
+/// A signature that waits in its module (as on a USB token's card) is long, and the next one
+/// is served on any CPU while its caller sleeps; one that then takes no time brings the
+/// calls back to the caller's CPU. The test module holds a `C_Sign` while a gate file exists.
+#[test]
+fn signatures_waiting_in_the_module_are_served_on_any_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fx = Fixture::new();
+    let gate = fx.dir().join("gate");
+    let held = fx.dir().join("gate.held");
+    std::env::set_var("KYSO_SLOW_MODULE_GATE", &gate);
+    let cfg = DaemonConfig {
+        modules: vec![(
+            kyso_tests::target_dir().join("libkyso_slow_module.so"),
+            true,
+        )],
+        ..DaemonConfig::default()
+    };
+    let daemon = Daemon::start_with(&fx, cfg);
+    let shim = Module::shim(&daemon);
+    let serial = fx.serial_a().to_string();
+    let (cpu, after_waits, after_quick) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let cpu = hold_to_last_cpu();
+                let s = shim.user_session(&serial);
+                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+                let sign = |i: u32| {
+                    s.sign(&Mechanism::Ecdsa, key, &sha256(format!("{i}").as_bytes()))
+                        .expect("C_Sign")
+                };
+                // Two held signatures: the first over a millisecond has the next measured.
+                for i in 0..2 {
+                    std::fs::write(&gate, b"").expect("create the gate");
+                    std::thread::scope(|inner| {
+                        inner.spawn(|| {
+                            let start = Instant::now();
+                            while !held.exists() && start.elapsed() < Duration::from_secs(10) {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                            let _ = std::fs::remove_file(&held);
+                        });
+                        sign(i);
+                    });
+                }
+                sign(2);
+                let after_waits = connection_cpus(&daemon);
+                sign(3);
+                (cpu, after_waits, connection_cpus(&daemon))
+            })
+            .join()
+            .unwrap()
+    });
+    if cpus > 1 {
+        assert!(
+            !after_waits.contains(&cpu.to_string()),
+            "a signature after one that waited in the module was held to CPU {cpu}: {after_waits:?}"
+        );
+        assert!(
+            after_quick.contains(&cpu.to_string()),
+            "a signature after a quick one was not served on CPU {cpu}: {after_quick:?}"
+        );
+    }
+}
+
 /// Holds the calling thread to the last CPU it may use; returns that CPU.
 fn hold_to_last_cpu() -> usize {
     // SAFETY: cpu_set_t is plain data; the calls act on the calling thread only.

@@ -153,6 +153,7 @@ fn serve(shared: &Shared, stream: UnixStream) {
             id: request.id,
             rv,
             reply,
+            long: false,
         };
         if frame::encode(&response, &mut out).is_err() || channel.send(&out).is_err() {
             return;

@@ -222,7 +222,7 @@ fn measure_all<'a>(
                 if !wanted(&format!("rsa-{}t", t + 1)) {
                     continue;
                 }
-                let (rate, cpu) = sign_rate(
+                let (rate, cpu, tenths) = sign_rate(
                     m,
                     *server,
                     serial,
@@ -232,7 +232,7 @@ fn measure_all<'a>(
                     t + 1,
                     slice,
                 );
-                log_round(&format!("rsa-{}t", t + 1), name, rate);
+                log_round(&format!("rsa-{}t", t + 1), name, rate, &tenths);
                 f.rsa[t] += rate * share;
                 f.cpu[t].add(cpu);
             }
@@ -240,7 +240,7 @@ fn measure_all<'a>(
                 if !wanted(&format!("ecdsa-{}t", t + 1)) {
                     continue;
                 }
-                let (rate, cpu) = sign_rate(
+                let (rate, cpu, tenths) = sign_rate(
                     m,
                     *server,
                     serial,
@@ -250,7 +250,7 @@ fn measure_all<'a>(
                     t + 1,
                     slice,
                 );
-                log_round(&format!("ecdsa-{}t", t + 1), name, rate);
+                log_round(&format!("ecdsa-{}t", t + 1), name, rate, &tenths);
                 f.ecdsa[t] += rate * share;
                 f.cpu[2 + t].add(cpu);
             }
@@ -264,11 +264,13 @@ fn measure_all<'a>(
         .collect()
 }
 
-/// `KYSO_BENCH_ROUNDS=1` prints each round's rate to stderr, to see how the rounds of one run
-/// spread (the host's load, a contender's threads settling differently from round to round).
-fn log_round(figure: &str, contender: &str, rate: f64) {
+/// `KYSO_BENCH_ROUNDS=1` prints each round's rate to stderr, and the rate in each tenth of
+/// it, to see how the rounds of one run spread (the host's load, a contender's threads
+/// settling differently from round to round) and spells within a round (two signing threads
+/// sharing one CPU while the other idles show as tenths at about half the rate).
+fn log_round(figure: &str, contender: &str, rate: f64, tenths: &[u64]) {
     if std::env::var_os("KYSO_BENCH_ROUNDS").is_some_and(|v| v == "1") {
-        eprintln!("round {figure} {contender}: {rate:.0}/s");
+        eprintln!("round {figure} {contender}: {rate:.0}/s, by tenths {tenths:?}");
     }
 }
 
@@ -299,8 +301,9 @@ fn trivial_call(module: &Module, serial: &str) -> f64 {
     times[times.len() / 2].as_secs_f64() * 1e6
 }
 
-/// Signatures per second with `threads` threads, each on its own session, for `window`, and
-/// the CPU time this process and `server` (the daemon serving the module, if any) spent.
+/// Signatures per second with `threads` threads, each on its own session, for `window`, the
+/// CPU time this process and `server` (the daemon serving the module, if any) spent, and the
+/// rate in each tenth of the window.
 #[allow(clippy::too_many_arguments)]
 fn sign_rate(
     module: &Module,
@@ -311,10 +314,11 @@ fn sign_rate(
     data: &[u8],
     threads: usize,
     window: Duration,
-) -> (f64, Cpu) {
+) -> (f64, Cpu, Vec<u64>) {
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let cpu_before = cpu_seconds(server);
+    let mut tenths = Vec::with_capacity(10);
     let start = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -337,7 +341,15 @@ fn sign_rate(
                 }
             });
         }
-        std::thread::sleep(window);
+        // The rate in each tenth of the window, for `KYSO_BENCH_ROUNDS=1`.
+        let step = window / 10;
+        let mut counted = 0;
+        for _ in 0..10 {
+            std::thread::sleep(step);
+            let now = count.load(Ordering::Relaxed);
+            tenths.push(((now - counted) as f64 / step.as_secs_f64()).round() as u64);
+            counted = now;
+        }
         stop.store(true, Ordering::Relaxed);
     });
     let elapsed = start.elapsed().as_secs_f64();
@@ -346,7 +358,7 @@ fn sign_rate(
         seconds: cpu_seconds(server) - cpu_before,
         signatures,
     };
-    (signatures as f64 / elapsed, cpu)
+    (signatures as f64 / elapsed, cpu, tenths)
 }
 
 /// CPU time (user and system, s) this process and `server` have used so far: the server's
