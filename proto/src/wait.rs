@@ -10,8 +10,8 @@
 //! the application's other threads, and the signature operations kysod initialises ahead (see
 //! kysod's `prepared`). Other calls are short and are served wherever kysod's thread is, the
 //! caller checking in a tight loop. Either way the wait is bounded before the thread blocks,
-//! so an idle peer costs nothing once the budget is spent. A call at the token that outlasted
-//! the caller's budget last time (a USB token's signature, RSA-4096 with a software token) is
+//! so an idle peer costs nothing once the budget is spent. A call at the token after one kysod
+//! found long (`Response::long`: a USB token's signature, RSA-4096 with a software token) is
 //! served anywhere while the caller sleeps: the wake-up is a small share of it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
