@@ -315,21 +315,12 @@ fn signatures_are_served_on_the_callers_cpu() {
     let serial = fx.serial_a().to_string();
     // A thread held to one CPU signs; kysod's thread serving it moves to that CPU, and goes
     // back to every CPU for a call that does not work at the token.
-    let (cpu, during, after) = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let cpu = hold_to_last_cpu();
-                let s = shim.user_session(&serial);
-                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
-                s.sign(&Mechanism::Ecdsa, key, &sha256(b"on one CPU"))
-                    .expect("C_Sign");
-                let during = connection_cpus(&daemon);
-                s.get_session_info().expect("C_GetSessionInfo");
-                let after = connection_cpus(&daemon);
-                (cpu, during, after)
-            })
-            .join()
-            .unwrap()
+    let (cpu, (during, after)) = on_last_cpu(&shim, &serial, |s, key| {
+        s.sign(&Mechanism::Ecdsa, key, &sha256(b"on one CPU"))
+            .expect("C_Sign");
+        let during = connection_cpus(&daemon);
+        s.get_session_info().expect("C_GetSessionInfo");
+        (during, connection_cpus(&daemon))
     });
     assert!(
         during.contains(&cpu.to_string()),
@@ -362,29 +353,21 @@ fn the_preparing_thread_keeps_off_the_signing_cpu() {
     let daemon = Daemon::start(&fx);
     let shim = Module::shim(&daemon);
     let serial = fx.serial_a().to_string();
-    let (cpu, serving, preparing) = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let cpu = hold_to_last_cpu();
-                let s = shim.user_session(&serial);
-                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
-                sign_batch(&fx, &s, key, 20);
-                assert!(wait_for_log(&daemon, PREPARING), "{}", daemon.log());
-                for i in 0..5 {
-                    s.sign(&Mechanism::Ecdsa, key, &sha256(format!("{i}").as_bytes()))
-                        .expect("C_Sign");
-                }
-                let serving = connection_cpus(&daemon);
-                (cpu, serving, thread_cpus(&daemon, "kysod-prepare"))
-            })
-            .join()
-            .unwrap()
+    let (cpu, (serving, preparing)) = on_last_cpu(&shim, &serial, |s, key| {
+        sign_batch(&fx, s, key, 20);
+        assert!(wait_for_log(&daemon, PREPARING), "{}", daemon.log());
+        for i in 0..5 {
+            s.sign(&Mechanism::Ecdsa, key, &sha256(format!("{i}").as_bytes()))
+                .expect("C_Sign");
+        }
+        let serving = connection_cpus(&daemon);
+        (serving, thread_cpus(&daemon, "kysod-prepare"))
     });
     assert_eq!(preparing.len(), 1, "one preparing thread: {preparing:?}");
     let allowed = cpu_list(&preparing[0]);
     assert!(!allowed.is_empty(), "{preparing:?}");
-    // Signatures that took long (a loaded machine) are served on any CPU: then there is no
-    // one CPU to keep off.
+    // Signatures kysod found long are served on any CPU: then there is no one CPU to keep
+    // off. (On a loaded machine a signature can spend most of its time asleep on a lock.)
     let held = serving.contains(&cpu.to_string());
     if !held {
         eprintln!("signatures not served on CPU {cpu} ({serving:?}): not checked");
@@ -474,38 +457,30 @@ fn signatures_waiting_in_the_module_are_served_on_any_cpu() {
     let daemon = Daemon::start_with(&fx, cfg);
     let shim = Module::shim(&daemon);
     let serial = fx.serial_a().to_string();
-    let (cpu, after_waits, after_quick) = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let cpu = hold_to_last_cpu();
-                let s = shim.user_session(&serial);
-                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
-                let sign = |i: u32| {
-                    s.sign(&Mechanism::Ecdsa, key, &sha256(format!("{i}").as_bytes()))
-                        .expect("C_Sign")
-                };
-                // Two held signatures: the first over a millisecond has the next measured.
-                for i in 0..2 {
-                    std::fs::write(&gate, b"").expect("create the gate");
-                    std::thread::scope(|inner| {
-                        inner.spawn(|| {
-                            let start = Instant::now();
-                            while !held.exists() && start.elapsed() < Duration::from_secs(10) {
-                                std::thread::sleep(Duration::from_millis(1));
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                            let _ = std::fs::remove_file(&held);
-                        });
-                        sign(i);
-                    });
-                }
-                sign(2);
-                let after_waits = connection_cpus(&daemon);
-                sign(3);
-                (cpu, after_waits, connection_cpus(&daemon))
-            })
-            .join()
-            .unwrap()
+    let (cpu, (after_waits, after_quick)) = on_last_cpu(&shim, &serial, |s, key| {
+        let sign = |i: u32| {
+            s.sign(&Mechanism::Ecdsa, key, &sha256(format!("{i}").as_bytes()))
+                .expect("C_Sign")
+        };
+        // Two held signatures: the first over a millisecond has the next measured.
+        for i in 0..2 {
+            std::fs::write(&gate, b"").expect("create the gate");
+            std::thread::scope(|inner| {
+                inner.spawn(|| {
+                    let start = Instant::now();
+                    while !held.exists() && start.elapsed() < Duration::from_secs(10) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    let _ = std::fs::remove_file(&held);
+                });
+                sign(i);
+            });
+        }
+        sign(2);
+        let after_waits = connection_cpus(&daemon);
+        sign(3);
+        (after_waits, connection_cpus(&daemon))
     });
     if cpus > 1 {
         assert!(
@@ -517,6 +492,26 @@ fn signatures_waiting_in_the_module_are_served_on_any_cpu() {
             "a signature after a quick one was not served on CPU {cpu}: {after_quick:?}"
         );
     }
+}
+
+/// Runs `work` in a thread held to the last CPU, with a logged-in session of `shim` on the
+/// token `serial` and that token's EC key; returns the CPU and what `work` returned.
+fn on_last_cpu<T: Send>(
+    shim: &Module,
+    serial: &str,
+    work: impl FnOnce(&Session, ObjectHandle) -> T + Send,
+) -> (usize, T) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let cpu = hold_to_last_cpu();
+                let s = shim.user_session(serial);
+                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_EC);
+                (cpu, work(&s, key))
+            })
+            .join()
+            .unwrap()
+    })
 }
 
 /// Holds the calling thread to the last CPU it may use; returns that CPU.
