@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-/// Whether a connection's calls at the token are long (`Response::long`): over a millisecond
-/// of CPU each, or waiting on a device (a USB token's card). Short ones are served on the
-/// caller's CPU while the caller yields it to kysod's thread; long ones anywhere, the caller
-/// asleep.
+/// Whether a connection's calls at the token are long (`Response::long`): calls kysod's
+/// thread spends mostly asleep in, waiting on a device (a USB token's card). Such calls are
+/// served on any CPU, the caller asleep; the others on the caller's CPU while the caller
+/// yields it to kysod's thread, however much CPU they take (the caller soon sleeps if they
+/// take long, and wakes where it slept).
 ///
 /// The caller cannot tell: it sees only how long the answer took, and that doubles for an
 /// RSA-2048 signature (~600 µs of CPU) when two callers and their kysod threads meet on one
@@ -17,13 +18,17 @@ use std::time::{Duration, Instant};
 /// the callers keep yielding, the scheduler moves one of them to the idle CPU and kysod's
 /// thread follows it with its next request.
 ///
-/// The CPU time comes from `getrusage` (~0.3 µs a call on the 2-CPU VM), so it is read only
-/// for the calls after one that took over a millisecond.
+/// The time asleep is what the call took less the thread's CPU time and its time waiting for
+/// a CPU (see `Usage`), read (~6 µs) only for the calls after one that took over a
+/// millisecond. A thread can also sleep on a lock whose holder lost its CPU (on
+/// a loaded machine), so it takes two such calls in a row to make the calls long.
 #[derive(Default)]
 pub(crate) struct Pace {
     long: bool,
     /// Calls at the token still to measure since the last one that took over a millisecond.
     measuring: u32,
+    /// Measured calls in a row spent mostly asleep.
+    asleep: u32,
 }
 
 /// When a call at the token started, and the thread's usage then if it is measured.
@@ -33,10 +38,12 @@ pub(crate) struct Started {
 }
 
 impl Pace {
-    /// What counts as long (as the shim's default wait for an answer).
+    /// A call that takes longer is measured, and the next ones.
     const LONG: Duration = Duration::from_millis(1);
     /// How many calls after a long one are measured.
     const MEASURED: u32 = 64;
+    /// How many measured calls in a row spent mostly asleep make the calls long.
+    const ASLEEP: u32 = 2;
 
     pub(crate) fn start(&self, at_token: bool) -> Option<Started> {
         at_token.then(|| Started {
@@ -53,39 +60,56 @@ impl Pace {
         let took = started.at.elapsed();
         if took <= Self::LONG {
             self.long = false;
+            self.asleep = 0;
             self.measuring = self.measuring.saturating_sub(1);
             return false;
         }
         // An unmeasured long call leaves the judgement as it was; the next ones are measured.
-        // Waiting on a device is mostly asleep: a short wait for a lock while the CPU's share
-        // went to another thread is not that.
         if let (Some(before), Some(after)) = (started.usage, Usage::now()) {
-            let cpu = after.cpu.saturating_sub(before.cpu);
-            self.long = cpu > Self::LONG || (after.waits > before.waits && cpu * 4 < took);
+            let working = after.cpu.saturating_sub(before.cpu);
+            let queued = after.queued.saturating_sub(before.queued);
+            let asleep = took.saturating_sub(working + queued);
+            self.asleep = if asleep * 2 > took {
+                self.asleep + 1
+            } else {
+                0
+            };
+            let long = self.asleep >= Self::ASLEEP;
+            if long != self.long {
+                tracing::debug!(
+                    long,
+                    took_us = took.as_micros() as u64,
+                    cpu_us = working.as_micros() as u64,
+                    queued_us = queued.as_micros() as u64,
+                    "calls at the token judged anew"
+                );
+            }
+            self.long = long;
         }
         self.measuring = Self::MEASURED;
         self.long
     }
 }
 
-/// The calling thread's CPU time and how often it has waited (voluntary context switches).
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) and its time spent waiting for
+/// a CPU (`/proc/thread-self/schedstat`, up to date for a running thread; the CPU time there
+/// is not, it moves at the scheduler's ticks and switches). `None` where the kernel does not
+/// keep them, and then no call is judged long.
 #[derive(Clone, Copy)]
 struct Usage {
     cpu: Duration,
-    waits: i64,
+    queued: Duration,
 }
 
 impl Usage {
     fn now() -> Option<Usage> {
-        use nix::sys::resource::{getrusage, UsageWho};
-        let usage = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
-        let time = |t: nix::sys::time::TimeVal| {
-            Duration::new(t.tv_sec().max(0) as u64, 0)
-                + Duration::from_micros(t.tv_usec().max(0) as u64)
-        };
+        use nix::time::{clock_gettime, ClockId};
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let queued = text.split_ascii_whitespace().nth(1)?.parse::<u64>().ok()?;
+        let cpu = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
         Some(Usage {
-            cpu: time(usage.user_time()) + time(usage.system_time()),
-            waits: usage.voluntary_context_switches(),
+            cpu: Duration::from(cpu),
+            queued: Duration::from_nanos(queued),
         })
     }
 }
@@ -109,24 +133,33 @@ mod tests {
     }
 
     #[test]
-    fn short_work_waits_and_long_work_are_told_apart() {
+    fn calls_asleep_are_told_from_calls_at_work() {
         let mut pace = Pace::default();
         assert!(!call(&mut pace, || ()));
-        // Asleep in the module (a device): long, once measured.
-        let sleep = || std::thread::sleep(Duration::from_millis(3));
+        // Asleep in the module (a device): long, once measured twice.
+        let sleep = || std::thread::sleep(Duration::from_millis(10));
         assert!(
             !call(&mut pace, sleep),
             "an unmeasured call changes nothing"
         );
-        assert!(call(&mut pace, sleep), "a measured wait is long");
+        assert!(!call(&mut pace, sleep), "one measured wait is not enough");
+        assert!(call(&mut pace, sleep), "two measured waits are long");
+        assert!(call(&mut pace, sleep));
         assert!(!call(&mut pace, || ()), "a quick call is short");
-        // Two milliseconds of CPU: long.
-        assert!(call(&mut pace, || spin_for(Duration::from_millis(2))));
-        assert!(!call(&mut pace, || ()));
-        // Calls that stay quick stop being measured.
-        for _ in 0..Pace::MEASURED {
+        assert!(!call(&mut pace, sleep), "the count of waits starts again");
+        // Three milliseconds of CPU: not long, and ends the count of waits.
+        assert!(!call(&mut pace, || spin_for(Duration::from_millis(3))));
+        assert!(!call(&mut pace, sleep));
+        assert!(call(&mut pace, sleep));
+        assert!(!call(&mut pace, || spin_for(Duration::from_millis(3))));
+        // Calls that stay quick stop being measured (a quick call that lost its CPU for over a
+        // millisecond on a loaded machine has the count start again).
+        let mut quick = 0;
+        while pace.measuring > 0 && quick < 100 * Pace::MEASURED {
             assert!(!call(&mut pace, || ()));
+            quick += 1;
         }
+        assert!(quick >= Pace::MEASURED, "{quick} calls");
         assert!(pace.start(true).expect("at the token").usage.is_none());
         assert!(pace.start(false).is_none());
     }
@@ -149,23 +182,27 @@ mod tests {
             });
             assert!(one.apply(None));
             let mut pace = Pace {
-                long: false,
                 measuring: Pace::MEASURED,
+                ..Pace::default()
             };
             // Yielding to the busy thread: over a millisecond passes, little of it on this
-            // thread's CPU, and no wait of its own (a yield is not one).
-            let started = Instant::now();
-            let long = call(&mut pace, || {
+            // thread's CPU, the rest waiting for it.
+            let yielding = || {
+                let started = Instant::now();
                 while started.elapsed() < Duration::from_millis(3) {
                     nix::sched::sched_yield().expect("sched_yield");
                 }
-            });
+            };
+            let long = [call(&mut pace, yielding), call(&mut pace, yielding)];
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            assert!(!long, "a call slowed by a shared CPU was judged long");
-            // The same for a call that waited: long.
-            assert!(call(&mut pace, || std::thread::sleep(
-                Duration::from_millis(3)
-            )));
+            assert_eq!(
+                long, [false; 2],
+                "calls slowed by a shared CPU were judged long"
+            );
+            // Calls that waited: long.
+            let sleep = || std::thread::sleep(Duration::from_millis(10));
+            assert!(!call(&mut pace, sleep));
+            assert!(call(&mut pace, sleep));
         });
     }
 
