@@ -4,10 +4,12 @@
 use std::time::{Duration, Instant};
 
 /// Whether a connection's calls at the token are long (`Response::long`): calls kysod's
-/// thread spends mostly asleep in, waiting on a device (a USB token's card). Such calls are
-/// served on any CPU, the caller asleep; the others on the caller's CPU while the caller
-/// yields it to kysod's thread, however much CPU they take (the caller soon sleeps if they
-/// take long, and wakes where it slept).
+/// thread spends mostly asleep in, waiting on a device (a USB token's card), or calls of over
+/// 3 ms of CPU (RSA-4096 with a software token). Such calls are served on any CPU, the caller
+/// asleep: for the first, the caller's CPU is free for others; for the second, a caller
+/// yielding its CPU through the whole wait budget (1 ms) before it sleeps takes CPU from the
+/// signature. The others, RSA-2048 with a software token (~600 µs of CPU) among them, are
+/// served on the caller's CPU while the caller yields it to kysod's thread.
 ///
 /// The caller cannot tell: it sees only how long the answer took, and that doubles for an
 /// RSA-2048 signature (~600 µs of CPU) when two callers and their kysod threads meet on one
@@ -21,14 +23,16 @@ use std::time::{Duration, Instant};
 /// The time asleep is what the call took less the thread's CPU time and its time waiting for
 /// a CPU (see `Usage`), read (~6 µs) only for the calls after one that took over a
 /// millisecond. A thread can also sleep on a lock whose holder lost its CPU (on
-/// a loaded machine), so it takes two such calls in a row to make the calls long.
+/// a loaded machine), and a loaded VM's thread may be charged CPU time its host gave to
+/// another (an RSA-2048 signature measured 1.6 ms of CPU in CI), so it takes two long calls
+/// in a row to make the calls long.
 #[derive(Default)]
 pub(crate) struct Pace {
     long: bool,
     /// Calls at the token still to measure since the last one that took over a millisecond.
     measuring: u32,
-    /// Measured calls in a row spent mostly asleep.
-    asleep: u32,
+    /// Measured calls in a row that were long.
+    streak: u32,
 }
 
 /// When a call at the token started, and the thread's usage then if it is measured.
@@ -42,8 +46,10 @@ impl Pace {
     const LONG: Duration = Duration::from_millis(1);
     /// How many calls after a long one are measured.
     const MEASURED: u32 = 64;
-    /// How many measured calls in a row spent mostly asleep make the calls long.
-    const ASLEEP: u32 = 2;
+    /// A call that took more CPU is long.
+    const HEAVY: Duration = Duration::from_millis(3);
+    /// How many measured long calls in a row make the calls long.
+    const STREAK: u32 = 2;
 
     pub(crate) fn start(&self, at_token: bool) -> Option<Started> {
         at_token.then(|| Started {
@@ -60,7 +66,7 @@ impl Pace {
         let took = started.at.elapsed();
         if took <= Self::LONG {
             self.long = false;
-            self.asleep = 0;
+            self.streak = 0;
             self.measuring = self.measuring.saturating_sub(1);
             return false;
         }
@@ -69,12 +75,9 @@ impl Pace {
             let working = after.cpu.saturating_sub(before.cpu);
             let queued = after.queued.saturating_sub(before.queued);
             let asleep = took.saturating_sub(working + queued);
-            self.asleep = if asleep * 2 > took {
-                self.asleep + 1
-            } else {
-                0
-            };
-            let long = self.asleep >= Self::ASLEEP;
+            let this = asleep * 2 > took || working > Self::HEAVY;
+            self.streak = if this { self.streak + 1 } else { 0 };
+            let long = self.streak >= Self::STREAK;
             if long != self.long {
                 tracing::debug!(
                     long,
@@ -147,11 +150,20 @@ mod tests {
         assert!(call(&mut pace, sleep));
         assert!(!call(&mut pace, || ()), "a quick call is short");
         assert!(!call(&mut pace, sleep), "the count of waits starts again");
-        // Three milliseconds of CPU: not long, and ends the count of waits.
-        assert!(!call(&mut pace, || spin_for(Duration::from_millis(3))));
+        // Two milliseconds of CPU: not long, and ends the count.
+        let work = |ms| move || spin_for(Duration::from_millis(ms));
+        assert!(!call(&mut pace, work(2)));
         assert!(!call(&mut pace, sleep));
         assert!(call(&mut pace, sleep));
-        assert!(!call(&mut pace, || spin_for(Duration::from_millis(3))));
+        assert!(!call(&mut pace, work(2)));
+        // Five milliseconds of CPU, twice: long.
+        assert!(!call(&mut pace, work(5)));
+        assert!(call(&mut pace, work(5)));
+        assert!(
+            call(&mut pace, sleep),
+            "a wait after a long call keeps them long"
+        );
+        assert!(!call(&mut pace, work(2)));
         // Calls that stay quick stop being measured (a quick call that lost its CPU for over a
         // millisecond on a loaded machine has the count start again).
         let mut quick = 0;
