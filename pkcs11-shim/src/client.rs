@@ -94,8 +94,8 @@ pub(crate) struct Connection {
     scratch: Vec<u8>,
     next_id: u32,
     generation: u64,
-    /// kysod found the last call that worked at the token long (`Response::long`: over a
-    /// millisecond of its CPU, or waiting on a device): a USB token's signature, an RSA-4096
+    /// kysod found the last call that worked at the token long (`Response::long`: mostly
+    /// asleep, waiting on a device, or over 3 ms of CPU): a USB token's signature, an RSA-4096
     /// signature with a software token. Such calls are not served on the caller's CPU, and the
     /// caller sleeps until the answer comes instead of checking for it first: the wake-up is a
     /// small share of them, and yielding the CPU through a whole budget first would only delay

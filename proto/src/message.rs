@@ -67,8 +67,9 @@ pub struct Response {
     /// Data returned; present with some non-OK results too (`CKR_BUFFER_TOO_SMALL` carries
     /// the needed length, `C_GetAttributeValue` per-attribute results).
     pub reply: Reply,
-    /// kysod finds this connection's calls at the token long: over a millisecond of its CPU
-    /// each, or waiting on a device. The caller then has the next such call served on any CPU
+    /// kysod finds this connection's calls at the token long: its thread spends them mostly
+    /// asleep (waiting on a device) or over 3 ms of CPU on each (see kysod's `pace`). The
+    /// caller then has the next such call served on any CPU
     /// and sleeps until the answer comes, instead of yielding its CPU to kysod's thread (see
     /// `wait`). It is kysod that judges, by the CPU time and the waits of its own thread, not
     /// the caller by the time the answer took: a short call takes long too when two callers
