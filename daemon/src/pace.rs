@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 ///
 /// The time asleep is what the call took less the thread's CPU time and its time waiting for
 /// a CPU (see `Usage`), read (~6 µs) only for the calls after one that took over a
-/// millisecond. A thread can also sleep on a lock whose holder lost its CPU (on
-/// a loaded machine), and a loaded VM's thread may be charged CPU time its host gave to
-/// another (an RSA-2048 signature measured 1.6 ms of CPU in CI), so it takes two long calls
-/// in a row to make the calls long.
+/// millisecond. On a loaded machine a thread also sleeps on a lock whose holder lost its CPU,
+/// and is charged more CPU time than the work takes (an RSA-2048 signature measured 1.6 ms),
+/// so it takes two long calls in a row to make the calls long.
 #[derive(Default)]
 pub(crate) struct Pace {
     long: bool,
