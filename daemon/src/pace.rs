@@ -169,7 +169,7 @@ mod tests {
         let mut pace = Pace::default();
         assert!(!call(&mut pace, || ()));
         // Asleep in the module (a device): long, once measured twice.
-        let sleep = || std::thread::sleep(Duration::from_millis(10));
+        let sleep = || std::thread::sleep(Duration::from_millis(30));
         assert!(
             !call(&mut pace, sleep),
             "an unmeasured call changes nothing"
@@ -241,7 +241,7 @@ mod tests {
                 "calls slowed by a shared CPU were judged long"
             );
             // Calls that waited: long.
-            let sleep = || std::thread::sleep(Duration::from_millis(10));
+            let sleep = || std::thread::sleep(Duration::from_millis(30));
             assert!(!call(&mut pace, sleep));
             assert!(call(&mut pace, sleep));
         });
