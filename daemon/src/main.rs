@@ -113,15 +113,14 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Raises the soft limit on open descriptors to what `connections` connections take: four
-/// each (the socket and the two pipes of the shim's connections, see `kyso_proto::channel`,
-/// and the thread's schedstat once a call took long, see `pace`), and room for the modules and
-/// the journal. The usual soft limit, 1024, would refuse
+/// Raises the soft limit on open descriptors to what `connections` connections take: three
+/// each (the socket and the two pipes of the shim's connections, see `kyso_proto::channel`),
+/// and room for the modules and the journal. The usual soft limit, 1024, would refuse
 /// connections at about a third of the default `connections_total`. Never above the hard
 /// limit, and never lowered.
 fn raise_descriptor_limit(connections: usize) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let wanted = (connections as u64).saturating_mul(4).saturating_add(256);
+    let wanted = (connections as u64).saturating_mul(3).saturating_add(256);
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
     };

@@ -21,19 +21,16 @@ use std::time::{Duration, Instant};
 /// thread follows it with its next request.
 ///
 /// The time asleep is what the call took less the thread's CPU time and its time waiting for
-/// a CPU (see `Usage`), read (~1.3 µs) only for the calls after one that took over a
-/// millisecond. On a loaded machine a thread also sleeps on a lock whose holder lost its CPU,
+/// a CPU (see `Usage`), read only for a call after one that took over a millisecond. On a loaded machine a thread also sleeps on a lock whose holder lost its CPU,
 /// and is charged more CPU time than the work takes (an RSA-2048 signature measured 1.6 ms),
 /// so it takes two long calls in a row to make the calls long.
 #[derive(Default)]
 pub(crate) struct Pace {
     long: bool,
-    /// Calls at the token still to measure since the last one that took over a millisecond.
-    measuring: u32,
+    /// The last call at the token took over a millisecond: the next one is measured.
+    measuring: bool,
     /// Measured calls in a row that were long.
     streak: u32,
-    /// This thread's schedstat, opened for the first measured call.
-    schedstat: std::cell::OnceCell<Option<SchedStat>>,
 }
 
 /// When a call at the token started, and the thread's usage then if it is measured.
@@ -43,10 +40,8 @@ pub(crate) struct Started {
 }
 
 impl Pace {
-    /// A call that takes longer is measured, and the next ones.
+    /// A call that takes longer has the next one measured.
     const LONG: Duration = Duration::from_millis(1);
-    /// How many calls after a long one are measured.
-    const MEASURED: u32 = 64;
     /// A call that took more CPU is long.
     const HEAVY: Duration = Duration::from_millis(3);
     /// How many measured long calls in a row make the calls long.
@@ -55,7 +50,7 @@ impl Pace {
     pub(crate) fn start(&self, at_token: bool) -> Option<Started> {
         at_token.then(|| Started {
             at: Instant::now(),
-            usage: (self.measuring > 0).then(|| self.usage()).flatten(),
+            usage: self.measuring.then(Usage::now).flatten(),
         })
     }
 
@@ -68,11 +63,11 @@ impl Pace {
         if took <= Self::LONG {
             self.long = false;
             self.streak = 0;
-            self.measuring = self.measuring.saturating_sub(1);
+            self.measuring = false;
             return false;
         }
-        // An unmeasured long call leaves the judgement as it was; the next ones are measured.
-        if let (Some(before), Some(after)) = (started.usage, self.usage()) {
+        // An unmeasured long call leaves the judgement as it was; the next one is measured.
+        if let (Some(before), Some(after)) = (started.usage, Usage::now()) {
             let working = after.cpu.saturating_sub(before.cpu);
             let queued = after.queued.saturating_sub(before.queued);
             let asleep = took.saturating_sub(working + queued);
@@ -90,19 +85,17 @@ impl Pace {
             }
             self.long = long;
         }
-        self.measuring = Self::MEASURED;
+        self.measuring = true;
         self.long
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        let schedstat = self.schedstat.get_or_init(SchedStat::open).as_ref()?;
-        Usage::now(schedstat)
     }
 }
 
 /// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) and its time spent waiting for
-/// a CPU (from its schedstat, up to date for a running thread; the CPU time there is not, it
-/// moves at the scheduler's ticks and switches).
+/// a CPU (the second figure of `/proc/thread-self/schedstat`, up to date for a running thread;
+/// the CPU time there is not, it moves at the scheduler's ticks and switches). ~6 µs on the
+/// 2-CPU VM, opening the file each time: a thread that kept it open would hold a descriptor
+/// for as long as its connection lasts. `None` where the kernel keeps no schedstat, and then
+/// no call is judged long.
 #[derive(Clone, Copy)]
 struct Usage {
     cpu: Duration,
@@ -110,38 +103,15 @@ struct Usage {
 }
 
 impl Usage {
-    fn now(schedstat: &SchedStat) -> Option<Usage> {
+    fn now() -> Option<Usage> {
         use nix::time::{clock_gettime, ClockId};
-        let queued = schedstat.queued()?;
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let queued = text.split_ascii_whitespace().nth(1)?.parse::<u64>().ok()?;
         let cpu = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
         Some(Usage {
             cpu: Duration::from(cpu),
-            queued,
+            queued: Duration::from_nanos(queued),
         })
-    }
-}
-
-/// A thread's `/proc/thread-self/schedstat` (CPU time, time waiting for a CPU, and time
-/// slices, in nanoseconds), opened by that thread and read again from its start each time:
-/// one `pread`, ~0.8 µs on the 2-CPU VM, where opening and reading it took ~6 µs. It is kept
-/// by connections that had a call over 1 ms, a fourth descriptor (see
-/// `raise_descriptor_limit`). Where the kernel keeps no schedstat, no call is judged long.
-struct SchedStat(std::fs::File);
-
-impl SchedStat {
-    fn open() -> Option<SchedStat> {
-        std::fs::File::open("/proc/thread-self/schedstat")
-            .ok()
-            .map(SchedStat)
-    }
-
-    fn queued(&self) -> Option<Duration> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 128];
-        let n = self.0.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(buf.get(..n)?).ok()?;
-        let queued = text.split_ascii_whitespace().nth(1)?.parse::<u64>().ok()?;
-        Some(Duration::from_nanos(queued))
     }
 }
 
@@ -157,9 +127,8 @@ mod tests {
     }
 
     fn spin_for(cpu: Duration) {
-        let pace = Pace::default();
-        let start = pace.usage().expect("usage").cpu;
-        while pace.usage().expect("usage").cpu - start < cpu {
+        let start = Usage::now().expect("usage").cpu;
+        while Usage::now().expect("usage").cpu - start < cpu {
             std::hint::spin_loop();
         }
     }
@@ -193,14 +162,13 @@ mod tests {
             "a wait after a long call keeps them long"
         );
         assert!(!call(&mut pace, work(2)));
-        // Calls that stay quick stop being measured (a quick call that lost its CPU for over a
-        // millisecond on a loaded machine has the count start again).
+        // A quick call ends the measuring (on a loaded machine one may take over 1 ms).
+        assert!(pace.start(true).expect("at the token").usage.is_some());
         let mut quick = 0;
-        while pace.measuring > 0 && quick < 100 * Pace::MEASURED {
+        while pace.measuring && quick < 1000 {
             assert!(!call(&mut pace, || ()));
             quick += 1;
         }
-        assert!(quick >= Pace::MEASURED, "{quick} calls");
         assert!(pace.start(true).expect("at the token").usage.is_none());
         assert!(pace.start(false).is_none());
     }
@@ -223,7 +191,7 @@ mod tests {
             });
             assert!(one.apply(None));
             let mut pace = Pace {
-                measuring: Pace::MEASURED,
+                measuring: true,
                 ..Pace::default()
             };
             // Yielding to the busy thread: over a millisecond passes, little of it on this

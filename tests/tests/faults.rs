@@ -396,9 +396,8 @@ fn kysod_raises_its_descriptor_limit_to_what_its_connections_take() {
         .nth(3)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
-    // The default connections_total, 1024, four descriptors each (three, and a connection
-    // thread's schedstat once a call took long), and room for the rest.
-    let wanted = (4 * 1024 + 256).min(hard);
+    // The default connections_total, 1024, three descriptors each, and room for the rest.
+    let wanted = (3 * 1024 + 256).min(hard);
     assert!(
         soft >= wanted,
         "kysod's soft limit is {soft}, wanted {wanted}: {line}"
