@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 /// thread follows it with its next request.
 ///
 /// The time asleep is what the call took less the thread's CPU time and its time waiting for
-/// a CPU (see `Usage`), read only for a call after one that took over a millisecond. On a loaded machine a thread also sleeps on a lock whose holder lost its CPU,
-/// and is charged more CPU time than the work takes (an RSA-2048 signature measured 1.6 ms),
-/// so it takes two long calls in a row to make the calls long.
+/// a CPU (see `Usage`), read only for a call after one that took over a millisecond. On a
+/// loaded machine a thread also sleeps on a lock whose holder lost its CPU, and is charged
+/// more CPU time than the work takes (an RSA-2048 signature measured 1.6 ms), so it takes two
+/// long calls in a row to make the calls long.
 #[derive(Default)]
 pub(crate) struct Pace {
     long: bool,
