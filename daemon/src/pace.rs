@@ -181,11 +181,11 @@ mod tests {
         let Some(cpu) = first_cpu() else {
             return;
         };
-        let stop = std::sync::atomic::AtomicBool::new(false);
+        let stop = &std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             let one = CpuSet::only(cpu).expect("a CPU set");
-            scope.spawn(|| {
-                assert!(CpuSet::only(cpu).expect("a CPU set").apply(None));
+            scope.spawn(move || {
+                assert!(one.apply(None));
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     std::hint::spin_loop();
                 }
@@ -217,6 +217,7 @@ mod tests {
     }
 
     fn first_cpu() -> Option<u32> {
-        (0..1024).find(|&c| CpuSet::of_process().is_some_and(|s| s.contains(c)))
+        let allowed = CpuSet::of_process()?;
+        (0..1024).find(|&c| allowed.contains(c))
     }
 }
