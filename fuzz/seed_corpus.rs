@@ -19,7 +19,6 @@ use serde::Serialize;
 const CKA_CLASS: u64 = 0x0;
 const CKA_ID: u64 = 0x102;
 const CKO_PRIVATE_KEY: u64 = 3;
-const CKM_SHA256_RSA_PKCS: u64 = 0x40;
 const CKM_ECDSA: u64 = 0x1041;
 const CKM_RSA_PKCS_OAEP: u64 = 0x9;
 const CKM_AES_GCM: u64 = 0x1087;
@@ -65,15 +64,10 @@ fn hello() -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
         instance: 0x1234_5678_9abc_def0,
-        pipes: false,
     }
 }
 
 fn requests() -> Vec<(&'static str, Call)> {
-    let rsa = Mechanism {
-        kind: CKM_SHA256_RSA_PKCS,
-        param: MechanismParam::None,
-    };
     vec![
         ("get-info", Call::GetInfo),
         (
@@ -162,14 +156,6 @@ fn requests() -> Vec<(&'static str, Call)> {
             },
         ),
         (
-            "sign-complete",
-            Call::SignComplete {
-                session: 1,
-                init: Some((rsa, 2)),
-                data: b"to be signed".to_vec(),
-            },
-        ),
-        (
             "decrypt-oaep",
             Call::OperationInit {
                 session: 1,
@@ -222,8 +208,6 @@ fn wire_to_daemon(dir: &Path) {
         let request = Request {
             id: id as u32 + 1,
             call,
-            // Every other request says its CPU, so both shapes are seeds.
-            cpu: (id % 2 == 1).then_some(id as u32 % 4),
         };
         write(dir, name, &Stream::new().push(&hello()).push(&request).0);
         conversation = conversation.push(&request);
@@ -363,7 +347,6 @@ fn wire_to_client(dir: &Path) {
             id: id as u32 + 1,
             rv,
             reply,
-            long: id % 2 == 1,
         };
         write(dir, name, &Stream::new().push(&welcome).push(&response).0);
         conversation = conversation.push(&response);

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use cryptoki_sys as ck;
 use kyso_proto::Ulong;
+use parking_lot::{Mutex, MutexGuard};
 
+use crate::audit::{Actor, SignTrack};
 use crate::error::Rv;
 use crate::token::Token;
 
@@ -23,17 +25,13 @@ pub struct Session {
     /// client that is not logged in).
     pub find_nothing: AtomicBool,
     /// The signature operation under way, for the audit journal.
-    pub signing: Mutex<Option<crate::audit::SignTrack>>,
-    /// Set while another operation (a search, a digest, an encryption …) may be under way on
-    /// the module session: a signature is then not made on a prepared session, so that the
-    /// module answers `CKR_OPERATION_ACTIVE` as it would (see [`crate::prepared`]).
-    pub other_operation: AtomicBool,
+    signing: Mutex<Option<SignTrack>>,
 }
 
 impl Session {
     /// The session's signature operation, for the audit journal.
-    pub fn signing(&self) -> MutexGuard<'_, Option<crate::audit::SignTrack>> {
-        self.signing.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn signing(&self) -> MutexGuard<'_, Option<SignTrack>> {
+        self.signing.lock()
     }
 }
 
@@ -90,7 +88,16 @@ impl Client {
     }
 
     fn state(&self) -> MutexGuard<'_, ClientState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
+    }
+
+    /// The client as the audit journal names it.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
+            uid: self.uid,
+            pid: self.pid,
+            program: &self.program,
+        }
     }
 
     pub fn session_count(&self) -> usize {
@@ -114,7 +121,6 @@ impl Client {
             flags,
             find_nothing: AtomicBool::new(false),
             signing: Mutex::new(None),
-            other_operation: AtomicBool::new(false),
         });
         st.sessions.insert(handle, session.clone());
         session
@@ -153,11 +159,7 @@ impl Client {
 
     /// The user type this client is logged in as on `token`, if any.
     pub fn login_of(&self, token: &Token) -> Option<Ulong> {
-        token
-            .login
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .user_of(self.id)
+        token.login.lock().user_of(self.id)
     }
 
     /// The client handle for a module object, allocating one on first sight.

@@ -134,11 +134,9 @@ pub struct ModuleConfig {
     /// Tokens of this module are not bound to a USB device (software tokens, tests).
     #[serde(default)]
     pub always_present: bool,
-    /// Whether kysod initialises signature operations ahead on spare sessions for a key an
-    /// application keeps signing with; by default on for `always_present` modules only. Such
-    /// a module is also offered kysod's locks (see `locks` in the daemon).
-    #[serde(default)]
-    pub prepare_signatures: Option<bool>,
+    /// Accepted so that configuration files which set it still load; it has no effect.
+    #[serde(default, rename = "prepare_signatures")]
+    pub _prepare_signatures: Option<bool>,
 }
 
 /// Per-client resource bounds.

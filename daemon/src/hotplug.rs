@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rusb::{Context, Device, Hotplug, HotplugBuilder, UsbContext};
 
-use crate::server::Daemon;
+use crate::state::State;
 use crate::tokentable::TokenTable;
 
 /// A USB device came or went. `bus_path` identifies the device while it is plugged.
@@ -181,7 +181,7 @@ pub fn start_libusb(
 
 /// Applies device events to the registry, matching devices against the token table. Returns
 /// when every sender is gone.
-pub fn run_registry(rx: Receiver<DeviceEvent>, table: TokenTable, daemon: Arc<Daemon>) {
+pub fn run_registry(rx: Receiver<DeviceEvent>, table: TokenTable, daemon: Arc<State>) {
     for event in rx {
         match event {
             DeviceEvent::Arrived {
@@ -206,7 +206,7 @@ pub fn run_registry(rx: Receiver<DeviceEvent>, table: TokenTable, daemon: Arc<Da
 
 /// Starts USB detection and the registry thread. Returns the sender (kept by the caller, so
 /// other device sources can feed the same registry).
-pub fn start(table: TokenTable, daemon: Arc<Daemon>) -> Option<Sender<DeviceEvent>> {
+pub fn start(table: TokenTable, daemon: Arc<State>) -> Option<Sender<DeviceEvent>> {
     let (tx, rx) = channel();
     let known = table.clone();
     let spawned = std::thread::Builder::new()

@@ -75,8 +75,6 @@ pub struct TokenLogin {
     clients: HashSet<u64>,
     mismatches: u32,
     shared: Option<SharedLogin>,
-    /// Counts the module-level logins and logouts (see [`crate::prepared`]).
-    generation: u64,
 }
 
 impl TokenLogin {
@@ -128,7 +126,6 @@ impl TokenLogin {
                     Err(rv) => return Err(rv),
                 }
                 self.user = Some(user);
-                self.generation += 1;
                 self.verifier = pin.map(Verifier::new);
                 self.mismatches = 0;
                 self.clients.insert(client);
@@ -191,7 +188,6 @@ impl TokenLogin {
     /// forgets the login.
     fn end_module_login(&mut self, module: &Module, session: Option<ck::CK_SESSION_HANDLE>) {
         self.user = None;
-        self.generation += 1;
         self.verifier = None;
         self.mismatches = 0;
         let keeper = self.shared.take().map(|s| s.keeper);
@@ -273,6 +269,11 @@ impl TokenLogin {
         }
     }
 
+    /// When the shared login ends, if there is one.
+    pub fn shared_until(&self) -> Option<Instant> {
+        self.shared.as_ref().map(|s| s.until)
+    }
+
     pub fn is_logged_in(&self) -> bool {
         self.user.is_some()
     }
@@ -306,13 +307,7 @@ impl TokenLogin {
         }
         self.clients.clear();
         self.user = None;
-        self.generation += 1;
         self.verifier = None;
         self.mismatches = 0;
-    }
-
-    /// Changes whenever the module's login state may have changed.
-    pub fn generation(&self) -> u64 {
-        self.generation
     }
 }

@@ -9,23 +9,19 @@ use std::sync::Arc;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
-#[cfg(feature = "mimalloc")]
-mod allocator;
 mod audit;
 mod calls;
+mod certs;
 mod client;
-mod cpus;
 mod events;
 mod hotplug;
-mod locks;
 mod login;
 mod module;
-mod pace;
 mod policy;
-mod prepared;
 mod recovery;
 mod server;
 mod slots;
+mod state;
 mod token;
 mod tokentable;
 
@@ -66,8 +62,6 @@ fn main() {
         }
     };
     init_logging(&config);
-    #[cfg(feature = "mimalloc")]
-    allocator::check();
     if let Err(e) = run(config, args.config) {
         tracing::error!("{e}");
         eprintln!("kysod: {e}");
@@ -113,14 +107,12 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Raises the soft limit on open descriptors to what `connections` connections take: three
-/// each (the socket and the two pipes of the shim's connections, see `kyso_proto::channel`),
-/// and room for the modules and the journal. The usual soft limit, 1024, would refuse
-/// connections at about a third of the default `connections_total`. Never above the hard
-/// limit, and never lowered.
+/// Raises the soft limit on open descriptors to what `connections` connections take: two
+/// each (the socket, and the doorbell of a connection waiting for slot events), and room for
+/// the modules and the journal. Never above the hard limit, and never lowered.
 fn raise_descriptor_limit(connections: usize) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let wanted = (connections as u64).saturating_mul(3).saturating_add(256);
+    let wanted = (connections as u64).saturating_mul(2).saturating_add(256);
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
     };
@@ -164,18 +156,15 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let modules = config
         .modules
         .iter()
-        .map(|m| {
-            token::ModuleEntry::new(
-                m.path.clone(),
-                m.always_present,
-                m.prepare_signatures.unwrap_or(m.always_present),
-            )
-        })
+        .map(|m| token::ModuleEntry::new(m.path.clone(), m.always_present))
         .collect();
     let journal = audit::Journal::open(&state_dir);
-    let mut registry = token::Registry::new(modules, slots::SlotTable::open(&state_dir));
-    registry.audit = journal.clone();
-    registry.warn_days = config.policy.warn_days;
+    let registry = token::Registry::new(
+        modules,
+        slots::SlotTable::open(&state_dir),
+        journal.clone(),
+        config.policy.warn_days,
+    );
     registry.rescan();
     let present = registry.slots(true).len();
     if present == 0 {
@@ -188,34 +177,34 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     }
 
     let (listener, socket) = listen(&config)?;
-    // SAFETY: getuid cannot fail and has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let mut daemon = server::Daemon::new(registry, server::Settings::from_config(&config), uid);
-    daemon.audit = journal;
-    daemon.recovery = recovery::RecoveryState::open(&state_dir, &config.recovery.helpdesk_keys)?;
-    let daemon = Arc::new(daemon);
-    let mut expiring = false;
-    expire_shared_logins(&daemon, &mut expiring).map_err(|e| format!("cannot start: {e}"))?;
+    let recovery = recovery::RecoveryState::open(&state_dir, &config.recovery.helpdesk_keys)?;
+    let state = Arc::new(state::State::new(
+        registry,
+        state::Settings::from_config(&config),
+        journal,
+        recovery,
+        nix::unistd::getuid().as_raw(),
+    ));
+    let ending = state.clone();
+    std::thread::Builder::new()
+        .name("kysod-logins".into())
+        .spawn(move || ending.registry.expire_shared_logins())
+        .map_err(|e| format!("cannot start: {e}"))?;
     tracing::info!(socket = %socket.as_deref().unwrap_or(Path::new("(from systemd)")).display(), state_dir = %state_dir.display(), "kysod ready");
 
     // Already-plugged token devices arrive now; without libusb kysod goes on (one warning).
-    let _devices = hotplug::start(token_table, daemon.clone());
+    let _devices = hotplug::start(token_table, state.clone());
 
-    let serving = daemon.clone();
+    let server = Arc::new(server::Server::new(state.clone()));
     std::thread::Builder::new()
         .name("kysod-accept".into())
-        .spawn(move || serving.serve(listener))
+        .spawn(move || server.serve(listener))
         .map_err(|e| format!("cannot start: {e}"))?;
 
     let mut running = config;
     let signal = loop {
         match signals.wait().map_err(|e| format!("sigwait: {e}"))? {
-            Signal::SIGHUP => {
-                reload(&daemon, &mut running, config_path.as_deref());
-                if let Err(e) = expire_shared_logins(&daemon, &mut expiring) {
-                    tracing::error!(error = %e, "cannot start ending shared logins");
-                }
-            }
+            Signal::SIGHUP => reload(&state, &mut running, config_path.as_deref()),
             signal => break signal,
         }
     };
@@ -226,28 +215,11 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the thread ending shared logins whose time is up, once sharing is on (`[pin]
-/// share_login_seconds`, at start or after a reload); `started` says whether it runs already.
-fn expire_shared_logins(daemon: &Arc<server::Daemon>, started: &mut bool) -> std::io::Result<()> {
-    if *started || daemon.settings().pin.share_login_seconds == 0 {
-        return Ok(());
-    }
-    let daemon = daemon.clone();
-    std::thread::Builder::new()
-        .name("kysod-logins".into())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_millis(250));
-            daemon.registry.expire_shared_logins();
-        })?;
-    *started = true;
-    Ok(())
-}
-
 /// SIGHUP: reads the configuration file again and puts its run-time part in force (see
-/// [`server::Settings`]: limits, PIN collection, pinentry, policy). A file that does not parse
+/// [`state::Settings`]: limits, PIN collection, pinentry, policy). A file that does not parse
 /// changes nothing: the running configuration stays in force. Changes to what is read only at
 /// start are reported as waiting for a restart.
-fn reload(daemon: &server::Daemon, running: &mut Config, path: Option<&Path>) {
+fn reload(state: &state::State, running: &mut Config, path: Option<&Path>) {
     let config = match load_config(path) {
         Ok(c) => c,
         Err(e) => {
@@ -264,7 +236,7 @@ fn reload(daemon: &server::Daemon, running: &mut Config, path: Option<&Path>) {
         }
     }
     raise_descriptor_limit(config.limits.connections_total);
-    daemon.replace_settings(server::Settings::from_config(&config));
+    state.replace_settings(state::Settings::from_config(&config));
     tracing::info!("configuration reloaded (limits, pin, pinentry, policy)");
     let start_only = Config {
         limits: config.limits,

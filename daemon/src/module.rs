@@ -44,10 +44,6 @@ pub struct Module {
     list: *const ck::CK_FUNCTION_LIST,
     /// Held around every call when the module cannot do its own locking.
     serial: Option<Mutex<()>>,
-    /// The module took kysod's locks (see [`crate::locks`]).
-    lent_locks: bool,
-    /// Whether signature operations may be initialised ahead (see [`crate::prepared`]).
-    prepare: bool,
     // Keeps the code behind `list` mapped; dropped last.
     _library: libloading::Library,
 }
@@ -72,18 +68,6 @@ macro_rules! ckcall {
     }};
 }
 
-/// `C_Initialize`'s arguments for OS locking, with kysod's mutex functions when `lent`.
-fn initialize_args(lent: bool) -> ck::CK_C_INITIALIZE_ARGS {
-    ck::CK_C_INITIALIZE_ARGS {
-        CreateMutex: lent.then_some(crate::locks::create as _),
-        DestroyMutex: lent.then_some(crate::locks::destroy as _),
-        LockMutex: lent.then_some(crate::locks::lock as _),
-        UnlockMutex: lent.then_some(crate::locks::unlock as _),
-        flags: ck::CKF_OS_LOCKING_OK,
-        pReserved: ptr::null_mut(),
-    }
-}
-
 fn check(rv: ck::CK_RV) -> Result<(), Rv> {
     if rv == ck::CKR_OK {
         Ok(())
@@ -93,10 +77,9 @@ fn check(rv: ck::CK_RV) -> Result<(), Rv> {
 }
 
 impl Module {
-    /// Loads the module at `path` and initialises it for calls from several threads: with
-    /// kysod's locks when `lend_locks` (see [`crate::locks`]), else or if it refuses them with
-    /// its own, and serialised for modules that cannot lock.
-    pub fn load(path: &Path, lend_locks: bool) -> Result<Module, LoadError> {
+    /// Loads the module at `path` and initialises it for calls from several threads
+    /// (`CKF_OS_LOCKING_OK`), or with every call serialised for a module that cannot lock.
+    pub fn load(path: &Path) -> Result<Module, LoadError> {
         // SAFETY: loading a PKCS#11 module runs its initialisers; that is what loading a
         // module means, and the path comes from the administrator's configuration.
         let library =
@@ -127,22 +110,17 @@ impl Module {
             path: path.into(),
             list,
             serial: None,
-            lent_locks: false,
-            prepare: false,
             _library: library,
         };
-        // kysod's own locks first, for a module it will call from several threads at once;
-        // a module that refuses them gets the usual OS-locking request.
-        let mut rv = ck::CKR_CANT_LOCK;
-        if lend_locks {
-            let mut args = initialize_args(true);
-            rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
-            module.lent_locks = rv == ck::CKR_OK;
-        }
-        if matches!(rv, ck::CKR_CANT_LOCK | ck::CKR_ARGUMENTS_BAD) {
-            let mut args = initialize_args(false);
-            rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
-        }
+        let mut args = ck::CK_C_INITIALIZE_ARGS {
+            CreateMutex: None,
+            DestroyMutex: None,
+            LockMutex: None,
+            UnlockMutex: None,
+            flags: ck::CKF_OS_LOCKING_OK,
+            pReserved: ptr::null_mut(),
+        };
+        let mut rv = ckcall!(module, C_Initialize, &mut args as *mut _ as *mut c_void);
         if rv == ck::CKR_CANT_LOCK {
             module.serial = Some(Mutex::new(()));
             rv = ckcall!(module, C_Initialize, ptr::null_mut());
@@ -156,28 +134,13 @@ impl Module {
         }
     }
 
-    /// Whose locks the module takes between threads: `kysod`'s, its own (`module`), or
-    /// none, kysod calling it from one thread at a time (`serialised`).
-    pub fn locking(&self) -> &'static str {
-        match (self.lent_locks, self.serial.is_some()) {
-            (true, _) => "kysod",
-            (false, false) => "module",
-            (false, true) => "serialised",
-        }
+    /// Whether kysod calls the module from one thread at a time (it cannot lock).
+    pub fn serialised(&self) -> bool {
+        self.serial.is_some()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Lets kysod initialise signature operations ahead on this module's tokens, unless the
-    /// module cannot take calls from several threads.
-    pub fn allow_preparing(&mut self, allow: bool) {
-        self.prepare = allow && self.serial.is_none();
-    }
-
-    pub fn prepare_signatures(&self) -> bool {
-        self.prepare
     }
 
     fn lock(&self) -> Option<MutexGuard<'_, ()>> {

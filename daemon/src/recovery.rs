@@ -80,7 +80,8 @@ impl RecoveryState {
         })
     }
 
-    /// A state that trusts no helpdesk (tests of other parts).
+    /// A state that trusts no helpdesk.
+    #[cfg(test)]
     pub fn none(state_dir: &Path) -> RecoveryState {
         RecoveryState {
             dir: state_dir.join("recovery"),

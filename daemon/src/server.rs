@@ -1,68 +1,36 @@
 //! The socket side: accepting connections, checking who is on the other end, the handshake,
 //! and each connection's request loop.
 //!
-//! Each connection is served by a thread of its own doing blocking reads and calling the
-//! module directly. A module call that hangs holds only that connection; the shim keeps a pool
-//! of connections, so an application's other threads and every other client go on. Compared
-//! with handing each call from an async reactor to a per-token worker thread, this saves two
-//! thread hand-offs per call, which on a small machine are most of a round trip.
+//! Each connection is served by a thread of its own: it reads a frame from the socket, calls
+//! the module and writes the answer, blocking all the while. A module call that hangs holds
+//! only its own connection; the shim keeps a pool of connections, so an application's other
+//! threads and every other client go on.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use kyso_proto::channel::{Channel, Pipes};
 use kyso_proto::frame::{self, FrameError};
 use kyso_proto::{Call, Hello, HelloReply, Refusal, Request, Response, Welcome, PROTOCOL_VERSION};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use parking_lot::Mutex;
 use zeroize::Zeroize;
 
 use crate::calls;
 use crate::client::Client;
-use crate::config::Limits;
-use crate::cpus::CpuSet;
-use crate::token::Registry;
+use crate::error::Rv;
+use crate::state::State;
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a blocked slot-event wait checks that its client is still there.
-const WAIT_CHECK: Duration = Duration::from_millis(500);
 
-/// The part of the configuration that a reload (SIGHUP) replaces while kysod runs: each call
-/// takes the settings in force when it starts. Everything else in the file (socket, state
-/// directory, log filter, modules, token table) is read once at start.
-pub struct Settings {
-    pub limits: Limits,
-    /// PIN collection (`[pin]`, `pinentry`).
-    pub pin: crate::config::PinConfig,
-    pub pinentry: std::path::PathBuf,
-    /// The signing policy (`[policy]`).
-    pub policy: crate::policy::Policy,
-}
-
-impl Settings {
-    pub fn from_config(config: &crate::config::Config) -> Settings {
-        Settings {
-            limits: config.limits.clone(),
-            pin: config.pin.clone(),
-            pinentry: config.pinentry.clone().unwrap_or_else(|| "pinentry".into()),
-            policy: crate::policy::Policy::new(config.policy.clone()),
-        }
-    }
-}
-
-pub struct Daemon {
-    pub registry: Registry,
-    settings: RwLock<Arc<Settings>>,
-    /// The only uid served.
-    pub uid: u32,
-    /// The audit journal (`state_dir/audit.jsonl`).
-    pub audit: crate::audit::Journal,
-    /// Remote recovery: pending requests' keys, SO PIN generations, trusted helpdesk keys.
-    pub recovery: crate::recovery::RecoveryState,
+pub struct Server {
+    state: Arc<State>,
     clients: Mutex<HashMap<(i32, u64), Arc<Client>>>,
     next_client: AtomicU64,
     connections: AtomicUsize,
@@ -71,14 +39,10 @@ pub struct Daemon {
     per_process: Mutex<HashMap<i32, usize>>,
 }
 
-impl Daemon {
-    pub fn new(registry: Registry, settings: Settings, uid: u32) -> Daemon {
-        Daemon {
-            registry,
-            settings: RwLock::new(Arc::new(settings)),
-            uid,
-            audit: crate::audit::Journal::disabled(),
-            recovery: crate::recovery::RecoveryState::none(&std::env::temp_dir()),
+impl Server {
+    pub fn new(state: Arc<State>) -> Server {
+        Server {
+            state,
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -86,33 +50,21 @@ impl Daemon {
         }
     }
 
-    /// The settings in force now.
-    pub fn settings(&self) -> Arc<Settings> {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Puts `settings` in force for the calls that start from now on.
-    pub fn replace_settings(&self, settings: Settings) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
-    }
-
     /// Adds a connection to the client `(pid, instance)`, creating the client on its first.
     fn join(&self, uid: u32, pid: i32, instance: u64) -> Result<Arc<Client>, String> {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self.clients.lock();
         let client = clients
             .entry((pid, instance))
             .or_insert_with(|| {
                 let id = self.next_client.fetch_add(1, Ordering::Relaxed);
-                let client = Arc::new(Client::new(id, uid, pid, self.registry.events.cursor()));
+                let cursor = self.state.registry.events.cursor();
+                let client = Arc::new(Client::new(id, uid, pid, cursor));
                 tracing::info!(client = id, uid, pid, program = %client.program, "client connected");
                 client
             })
             .clone();
         if client.connections.load(Ordering::Relaxed)
-            >= self.settings().limits.connections_per_client
+            >= self.state.settings().limits.connections_per_client
         {
             return Err(format!("too many connections from process {pid}"));
         }
@@ -122,7 +74,7 @@ impl Daemon {
 
     /// Removes a connection; the client's last one takes its sessions and logins with it.
     fn leave(&self, client: &Arc<Client>) {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self.clients.lock();
         if client.connections.fetch_sub(1, Ordering::Relaxed) != 1 {
             return;
         }
@@ -150,7 +102,7 @@ impl Daemon {
                 }
             };
             if self.connections.fetch_add(1, Ordering::Relaxed)
-                >= self.settings().limits.connections_total
+                >= self.state.settings().limits.connections_total
             {
                 self.connections.fetch_sub(1, Ordering::Relaxed);
                 tracing::warn!("connection refused: too many connections");
@@ -175,13 +127,13 @@ impl Daemon {
                 refuse(&stream, &format!("too many connections from process {pid}"));
                 continue;
             }
-            let daemon = self.clone();
+            let server = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("kysod-conn".into())
                 .spawn(move || {
-                    daemon.connection(stream, cred.uid(), pid);
-                    daemon.process_leaves(pid);
-                    daemon.connections.fetch_sub(1, Ordering::Relaxed);
+                    server.connection(stream, cred.uid(), pid);
+                    server.process_leaves(pid);
+                    server.connections.fetch_sub(1, Ordering::Relaxed);
                 });
             if let Err(e) = spawned {
                 self.process_leaves(pid);
@@ -193,9 +145,9 @@ impl Daemon {
 
     /// Counts a new connection of process `pid`; false when it has its limit already.
     fn process_joins(&self, pid: i32) -> bool {
-        let mut counts = self.per_process.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = self.per_process.lock();
         let count = counts.entry(pid).or_insert(0);
-        if *count >= self.settings().limits.connections_per_client {
+        if *count >= self.state.settings().limits.connections_per_client {
             return false;
         }
         *count += 1;
@@ -203,7 +155,7 @@ impl Daemon {
     }
 
     fn process_leaves(&self, pid: i32) {
-        let mut counts = self.per_process.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = self.per_process.lock();
         if let Some(count) = counts.get_mut(&pid) {
             *count -= 1;
             if *count == 0 {
@@ -214,7 +166,7 @@ impl Daemon {
 
     /// Serves one connection of the process `pid` (its peer credentials, read at `accept`).
     fn connection(&self, mut stream: UnixStream, uid: u32, pid: i32) {
-        if uid != self.uid {
+        if uid != self.state.uid {
             tracing::warn!(
                 uid,
                 pid,
@@ -260,46 +212,25 @@ impl Daemon {
                 return;
             }
         };
-        let _ = stream.set_read_timeout(None);
         let welcome: HelloReply = Ok(Welcome {
             version: PROTOCOL_VERSION,
         });
-        let channel = match frame::encode(&welcome, &mut buf) {
-            Ok(()) if hello.pipes => match Pipes::new() {
-                Ok(pipes) => Channel::offer(stream, &buf, pipes),
-                Err(e) => {
-                    tracing::warn!(pid, error = %e, "cannot make a connection's pipes and shared pages; refused");
-                    refuse(
-                        &stream,
-                        &format!("kysod cannot take more connections now: {e}"),
-                    );
-                    self.leave(&client);
-                    return;
-                }
-            },
-            Ok(()) => (&stream)
-                .write_all(&buf)
-                .and_then(|()| Channel::over_socket(stream)),
-            Err(e) => Err(std::io::Error::other(e)),
-        };
-        match channel {
-            Ok(mut channel) => self.requests(&client, &mut channel, &mut buf),
+        let welcomed = stream
+            .set_read_timeout(None)
+            .map_err(FrameError::from)
+            .and_then(|()| frame::write(&mut stream, &welcome, &mut buf));
+        match welcomed {
+            Ok(()) => self.requests(&client, &mut stream, &mut buf),
             Err(e) => tracing::debug!(pid, error = %e, "handshake not completed"),
         }
         self.leave(&client);
     }
 
     /// The request loop of one connection.
-    fn requests(&self, client: &Client, channel: &mut Channel, buf: &mut Vec<u8>) {
+    fn requests(&self, client: &Client, stream: &mut UnixStream, buf: &mut Vec<u8>) {
         let mut out = Vec::new();
-        let spin = spin_budget();
-        let mut cpu = CpuFollower::new();
-        let mut pace = crate::pace::Pace::default();
-        let _deferring = crate::prepared::defer_wakes();
         loop {
-            let received = channel.receive(buf, spin, cpu.is_held());
-            crate::prepared::wake_deferred();
-            let request: Request = match received {
+            let request: Request = match frame::read(stream, buf) {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
                 Err(e) => {
@@ -311,99 +242,55 @@ impl Daemon {
             if request.call.carries_secret() {
                 buf.zeroize();
             }
-            cpu.follow(request.cpu);
-            let timing = pace.start(request.call.works_at_token());
             let (rv, reply) = match request.call {
-                Call::WaitForSlotEvent { block: true } => match self.wait_event(client, channel) {
-                    Some(slot) => (crate::error::Rv::OK, kyso_proto::Reply::Slot(slot)),
+                Call::WaitForSlotEvent { block: true } => match self.wait_event(client, stream) {
+                    Some(slot) => (Rv::OK, kyso_proto::Reply::Slot(slot)),
                     None => return,
                 },
-                call => calls::handle(self, client, call),
+                call => calls::handle(&self.state, client, call),
             };
             let response = Response {
                 id: request.id,
                 rv: rv.0,
                 reply,
-                long: pace.finish(timing),
             };
-            let sent = frame::encode(&response, &mut out)
-                .and_then(|()| channel.send(&out).map_err(FrameError::from));
-            if let Err(e) = sent {
+            if let Err(e) = frame::write(stream, &response, &mut out) {
                 tracing::debug!(client = client.id, error = %e, "cannot answer; connection closed");
                 return;
             }
         }
     }
 
-    /// Blocks until a slot event for `client`; `None` when the client went away meanwhile.
-    fn wait_event(&self, client: &Client, channel: &Channel) -> Option<kyso_proto::Ulong> {
-        let mut cursor = *client
-            .event_cursor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(slot) = self.registry.events.wait(&mut cursor, WAIT_CHECK) {
-                let mut shared = client
-                    .event_cursor
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                *shared = (*shared).max(cursor);
-                return Some(slot);
-            }
-            // A waiting client sends nothing more; readable or hung up means it is gone.
-            if channel.peer_stirred() {
+    /// Blocks until a slot event for `client`; `None` when the client went away meanwhile
+    /// (a waiting client sends nothing more, so its socket turning readable means it left).
+    fn wait_event(&self, client: &Client, stream: &UnixStream) -> Option<kyso_proto::Ulong> {
+        let events = &self.state.registry.events;
+        let doorbell = match events.subscribe() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(client = client.id, error = %e, "cannot wait for slot events");
                 return None;
             }
-        }
-    }
-}
-
-/// How long a connection waits for the next request after answering, yielding its CPU, before
-/// blocking (see `kyso_proto::wait`): applications often call again at once (the next
-/// signature of a batch). `KYSOD_SPIN_US` overrides it.
-fn spin_budget() -> Duration {
-    kyso_proto::wait::budget_from_env("KYSOD_SPIN_US", Duration::from_micros(200))
-}
-
-/// Keeps a connection's thread on the CPU its caller runs on (see `kyso_proto::wait`).
-struct CpuFollower {
-    /// The CPUs the thread may run on when no caller says otherwise.
-    allowed: Option<CpuSet>,
-    current: Option<u32>,
-}
-
-impl CpuFollower {
-    fn new() -> CpuFollower {
-        CpuFollower {
-            allowed: CpuSet::of_process(),
-            current: None,
-        }
-    }
-
-    /// Whether the thread is held to a caller's CPU.
-    fn is_held(&self) -> bool {
-        self.current.is_some()
-    }
-
-    /// Moves the thread to `cpu` (or back to every allowed CPU for `None`) if it is not there.
-    /// A CPU kysod may not use is ignored: the call is served wherever the thread is.
-    fn follow(&mut self, cpu: Option<u32>) {
-        let Some(allowed) = self.allowed else {
-            return;
         };
-        if cpu == self.current {
-            return;
-        }
-        let set = match cpu {
-            Some(c) if allowed.contains(c) => match CpuSet::only(c) {
-                Some(one) => one,
-                None => return,
-            },
-            Some(_) => return,
-            None => allowed,
-        };
-        if set.apply(None) {
-            self.current = cpu;
+        loop {
+            if let Some(slot) = events.poll(&mut client.event_cursor.lock()) {
+                return Some(slot);
+            }
+            let mut fds = [
+                PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+                PollFd::new(doorbell.fd(), PollFlags::POLLIN),
+            ];
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::warn!(client = client.id, error = %e, "waiting for slot events failed");
+                    return None;
+                }
+            }
+            if fds[0].any().unwrap_or(true) {
+                return None;
+            }
+            doorbell.clear();
         }
     }
 }

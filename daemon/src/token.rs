@@ -5,13 +5,19 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cryptoki_sys as ck;
-use kyso_proto::{TokenStatus, Ulong};
+use kyso_proto::audit::AuditEvent;
+use kyso_proto::{CertificateStatus, TokenStatus, Ulong};
+use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::audit::{Journal, TokenRef};
+use crate::certs::{self, CertFacts};
+use crate::error::Rv;
 use crate::events::SlotEvents;
+use crate::login::TokenLogin;
 use crate::module::Module;
 use crate::slots::SlotTable;
 
@@ -19,19 +25,16 @@ use crate::slots::SlotTable;
 pub struct ModuleEntry {
     pub path: PathBuf,
     pub always_present: bool,
-    /// Signature operations are initialised ahead (see [`crate::prepared`]).
-    pub prepare_signatures: bool,
     loaded: Mutex<Option<Arc<Module>>>,
     /// Set once loading failed, so a broken module is reported once, not on every scan.
     failed: AtomicBool,
 }
 
 impl ModuleEntry {
-    pub fn new(path: PathBuf, always_present: bool, prepare_signatures: bool) -> ModuleEntry {
+    pub fn new(path: PathBuf, always_present: bool) -> ModuleEntry {
         ModuleEntry {
             path,
             always_present,
-            prepare_signatures,
             loaded: Mutex::new(None),
             failed: AtomicBool::new(false),
         }
@@ -39,14 +42,13 @@ impl ModuleEntry {
 
     /// The loaded module, loading it now if needed.
     pub fn module(&self) -> Option<Arc<Module>> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = self.loaded.lock();
         if let Some(m) = &*loaded {
             return Some(m.clone());
         }
-        match Module::load(&self.path, self.prepare_signatures) {
-            Ok(mut m) => {
-                m.allow_preparing(self.prepare_signatures);
-                tracing::info!(module = %self.path.display(), locks = m.locking(), "module loaded");
+        match Module::load(&self.path) {
+            Ok(m) => {
+                tracing::info!(module = %self.path.display(), serialised = m.serialised(), "module loaded");
                 let m = Arc::new(m);
                 *loaded = Some(m.clone());
                 self.failed.store(false, Ordering::Relaxed);
@@ -73,18 +75,64 @@ pub struct Token {
     pub manufacturer: String,
     present: AtomicBool,
     /// Who is logged in through kysod; see [`crate::login`].
-    pub login: Mutex<crate::login::TokenLogin>,
+    pub login: Mutex<TokenLogin>,
     /// The certificates on the token, read when it arrived.
-    pub certificates: Vec<kyso_proto::CertificateStatus>,
-    /// The signing policy's certificates of the token's keys.
-    pub signing_certs: crate::policy::SigningCerts,
-    /// Signature operations initialised ahead (see [`crate::prepared`]).
-    pub prepared: crate::prepared::Prepared,
+    pub certificates: Vec<CertificateStatus>,
+    /// The certificate of each signing key, by module key handle (`None`: a key without a
+    /// readable certificate), read at the key's first signature and forgotten when a client
+    /// changes the token's objects.
+    signing_certs: Mutex<HashMap<Ulong, Option<Arc<CertFacts>>>>,
 }
 
 impl Token {
     pub fn is_present(&self) -> bool {
         self.present.load(Ordering::Acquire)
+    }
+
+    /// The token as the audit journal names it.
+    pub fn audit_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            serial: &self.serial,
+            label: &self.label,
+            slot: self.slot,
+        }
+    }
+
+    /// The certificate of the signing key `key`, looked up through the module `session`. A
+    /// failed look-up is an error and is not remembered; a key without certificate is.
+    pub fn signing_cert(
+        &self,
+        session: ck::CK_SESSION_HANDLE,
+        key: Ulong,
+    ) -> Result<Option<Arc<CertFacts>>, Rv> {
+        if let Some(hit) = self.signing_certs.lock().get(&key) {
+            return Ok(hit.clone());
+        }
+        let found = match certs::key_id(&self.module, session, key) {
+            None => None,
+            Some(id) => match certs::certificate_der(&self.module, self.module_slot, &id)
+                .inspect_err(|rv| tracing::warn!(%rv, token = %self.serial, "cannot look up the signing certificate: signature refused"))?
+            {
+                None => {
+                    tracing::debug!(slot = self.slot, id = %certs::hex(&id), "no certificate for the signing key (a device key)");
+                    None
+                }
+                Some(der) => match certs::parse_certificate(&der) {
+                    Ok(facts) => Some(Arc::new(facts)),
+                    Err(e) => {
+                        tracing::warn!(slot = self.slot, id = %certs::hex(&id), error = %e, "the signing key's certificate cannot be parsed: signed as a key without certificate");
+                        None
+                    }
+                },
+            },
+        };
+        self.signing_certs.lock().insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// A client changed the token's objects: certificates are read again when next needed.
+    pub fn objects_changed(&self) {
+        self.signing_certs.lock().clear();
     }
 }
 
@@ -102,11 +150,31 @@ pub struct Registry {
     table: Mutex<SlotTable>,
     /// Held while scanning; a caller that finds a scan under way uses the current view.
     scanning: Mutex<()>,
+    /// Held by the thread that ends shared logins while it decides how long to sleep.
+    sharing: Mutex<()>,
+    sharing_changed: Condvar,
     pub events: SlotEvents,
     /// The audit journal: token arrivals and removals.
-    pub audit: crate::audit::Journal,
+    audit: Journal,
     /// Days before a certificate's expiry from which its arrival is announced with a warning.
-    pub warn_days: u32,
+    warn_days: u32,
+}
+
+/// Logs a certificate of an arriving token that is expired, not yet valid or within
+/// `warn_days` of its expiry, so that the user hears of it before signing.
+fn announce(token_serial: &str, cert: &CertFacts, warn_days: u32) {
+    let now = certs::now();
+    let holder = cert.holder();
+    let (e, r) = (certs::date(cert.not_after), certs::date(cert.renew_by()));
+    if now > cert.not_after {
+        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số đã hết hạn ngày {e}: không còn giá trị pháp lý / The certificate expired on {e}: it has no legal value");
+    } else if now < cert.not_before {
+        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số chưa có hiệu lực (từ ngày {d}) / The certificate is not valid before {d}", d = certs::date(cert.not_before));
+    } else if now > cert.renew_by() {
+        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số hết hạn ngày {e}, đã quá hạn gia hạn: cần xin cấp chứng thư số mới trước ngày {e} / The certificate expires on {e} and it is too late to renew: request a new certificate before {e}");
+    } else if cert.not_after - now <= i64::from(warn_days) * certs::DAY {
+        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số hết hạn ngày {e}: hãy gia hạn trước ngày {r} / The certificate expires on {e}: renew it by {r}");
+    }
 }
 
 /// A PKCS#11 blank-padded fixed-size text field as a trimmed string.
@@ -117,7 +185,12 @@ pub fn field_text(bytes: &[u8]) -> String {
 }
 
 impl Registry {
-    pub fn new(modules: Vec<ModuleEntry>, table: SlotTable) -> Registry {
+    pub fn new(
+        modules: Vec<ModuleEntry>,
+        table: SlotTable,
+        audit: Journal,
+        warn_days: u32,
+    ) -> Registry {
         Registry {
             modules,
             usb_modules: Mutex::new(HashMap::new()),
@@ -125,22 +198,20 @@ impl Registry {
             tokens: RwLock::new(BTreeMap::new()),
             table: Mutex::new(table),
             scanning: Mutex::new(()),
+            sharing: Mutex::new(()),
+            sharing_changed: Condvar::new(),
             events: SlotEvents::default(),
-            audit: crate::audit::Journal::disabled(),
-            warn_days: crate::config::PolicyConfig::default().warn_days,
+            audit,
+            warn_days,
         }
     }
 
     pub fn token(&self, slot: Ulong) -> Option<Arc<Token>> {
-        self.tokens
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&slot)
-            .cloned()
+        self.tokens.read().get(&slot).cloned()
     }
 
     pub fn slots(&self, present_only: bool) -> Vec<Ulong> {
-        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        let tokens = self.tokens.read();
         tokens
             .values()
             .filter(|t| !present_only || t.is_present())
@@ -150,12 +221,7 @@ impl Registry {
 
     /// Every token known, present or not (a snapshot: the registry is not locked after).
     fn all_tokens(&self) -> Vec<Arc<Token>> {
-        self.tokens
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.tokens.read().values().cloned().collect()
     }
 
     pub fn status(&self) -> Vec<TokenStatus> {
@@ -182,14 +248,30 @@ impl Registry {
             .collect()
     }
 
-    /// Ends the logins shared across applications whose time is up.
+    /// A login began to be shared: [`Registry::expire_shared_logins`] takes its end in.
+    pub fn shared_logins_changed(&self) {
+        let _sharing = self.sharing.lock();
+        self.sharing_changed.notify_all();
+    }
+
+    /// Ends each login shared across applications when its time is up, sleeping in between
+    /// (until the next end, or until a login begins to be shared). Never returns.
     pub fn expire_shared_logins(&self) {
-        let now = std::time::Instant::now();
-        for t in self.all_tokens() {
-            t.login
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .expire(&t.module, now);
+        let mut sharing = self.sharing.lock();
+        loop {
+            let now = std::time::Instant::now();
+            let mut next = None;
+            for t in self.all_tokens() {
+                let mut login = t.login.lock();
+                login.expire(&t.module, now);
+                next = next.into_iter().chain(login.shared_until()).min();
+            }
+            match next {
+                Some(until) => {
+                    self.sharing_changed.wait_until(&mut sharing, until);
+                }
+                None => self.sharing_changed.wait(&mut sharing),
+            }
         }
     }
 
@@ -197,7 +279,7 @@ impl Registry {
     /// is already running the caller goes on with the current view instead of waiting on a
     /// possibly slow module.
     pub fn rescan(&self) {
-        let Ok(_scan) = self.scanning.try_lock() else {
+        let Some(_scan) = self.scanning.try_lock() else {
             return;
         };
         for entry in self.modules.iter().filter(|m| m.always_present) {
@@ -231,7 +313,6 @@ impl Registry {
             let gone: Vec<Arc<Token>> = self
                 .tokens
                 .read()
-                .unwrap_or_else(|e| e.into_inner())
                 .values()
                 .filter(|t| {
                     Arc::ptr_eq(&t.module, &module) && t.is_present() && !seen.contains(&t.slot)
@@ -254,11 +335,7 @@ impl Registry {
         let serial = field_text(&info.serialNumber);
         let label = field_text(&info.label);
         let module_path = module.path().display().to_string();
-        let slot = self
-            .table
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .slot_for(&module_path, &serial, &label);
+        let slot = self.table.lock().slot_for(&module_path, &serial, &label);
         let same = self.token(slot).is_some_and(|t| {
             t.is_present() && t.module_slot == module_slot && Arc::ptr_eq(&t.module, module)
         });
@@ -266,9 +343,11 @@ impl Registry {
             return slot;
         }
         // Read outside the registry's lock: a slow token must not hold up the others.
-        let certificates =
-            crate::policy::token_certificates(module, module_slot, &serial, self.warn_days);
-        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        let certificates = certs::token_certificates(module, module_slot);
+        for cert in &certificates {
+            announce(&serial, &cert.facts, self.warn_days);
+        }
+        let mut tokens = self.tokens.write();
         let token = Arc::new(Token {
             slot,
             module: module.clone(),
@@ -279,15 +358,14 @@ impl Registry {
             manufacturer: field_text(&info.manufacturerID),
             present: AtomicBool::new(true),
             login: Mutex::new(Default::default()),
-            certificates,
+            certificates: certificates.into_iter().map(|c| c.status).collect(),
             signing_certs: Default::default(),
-            prepared: crate::prepared::Prepared::new(module.prepare_signatures()),
         });
         tokens.insert(slot, token.clone());
         drop(tokens);
         tracing::info!(slot, %serial, %label, module = %module_path, "token present");
         self.audit
-            .token_event(kyso_proto::audit::AuditEvent::TokenPresent, &token);
+            .token_event(AuditEvent::TokenPresent, token.audit_ref());
         self.events.publish(slot);
         slot
     }
@@ -296,14 +374,10 @@ impl Registry {
     /// (see [`crate::client`]).
     fn depart(&self, token: &Arc<Token>) {
         token.present.store(false, Ordering::Release);
-        token
-            .login
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .reset(&token.module);
+        token.login.lock().reset(&token.module);
         tracing::info!(slot = token.slot, serial = %token.serial, label = %token.label, "token removed");
         self.audit
-            .token_event(kyso_proto::audit::AuditEvent::TokenRemoved, token);
+            .token_event(AuditEvent::TokenRemoved, token.audit_ref());
         self.events.publish(token.slot);
     }
 
@@ -316,9 +390,8 @@ impl Registry {
         let entry = self
             .usb_modules
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .entry(path.to_path_buf())
-            .or_insert_with(|| Arc::new(ModuleEntry::new(path.to_path_buf(), false, false)))
+            .or_insert_with(|| Arc::new(ModuleEntry::new(path.to_path_buf(), false)))
             .clone();
         entry.module()
     }
@@ -349,10 +422,7 @@ impl Registry {
             for module in &loaded {
                 if let Some((module_slot, info)) = self.find_token(module, serial, by_order) {
                     let slot = self.arrive(module, module_slot, &info);
-                    self.bound
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(bus_path.to_string(), slot);
+                    self.bound.lock().insert(bus_path.to_string(), slot);
                     tracing::debug!(%bus_path, slot, tries = i + 1, "device bound to its token");
                     return Some(slot);
                 }
@@ -363,11 +433,7 @@ impl Registry {
     }
 
     fn bound_slot(&self, bus_path: &str) -> Option<Ulong> {
-        self.bound
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(bus_path)
-            .copied()
+        self.bound.lock().get(bus_path).copied()
     }
 
     /// An initialised token of `module` for a device with `serial`; see [`Self::device_arrived`].
@@ -404,23 +470,15 @@ impl Registry {
 
     /// Whether a present token already sits in `module_slot` of `module`.
     fn in_use(&self, module: &Arc<Module>, module_slot: ck::CK_SLOT_ID) -> bool {
-        self.tokens
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .any(|t| {
-                t.is_present() && t.module_slot == module_slot && Arc::ptr_eq(&t.module, module)
-            })
+        self.tokens.read().values().any(|t| {
+            t.is_present() && t.module_slot == module_slot && Arc::ptr_eq(&t.module, module)
+        })
     }
 
     /// A token device was unplugged: its token is absent at once, its logins are forgotten and
     /// slot-event waiters are woken. Unknown devices are ignored.
     pub fn device_left(&self, bus_path: &str) {
-        let slot = self
-            .bound
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(bus_path);
+        let slot = self.bound.lock().remove(bus_path);
         let Some(slot) = slot else {
             tracing::debug!(%bus_path, "unplugged device was not a bound token; ignored");
             return;
@@ -475,7 +533,7 @@ mod tests {
     /// The fixture, SoftHSM2 as the USB tokens' module, and a registry on the fixture's state.
     fn usb_fixture() -> Option<(PathBuf, String, String, [PathBuf; 1], Registry)> {
         let (dir, a, b) = fixture()?;
-        let r = Registry::new(Vec::new(), SlotTable::open(&dir));
+        let r = Registry::new(Vec::new(), SlotTable::open(&dir), Journal::open(&dir), 60);
         Some((dir, a, b, [PathBuf::from(SOFTHSM)], r))
     }
 
@@ -536,7 +594,7 @@ mod tests {
         );
 
         // The same slot ids after a restart (a new registry on the same state).
-        let again = Registry::new(Vec::new(), SlotTable::open(&dir));
+        let again = Registry::new(Vec::new(), SlotTable::open(&dir), Journal::open(&dir), 60);
         assert_eq!(
             again.device_arrived(&modules, "001/002", Some(&a)),
             Some(slot_a)
@@ -575,7 +633,7 @@ mod tests {
         // Client 1 logs in on `session`, the login is shared, and client 1 logs out again.
         let share_and_leave = |token: &Token, session| {
             let m = &token.module;
-            let mut login = token.login.lock().unwrap();
+            let mut login = token.login.lock();
             login
                 .login(m, session, 1, ck::CKU_USER, Some(&pin))
                 .unwrap();
@@ -603,14 +661,14 @@ mod tests {
             .unwrap();
         assert_eq!(state(m, probe), ck::CKS_RO_USER_FUNCTIONS);
         // Another application joins without a PIN.
-        let mut login = token.login.lock().unwrap();
+        let mut login = token.login.lock();
         assert!(login.join_shared(m, 2));
         login.logout(m, Some(probe), 2).unwrap();
         drop(login);
 
         // The device leaves: the shared login goes, and the module is logged out.
         r.device_left("001/002");
-        let mut login = token.login.lock().unwrap();
+        let mut login = token.login.lock();
         assert!(!login.is_logged_in());
         assert!(!login.join_shared(m, 3));
         assert_eq!(state(m, probe), ck::CKS_RO_PUBLIC_SESSION);
@@ -622,7 +680,7 @@ mod tests {
         let m = &token.module;
         share_and_leave(&token, first);
         assert_eq!(state(m, first), ck::CKS_RO_USER_FUNCTIONS);
-        let mut login = token.login.lock().unwrap();
+        let mut login = token.login.lock();
         login.expire(m, std::time::Instant::now() + Duration::from_secs(61));
         assert!(!login.is_logged_in());
         assert_eq!(state(m, first), ck::CKS_RO_PUBLIC_SESSION);
@@ -631,7 +689,7 @@ mod tests {
         // A module that logged out by itself: the shared login is dropped, not retried.
         share_and_leave(&token, first);
         m.logout(first).unwrap();
-        let mut login = token.login.lock().unwrap();
+        let mut login = token.login.lock();
         assert!(!login.join_shared(m, 2));
         assert!(!login.is_logged_in());
         assert_eq!(login.user_of(2), None);

@@ -29,21 +29,20 @@ where
         }
         payloads.push(payload.clone());
     };
-    // The buffered reader kysod and the shim use reads the same frames and stops the same
-    // way, however the stream cuts the bytes (here in pieces of 1 to 8 bytes, or all at once).
+    // A socket may cut the bytes anywhere (here in pieces of 1 to 8 bytes, or all at once):
+    // the same frames are read, and reading stops the same way.
     let chunk = data.first().map_or(1, |b| usize::from(b % 9)).max(1);
     let chunk = if chunk == 8 { usize::MAX } else { chunk };
     let mut pieces = Pieces { data, chunk };
-    let mut reader = frame::FrameReader::new();
-    let mut buffered = Vec::new();
-    let buffered_end = loop {
-        match reader.read_payload(&mut pieces, &mut payload) {
-            Ok(()) => buffered.push(payload.clone()),
+    let mut cut = Vec::new();
+    let cut_end = loop {
+        match frame::read_payload(&mut pieces, &mut payload) {
+            Ok(()) => cut.push(payload.clone()),
             Err(e) => break e.to_string(),
         }
     };
-    assert_eq!(buffered, payloads, "the buffered reader read other frames");
-    assert_eq!(buffered_end, end, "the buffered reader stopped otherwise");
+    assert_eq!(cut, payloads, "a stream cut in pieces gave other frames");
+    assert_eq!(cut_end, end, "a stream cut in pieces stopped otherwise");
 }
 
 /// A stream that gives at most `chunk` bytes per read.

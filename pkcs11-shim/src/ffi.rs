@@ -135,25 +135,6 @@ impl OutBytes {
         (!self.ptr.is_null()).then_some(self.capacity)
     }
 
-    /// Hands over a finished output as a module would in process: `*pulLen` is its length; a
-    /// NULL buffer is a size query and a short one `CKR_BUFFER_TOO_SMALL` — both leave the
-    /// output to the caller's next attempt (`Ok(false)`); otherwise the bytes are copied and
-    /// `Ok(true)` says they were delivered.
-    pub(crate) fn deliver(self, bytes: &[u8]) -> Result<bool> {
-        let n = bytes.len() as CK_ULONG;
-        // SAFETY: `len` was checked in `new`.
-        unsafe { *self.len = n };
-        if self.ptr.is_null() {
-            return Ok(false);
-        }
-        if n > self.capacity {
-            return Err(Error::Rv(CKR_BUFFER_TOO_SMALL));
-        }
-        // SAFETY: `ptr` is writable for `capacity` ≥ `n` bytes (see `new`).
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr, bytes.len()) };
-        Ok(true)
-    }
-
     /// Applies the daemon's result: `*pulLen = len` always, the bytes only on `CKR_OK`.
     pub(crate) fn fill(self, rv: CK_RV, len: Ulong, data: Option<Vec<u8>>) -> Result<()> {
         if rv == CKR_OK {

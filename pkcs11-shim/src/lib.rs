@@ -1,8 +1,7 @@
 //! `libkyso_pkcs11.so`: the PKCS#11 module applications load. It keeps no token state of its
-//! own; every call is forwarded to `kysod` (kyso-proto): connections open on a Unix socket and
-//! carry their frames through two shared pages and two pipes kysod hands over at the
-//! handshake (`kyso_proto::channel`), as a blocking std client with no runtime inside the host
-//! application.
+//! own; every call is forwarded to `kysod` over its Unix socket (kyso-proto's blocking
+//! client), one request and its answer at a time per connection, with no runtime inside the
+//! host application.
 //!
 //! Layers, outside in: this file (function lists and interfaces) → `entry` (the `C_*`
 //! functions) → `ffi`/`convert` (application pointers ↔ values) → `client` (connection
@@ -15,13 +14,11 @@
 //!   `C_GetSlotInfo` → `CKR_DEVICE_ERROR`; token calls and `C_OpenSession` →
 //!   `CKR_TOKEN_NOT_PRESENT`; session calls → `CKR_DEVICE_REMOVED`; a blocking
 //!   `C_WaitForSlotEvent` → `CKR_FUNCTION_FAILED`. Nothing waits: a missing socket refuses at
-//!   once, a dead one shows as the end of its answer pipe and socket. Never `SIGPIPE`: the
-//!   hello goes with `MSG_NOSIGNAL`, and the shim keeps a reader on its own request pipe.
+//!   once, a dead one shows as the end of its stream. Never `SIGPIPE`: every frame is sent
+//!   with `MSG_NOSIGNAL`.
 //! - Slot, token, open-session and slot-event calls make one connect attempt each once the
 //!   link broke; other calls fail at once. Sessions of a previous daemon are unknown to the
 //!   next one (`CKR_SESSION_HANDLE_INVALID`).
-//! - A signature costs one round trip: `signing` folds `C_SignInit`, the size query and
-//!   `C_Sign` together without changing what the application sees.
 //! - After `fork`, the child gets `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize`,
 //!   and never talks on the parent's connections.
 
@@ -31,7 +28,6 @@ mod entry;
 mod error;
 mod ffi;
 mod os;
-mod signing;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -11,8 +11,6 @@
 //! `pkcs11-tool` does), and loads it again, loses no memory. Only a forked child (or a thread
 //! losing a race to initialise) allocates one, never freed.
 
-use std::env;
-use std::path::PathBuf;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -106,7 +104,10 @@ pub(crate) fn initialize() -> Result<()> {
         return Err(already());
     }
     // Connect outside the lock: other threads keep getting a quick answer meanwhile.
-    let client = Arc::new(Client::start(socket_path(), instance()));
+    let client = Arc::new(Client::start(
+        kyso_proto::client::default_socket(),
+        instance(),
+    ));
     let mut slot = library
         .client
         .write()
@@ -130,18 +131,6 @@ pub(crate) fn finalize() -> Result<()> {
         .ok_or(Error::NotInitialized)?;
     client.close();
     Ok(())
-}
-
-/// `KYSO_SOCKET`, else `$XDG_RUNTIME_DIR/kyso/kysod.sock`, else `/run/user/<uid>/kyso/kysod.sock`.
-fn socket_path() -> PathBuf {
-    let set = |name| env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(path) = set("KYSO_SOCKET") {
-        return path.into();
-    }
-    let runtime = set("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", crate::os::uid())));
-    runtime.join("kyso").join("kysod.sock")
 }
 
 /// A random id for this `C_Initialize`, shared by all its connections. Should the kernel's

@@ -2,29 +2,26 @@
 //!
 //! The layers are the ones you would draw on a whiteboard: [`frame`] moves length-prefixed byte
 //! frames over a stream, [`message`] says what is inside them, [`pin`] carries the one kind of
-//! secret that crosses the wire. Messages mirror PKCS#11 closely so that the shim stays a
-//! translator. Decoding is total: any byte string decodes to a message or to an error.
+//! secret that crosses the wire, and [`client`] is the blocking client every program of kyso
+//! uses to reach kysod. Messages mirror PKCS#11 closely so that the shim stays a translator.
+//! Decoding is total: any byte string decodes to a message or to an error.
 #![deny(unsafe_code)]
 
 pub mod audit;
-pub mod channel;
+pub mod client;
 pub mod frame;
 pub mod mechanism;
 pub mod message;
 pub mod pin;
-pub mod shared;
 pub mod tokens;
-pub mod wait;
 
 pub use frame::{FrameError, MAX_FRAME};
 pub use message::*;
 pub use pin::Pin;
 
 /// Version spoken by this build; the handshake refuses any other. Raised whenever a message
-/// changes shape: 2 added the one-round-trip signature and the recovery calls, 3 the caller's
-/// CPU in each request, 4 the pipes that carry the frames after the handshake, 5 the shared
-/// pages that carry the small ones, 6 kysod's word on whether a connection's calls are long.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// changes shape.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// A serial number as written in the configuration or by tools (`0A:1B`, `0x0a1b`, `A1B`)
 /// in the form used for comparison: lowercase hex, no separators, no leading zeros.

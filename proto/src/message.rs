@@ -18,10 +18,6 @@ pub struct Hello {
     /// Random per `C_Initialize`: connections presenting the same instance from the same
     /// process are one client (one application), sharing sessions and login state.
     pub instance: u64,
-    /// The frames after the handshake go through two shared pages and a pair of pipes that
-    /// come with the welcome (see [`crate::channel`]); without, over the socket. The shim asks
-    /// for them.
-    pub pipes: bool,
 }
 
 impl Hello {
@@ -53,10 +49,6 @@ pub type HelloReply = Result<Welcome, Refusal>;
 pub struct Request {
     pub id: u32,
     pub call: Call,
-    /// For calls that work at the token ([`Call::works_at_token`]), the CPU the calling thread
-    /// runs on: kysod serves the call on the same CPU, so that the hand-offs between the
-    /// application and kysod stay on one CPU (see `wait`).
-    pub cpu: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,15 +59,6 @@ pub struct Response {
     /// Data returned; present with some non-OK results too (`CKR_BUFFER_TOO_SMALL` carries
     /// the needed length, `C_GetAttributeValue` per-attribute results).
     pub reply: Reply,
-    /// kysod finds this connection's calls at the token long: its thread spends them mostly
-    /// asleep (waiting on a device) or over 3 ms of CPU on each (see kysod's `pace`). The
-    /// caller then has the next such call served on any CPU
-    /// and sleeps until the answer comes, instead of yielding its CPU to kysod's thread (see
-    /// `wait`). It is kysod that judges, by the CPU time and the waits of its own thread, not
-    /// the caller by the time the answer took: a short call takes long too when two callers
-    /// and their kysod threads share one CPU, and sleeping callers woken where their answers
-    /// were written would keep them there.
-    pub long: bool,
 }
 
 /// An output buffer as the application gave it: `None` for a `NULL` pointer (a size query),
@@ -351,17 +334,6 @@ pub enum Call {
         op: Operation,
         out: OutBuf,
     },
-    /// A whole single-part signature in one round trip: `C_SignInit(mechanism, key)` first
-    /// when `init` is given (else the session's signature operation must be active), then
-    /// `C_Sign(data)` carried to the end with a buffer the daemon sizes, whatever buffer the
-    /// application has. The reply is [`Reply::Output`] with the signature; the shim answers
-    /// the application's size queries and short buffers from it.
-    SignComplete {
-        session: Ulong,
-        init: Option<(Mechanism, Ulong)>,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
-    },
     Verify {
         session: Ulong,
         #[serde(with = "serde_bytes")]
@@ -472,23 +444,6 @@ impl Call {
                 | Call::Wipe { .. }
         )
     }
-
-    /// Whether the call runs a cryptographic operation or key generation at the token, so that
-    /// the caller waits for the token rather than for kysod: such calls are served on the
-    /// caller's CPU (see `Request::cpu`), the others wherever kysod's thread is.
-    pub fn works_at_token(&self) -> bool {
-        matches!(
-            self,
-            Call::Operate { .. }
-                | Call::Update { .. }
-                | Call::Final { .. }
-                | Call::SignComplete { .. }
-                | Call::Verify { .. }
-                | Call::VerifyFinal { .. }
-                | Call::GenerateKey { .. }
-                | Call::GenerateKeyPair { .. }
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -574,11 +529,7 @@ mod tests {
     #[test]
     fn sample_calls_round_trip() {
         for call in samples() {
-            let req = Request {
-                id: 1,
-                call,
-                cpu: None,
-            };
+            let req = Request { id: 1, call };
             let bytes = postcard::to_allocvec(&req).unwrap();
             assert_eq!(decode::<Request>(&bytes).unwrap(), req);
         }
@@ -625,7 +576,7 @@ mod tests {
 
         #[test]
         fn mutated_valid_frames_never_panic(idx in 0usize..5, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
-            let req = Request { id: 2, call: samples()[idx].clone(), cpu: Some(1) };
+            let req = Request { id: 2, call: samples()[idx].clone() };
             let mut bytes = postcard::to_allocvec(&req).unwrap();
             for (pos, val) in flips {
                 let n = bytes.len();
@@ -635,8 +586,8 @@ mod tests {
         }
 
         #[test]
-        fn responses_round_trip(id in any::<u32>(), rv in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..300), len in any::<u64>(), long in any::<bool>()) {
-            let resp = Response { id, rv, reply: Reply::Output { len, data: Some(data) }, long };
+        fn responses_round_trip(id in any::<u32>(), rv in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..300), len in any::<u64>()) {
+            let resp = Response { id, rv, reply: Reply::Output { len, data: Some(data) } };
             let bytes = postcard::to_allocvec(&resp).unwrap();
             prop_assert_eq!(decode::<Response>(&bytes).unwrap(), resp);
         }

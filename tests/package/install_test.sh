@@ -138,11 +138,6 @@ if grep -aqE '/rustc/[0-9a-f]{40}/library/' "${shipped[@]}"; then
 else
     bad "the programs hold the Rust standard library's paths" "no /rustc/<commit>/library/ in them"
 fi
-# The last paragraph that matches holds: mimalloc's C code is Microsoft's, not the crate's.
-crate_at=$(grep -n '^Files: \*/libmimalloc-sys-[0-9][^/]*/\*$' "$COPYRIGHT" | cut -d: -f1)
-c_at=$(grep -n '^Files: \*/libmimalloc-sys-\*/c_src/mimalloc/\*$' "$COPYRIGHT" | cut -d: -f1)
-check "copyright: mimalloc's C code after the libmimalloc-sys crate (the later paragraph holds)" \
-    test -n "$crate_at" -a -n "$c_at" -a "${c_at:-0}" -gt "${crate_at:-0}"
 # Every Files paragraph has Copyright and License; the licenses they name have a paragraph
 # each, and no paragraph goes unnamed.
 check "copyright: Files paragraphs have Copyright and License, every license named has its text" \

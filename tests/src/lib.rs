@@ -14,7 +14,6 @@
 //! plain `cargo test` the [`Fixture`] holds a process-wide lock, so tests in one binary at least
 //! run one after the other, each initialising and finalising the modules it loads.
 
-pub mod cpus;
 mod daemon;
 mod fixture;
 mod module;

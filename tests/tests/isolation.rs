@@ -133,33 +133,13 @@ fn another_user_is_refused() {
 
 /// A client speaking kyso's wire protocol directly, as the shim does.
 struct WireClient {
-    stream: std::os::unix::net::UnixStream,
-    buf: Vec<u8>,
-    next: u32,
+    conn: kyso_proto::client::Connection,
 }
 
 impl WireClient {
     fn connect(daemon: &Daemon, instance: u64) -> WireClient {
-        use kyso_proto::{frame, Hello, HelloReply, PROTOCOL_VERSION};
-        let mut stream = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
-        let mut buf = Vec::new();
-        frame::write(
-            &mut stream,
-            &Hello {
-                version: PROTOCOL_VERSION,
-                instance,
-                pipes: false,
-            },
-            &mut buf,
-        )
-        .unwrap();
-        let reply: HelloReply = frame::read(&mut stream, &mut buf).unwrap();
-        reply.expect("welcomed");
-        WireClient {
-            stream,
-            buf,
-            next: 1,
-        }
+        let conn = kyso_proto::client::Connection::open(daemon.socket(), instance).unwrap();
+        WireClient { conn }
     }
 
     /// Two clients of `daemon`, and the slot of its first token.
@@ -177,21 +157,7 @@ impl WireClient {
     }
 
     fn call(&mut self, call: kyso_proto::Call) -> (u64, kyso_proto::Reply) {
-        use kyso_proto::{frame, Request, Response};
-        let id = self.next;
-        self.next += 1;
-        frame::write(
-            &mut self.stream,
-            &Request {
-                id,
-                call,
-                cpu: None,
-            },
-            &mut self.buf,
-        )
-        .unwrap();
-        let resp: Response = frame::read(&mut self.stream, &mut self.buf).unwrap();
-        assert_eq!(resp.id, id);
+        let resp = self.conn.call(call).unwrap();
         (resp.rv, resp.reply)
     }
 

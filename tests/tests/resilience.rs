@@ -175,7 +175,6 @@ fn malformed_frames_are_dropped_and_other_clients_keep_working() {
         &Hello {
             version: PROTOCOL_VERSION + 99,
             instance: 7,
-            pipes: false,
         },
         &mut buf,
     )
@@ -188,8 +187,8 @@ fn malformed_frames_are_dropped_and_other_clients_keep_working() {
     }
     expect_closed(c, limit, "wrong version");
 
-    // So is a client of the previous protocol, whose hello had another shape (no `pipes`):
-    // it is told which version kysod speaks.
+    // So is a client of another protocol version whose hello has another shape: it is told
+    // which version kysod speaks.
     let mut c = connect();
     frame::write(&mut c, &(PROTOCOL_VERSION - 1, 7u64), &mut buf).unwrap();
     c.set_read_timeout(Some(limit)).unwrap();
@@ -212,7 +211,6 @@ fn malformed_frames_are_dropped_and_other_clients_keep_working() {
         &Hello {
             version: PROTOCOL_VERSION,
             instance: 42,
-            pipes: false,
         },
         &mut buf,
     )

@@ -1,40 +1,21 @@
-//! A connection to kysod speaking the ordinary protocol, for the command-line tools.
+//! kysod as the command-line tools see it: kyso-proto's client, with the look-ups they share.
 
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kyso_proto::frame;
-use kyso_proto::{
-    Call, Hello, HelloReply, Reply, Request, Response, TokenStatus, PROTOCOL_VERSION,
-};
+use kyso_proto::client::Connection;
+use kyso_proto::{Call, Reply, Response, TokenStatus};
 
-pub fn socket_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
-    if let Some(p) = given {
-        return Ok(p);
-    }
-    if let Some(p) = std::env::var_os("KYSO_SOCKET").filter(|p| !p.is_empty()) {
-        return Ok(p.into());
-    }
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("kyso/kysod.sock"))
-        .ok_or_else(|| "no socket: set KYSO_SOCKET or XDG_RUNTIME_DIR, or pass --socket".into())
-}
-
-/// A connection to kysod speaking the ordinary protocol.
+/// A connection to kysod.
 pub struct Kysod {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    next: u32,
+    conn: Connection,
 }
 
 impl Kysod {
+    /// Connects to `socket`, else to kysod's usual socket (`KYSO_SOCKET`, `XDG_RUNTIME_DIR`).
     pub fn connect(socket: Option<PathBuf>) -> Result<Kysod, String> {
-        let path = socket_path(socket)?;
-        let mut stream = UnixStream::connect(&path)
-            .map_err(|e| format!("cannot reach kysod at {}: {e}", path.display()))?;
-        let mut buf = Vec::new();
+        let path = socket.unwrap_or_else(kyso_proto::client::default_socket);
+        // Each run of a tool is a client of its own.
         let instance = u64::from(std::process::id()) << 32
             | u64::from(
                 std::time::SystemTime::now()
@@ -42,43 +23,17 @@ impl Kysod {
                     .map(|d| d.subsec_nanos())
                     .unwrap_or(0),
             );
-        let hello = Hello {
-            version: PROTOCOL_VERSION,
-            instance,
-            pipes: false,
-        };
-        frame::write(&mut stream, &hello, &mut buf).map_err(io)?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let reply: HelloReply = frame::read(&mut stream, &mut buf).map_err(io)?;
-        reply.map_err(|r| format!("kysod refused: {}", r.reason))?;
-        Ok(Kysod {
-            stream,
-            buf,
-            next: 1,
-        })
+        let conn = Connection::open(&path, instance).map_err(|e| e.to_string())?;
+        Ok(Kysod { conn })
     }
 
     /// One call; `timeout` bounds the wait for the answer (`None`: a person is being asked).
     pub fn call(&mut self, call: Call, timeout: Option<Duration>) -> Result<Response, String> {
-        let id = self.next;
-        self.next += 1;
-        frame::write(
-            &mut self.stream,
-            &Request {
-                id,
-                call,
-                cpu: None,
-            },
-            &mut self.buf,
-        )
-        .map_err(io)?;
-        let _ = self.stream.set_read_timeout(timeout);
-        frame::read(&mut self.stream, &mut self.buf).map_err(io)
+        self.conn
+            .set_timeout(timeout)
+            .map_err(|e| format!("kysod: {e}"))?;
+        self.conn.call(call).map_err(|e| format!("kysod: {e}"))
     }
-}
-
-fn io(e: frame::FrameError) -> String {
-    format!("kysod: {e}")
 }
 
 impl Kysod {

@@ -6,77 +6,137 @@ use kyso_proto::mechanism::Mechanism;
 use kyso_proto::{Operation, OutBuf, Reply, Ulong};
 use zeroize::Zeroize;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::calls::audit_hooks;
+use crate::audit::{operation_ended, SignTrack};
+use crate::certs::SigningCert;
 use crate::client::{Client, Session};
 use crate::error::Rv;
-use crate::module::{Module, Output};
-use crate::policy::SigningCert;
-use crate::prepared::Pair;
-use crate::server::Daemon;
+use crate::module::Output;
+use crate::policy::Verdict;
+use crate::state::State;
 
 /// Largest `C_GenerateRandom` served in one call.
 const MAX_RANDOM: Ulong = 1 << 20;
 
 pub fn init(
-    d: &Daemon,
+    d: &State,
     c: &Client,
     handle: Ulong,
     op: Operation,
     mechanism: &Mechanism,
     key: Option<Ulong>,
 ) -> Result<Reply, Rv> {
-    let (s, key, cert) = admit(d, c, handle, op, mechanism, key)?;
-    s.token
-        .module
-        .operation_init(s.module_session, op, mechanism, key)?;
-    if op != Operation::Sign {
-        s.other_operation.store(true, Ordering::Relaxed);
-    }
-    crate::calls::audit_hooks::sign_started(&s, op, mechanism.kind, cert);
-    Ok(Reply::None)
-}
-
-/// An operation other than a signature ended on `s` (see `Session::other_operation`).
-fn other_ended(s: &Session, op: Operation, rv: Rv, out: OutBuf) {
-    if op != Operation::Sign && crate::audit::operation_ended(rv, out) {
-        s.other_operation.store(false, Ordering::Relaxed);
-    }
-}
-
-/// What an operation needs before the module's init: the client's session, the key's module
-/// handle, and for signatures the signing policy's verdict (with the certificate it judged).
-fn admit(
-    d: &Daemon,
-    c: &Client,
-    handle: Ulong,
-    op: Operation,
-    mechanism: &Mechanism,
-    key: Option<Ulong>,
-) -> Result<(Arc<Session>, Ulong, Option<SigningCert>), Rv> {
     let s = c.session(handle)?;
     let key = match (op, key) {
         (Operation::Digest, _) => 0,
         (_, Some(k)) => c.key(s.token.slot, k)?,
         (_, None) => return Err(Rv(ck::CKR_ARGUMENTS_BAD)),
     };
-    // The signing policy (certificate validity, class, confirmation) before every signature.
-    let mut cert = None;
-    if matches!(op, Operation::Sign | Operation::SignRecover) {
-        let settings = d.settings();
-        let checked = settings
-            .policy
-            .check_signature(&settings.pinentry, c, &s, key);
-        if let Err(rv) = checked.verdict {
+    let cert = if matches!(op, Operation::Sign | Operation::SignRecover) {
+        admit_signature(d, c, &s, mechanism.kind, key)?
+    } else {
+        None
+    };
+    s.token
+        .module
+        .operation_init(s.module_session, op, mechanism, key)?;
+    if op == Operation::Sign {
+        *s.signing() = Some(SignTrack::new(mechanism.kind, cert));
+    }
+    Ok(Reply::None)
+}
+
+/// The signing policy on a signature with the module key `key`: the certificate it judged
+/// when the signature may go ahead, the application's error when not. Refusals are logged and
+/// journaled; a signature that needs the user's word asks for it here.
+fn admit_signature(
+    d: &State,
+    c: &Client,
+    s: &Session,
+    mechanism: Ulong,
+    key: Ulong,
+) -> Result<Option<SigningCert>, Rv> {
+    let token = &s.token;
+    // A key without a certificate (a device key) signs without a policy.
+    let Some(facts) = token.signing_cert(s.module_session, key)? else {
+        return Ok(None);
+    };
+    let settings = d.settings();
+    let verdict = settings.policy.judge(&facts, crate::certs::now());
+    let cert = SigningCert::new(&facts, settings.policy.class_of(&facts));
+    let program = program_name(&c.program);
+    let (confirm, warning) = match verdict {
+        Verdict::Refuse(refusal) => {
+            tracing::warn!(client = c.id, pid = c.pid, program = %program, token = %token.serial, cert_serial = %cert.serial, "{}", refusal.message());
+            d.audit.refusal(
+                c.actor(),
+                token.audit_ref(),
+                mechanism,
+                Some(&cert),
+                refusal.rv(),
+            );
+            return Err(refusal.rv());
+        }
+        Verdict::Allow { warning, .. } => (false, warning),
+        Verdict::Confirm { warning, .. } => (true, warning),
+    };
+    if let Some(warning) = warning {
+        tracing::warn!(token = %token.serial, cert_serial = %cert.serial, "{}", warning.message());
+    }
+    if confirm {
+        if let Err(rv) = confirm_organisation(d, c, s, &cert, &program) {
             d.audit
-                .refusal(c, &s.token, mechanism.kind, checked.cert.as_ref(), rv);
+                .refusal(c.actor(), token.audit_ref(), mechanism, Some(&cert), rv);
             return Err(rv);
         }
-        cert = checked.cert;
     }
-    Ok((s, key, cert))
+    tracing::debug!(client = c.id, token = %token.serial, cert_serial = %cert.serial, class = ?cert.class, "signature allowed by the policy");
+    Ok(Some(cert))
+}
+
+fn program_name(program: &str) -> String {
+    std::path::Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program.to_string())
+}
+
+/// Asks the user to confirm a signature with an organisation's certificate (the seal).
+fn confirm_organisation(
+    d: &State,
+    c: &Client,
+    s: &Session,
+    cert: &SigningCert,
+    program: &str,
+) -> Result<(), Rv> {
+    let serial = &cert.serial;
+    let holder = &cert.subject;
+    let prompt = crate::pinentry::PinPrompt {
+        title: "kyso — ký số tổ chức / organisation signature".into(),
+        description: format!(
+            "Ứng dụng {program} (pid {pid}) muốn ký bằng chứng thư số của tổ chức \"{holder}\" (số sê-ri {serial}). Đồng ý ký?\n\nThe application {program} (pid {pid}) wants to sign with the organisation certificate \"{holder}\" (serial {serial}). Sign?",
+            pid = c.pid,
+        ),
+        prompt: String::new(),
+        error: None,
+    };
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
+    match crate::pinentry::confirm(&settings, &prompt) {
+        Ok(true) => {
+            tracing::info!(client = c.id, pid = c.pid, program, token = %s.token.serial, cert_serial = %serial, "organisation signature confirmed by the user");
+            Ok(())
+        }
+        Ok(false) => {
+            tracing::warn!(client = c.id, pid = c.pid, program, token = %s.token.serial, cert_serial = %serial, "Người dùng từ chối ký bằng chứng thư số tổ chức / organisation signature declined by the user");
+            Err(Rv(ck::CKR_FUNCTION_REJECTED))
+        }
+        Err(e) => {
+            tracing::warn!(client = c.id, pid = c.pid, program, cert_serial = %serial, error = %e, "organisation signature: no confirmation from the pinentry; refused");
+            Err(e.rv())
+        }
+    }
 }
 
 fn output(out: Output) -> (Rv, Reply) {
@@ -89,186 +149,111 @@ fn output(out: Output) -> (Rv, Reply) {
     )
 }
 
-/// A signature the audit journal could not record: withheld (see
-/// [`audit_hooks::sign_operated`]).
-fn unrecorded(mut done: Output) -> (Rv, Reply) {
-    done.data.zeroize();
-    failed(Rv(ck::CKR_FUNCTION_FAILED))
-}
-
 fn failed(rv: Rv) -> (Rv, Reply) {
     (rv, Reply::None)
 }
 
+/// A `C_Sign` (`data` given) or `C_SignFinal` (`data` `None`) answered by the module: when it
+/// ended the operation, the result goes to the journal. The journal is the record of what was
+/// signed, so a signature it cannot record (the state directory is full or read-only) never
+/// leaves kysod: the application gets `CKR_FUNCTION_FAILED` instead.
+fn journal_signature(
+    d: &State,
+    c: &Client,
+    s: &Session,
+    data: Option<&[u8]>,
+    out: OutBuf,
+    mut done: Output,
+) -> (Rv, Reply) {
+    if !operation_ended(done.rv, out) {
+        return output(done);
+    }
+    let Some(track) = s.signing().take() else {
+        return output(done);
+    };
+    let signed = match data {
+        Some(data) => track.single(data),
+        None => track.multi(),
+    };
+    let recorded = d
+        .audit
+        .signature(c.actor(), s.token.audit_ref(), signed, done.rv);
+    if !recorded && done.rv == Rv::OK {
+        done.data.zeroize();
+        return failed(Rv(ck::CKR_FUNCTION_FAILED));
+    }
+    output(done)
+}
+
 pub fn operate(
-    d: &Daemon,
+    d: &State,
     c: &Client,
     handle: Ulong,
     op: Operation,
     data: &[u8],
     out: OutBuf,
 ) -> (Rv, Reply) {
-    match c.session(handle) {
-        Ok(s) => {
-            let done = s.token.module.operate(s.module_session, op, data, out);
-            other_ended(&s, op, done.rv, out);
-            if !audit_hooks::sign_operated(d, c, &s, op, Some(data), done.rv, out) {
-                return unrecorded(done);
-            }
-            output(done)
-        }
-        Err(rv) => failed(rv),
-    }
-}
-
-/// First guess at a signature's size for [`sign_complete`]: room for RSA-16384 and the
-/// post-quantum schemes' larger signatures; a module that needs more says so and is asked again.
-const SIGNATURE_GUESS: Ulong = 8 << 10;
-
-/// `Call::SignComplete`: `C_SignInit` (with the signing policy) when asked, then `C_Sign` to
-/// the end, so the application's `C_SignInit`, size query and `C_Sign` cost one round trip.
-pub fn sign_complete(
-    d: &Daemon,
-    c: &Client,
-    handle: Ulong,
-    init_with: Option<&(Mechanism, Ulong)>,
-    data: &[u8],
-) -> (Rv, Reply) {
-    let (s, done) = match init_with {
-        Some((mechanism, key)) => match sign_initialised(d, c, handle, mechanism, *key, data) {
-            Ok(signed) => signed,
-            Err(rv) => return failed(rv),
-        },
-        None => match c.session(handle) {
-            Ok(s) => {
-                let done = sign_to_end(&s.token.module, s.module_session, data);
-                (s, done)
-            }
-            Err(rv) => return failed(rv),
-        },
+    let s = match c.session(handle) {
+        Ok(s) => s,
+        Err(rv) => return failed(rv),
     };
-    if !audit_hooks::sign_operated(
-        d,
-        c,
-        &s,
-        Operation::Sign,
-        Some(data),
-        done.out.rv,
-        Some(done.room),
-    ) {
-        return unrecorded(done.out);
+    let done = s.token.module.operate(s.module_session, op, data, out);
+    if op == Operation::Sign {
+        return journal_signature(d, c, &s, Some(data), out, done);
     }
-    output(done.out)
-}
-
-/// `C_SignInit` and `C_Sign` in one: on a session kysod prepared ahead when there is one (see
-/// [`crate::prepared`]), else on the client's session.
-fn sign_initialised(
-    d: &Daemon,
-    c: &Client,
-    handle: Ulong,
-    mechanism: &Mechanism,
-    key: Ulong,
-    data: &[u8],
-) -> Result<(Arc<Session>, Signed), Rv> {
-    let (s, key, cert) = admit(d, c, handle, Operation::Sign, mechanism, Some(key))?;
-    let token = &s.token;
-    let pair = Pair {
-        mechanism: mechanism.clone(),
-        key,
-    };
-    let taken = if s.other_operation.load(Ordering::Relaxed) {
-        None
-    } else {
-        token.prepared.take(token, &pair)
-    };
-    if let Some(taken) = taken {
-        let done = sign_to_end(&token.module, taken.session, data);
-        if done.out.rv == Rv::OK {
-            token.prepared.give_back(token, taken);
-            audit_hooks::sign_started(&s, Operation::Sign, mechanism.kind, cert);
-            return Ok((s, done));
-        }
-        // Not answered: the ordinary way below gives the application the module's own answer.
-        token.prepared.discard(token, taken);
-    }
-    token
-        .module
-        .operation_init(s.module_session, Operation::Sign, mechanism, key)?;
-    audit_hooks::sign_started(&s, Operation::Sign, mechanism.kind, cert);
-    let done = sign_to_end(&token.module, s.module_session, data);
-    if done.out.rv == Rv::OK {
-        token.prepared.want(token, s.module_session, &pair);
-    }
-    Ok((s, done))
-}
-
-/// A finished `C_Sign` and the buffer size it was given.
-struct Signed {
-    out: Output,
-    room: Ulong,
-}
-
-/// `C_Sign` on `session` to the end: a module that wants a bigger buffer than the first guess
-/// keeps the operation running and says how big.
-fn sign_to_end(module: &Module, session: ck::CK_SESSION_HANDLE, data: &[u8]) -> Signed {
-    let mut room = SIGNATURE_GUESS;
-    loop {
-        let out = module.operate(session, Operation::Sign, data, Some(room));
-        if out.rv == Rv(ck::CKR_BUFFER_TOO_SMALL) && out.len > room {
-            room = out.len;
-            continue;
-        }
-        return Signed { out, room };
-    }
+    output(done)
 }
 
 pub fn update(
-    d: &Daemon,
+    d: &State,
     c: &Client,
     handle: Ulong,
     op: Operation,
     data: &[u8],
     out: OutBuf,
 ) -> (Rv, Reply) {
-    match c.session(handle) {
-        Ok(s) => {
-            let done = s.token.module.update(s.module_session, op, data, out);
-            audit_hooks::sign_updated(d, c, &s, op, data, done.rv);
-            output(done)
+    let s: Arc<Session> = match c.session(handle) {
+        Ok(s) => s,
+        Err(rv) => return failed(rv),
+    };
+    let done = s.token.module.update(s.module_session, op, data, out);
+    if op == Operation::Sign {
+        let mut track = s.signing();
+        if done.rv == Rv::OK {
+            if let Some(t) = track.as_mut() {
+                t.update(data);
+            }
+        } else if let Some(t) = track.take() {
+            // A failed part ends the operation: journaled as a failed signature.
+            drop(track);
+            d.audit
+                .signature(c.actor(), s.token.audit_ref(), t.failed(), done.rv);
         }
-        Err(rv) => failed(rv),
     }
+    output(done)
 }
 
-pub fn finish(d: &Daemon, c: &Client, handle: Ulong, op: Operation, out: OutBuf) -> (Rv, Reply) {
-    match c.session(handle) {
-        Ok(s) => {
-            let done = s.token.module.finish(s.module_session, op, out);
-            other_ended(&s, op, done.rv, out);
-            if !audit_hooks::sign_operated(d, c, &s, op, None, done.rv, out) {
-                return unrecorded(done);
-            }
-            output(done)
-        }
-        Err(rv) => failed(rv),
+pub fn finish(d: &State, c: &Client, handle: Ulong, op: Operation, out: OutBuf) -> (Rv, Reply) {
+    let s = match c.session(handle) {
+        Ok(s) => s,
+        Err(rv) => return failed(rv),
+    };
+    let done = s.token.module.finish(s.module_session, op, out);
+    if op == Operation::Sign {
+        return journal_signature(d, c, &s, None, out, done);
     }
+    output(done)
 }
 
 pub fn verify(c: &Client, handle: Ulong, data: &[u8], signature: &[u8]) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    let verified = s.token.module.verify(s.module_session, data, signature);
-    // C_Verify ends the operation whatever its answer.
-    s.other_operation.store(false, Ordering::Relaxed);
-    verified?;
+    s.token.module.verify(s.module_session, data, signature)?;
     Ok(Reply::None)
 }
 
 pub fn verify_final(c: &Client, handle: Ulong, signature: &[u8]) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    let verified = s.token.module.verify_final(s.module_session, signature);
-    s.other_operation.store(false, Ordering::Relaxed);
-    verified?;
+    s.token.module.verify_final(s.module_session, signature)?;
     Ok(Reply::None)
 }
 

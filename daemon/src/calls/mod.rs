@@ -1,7 +1,6 @@
 //! What kysod does with each call, one file per family of PKCS#11 functions. Every handler
 //! answers with the module's own return value or a PKCS#11 error of kysod's, never a panic.
 
-pub(crate) mod audit_hooks;
 mod crypto;
 mod object;
 mod recovery;
@@ -12,13 +11,13 @@ use kyso_proto::{Call, Reply};
 
 use crate::client::Client;
 use crate::error::Rv;
-use crate::server::Daemon;
+use crate::state::State;
 
 pub use session::close_everything;
 
 /// Runs one call for `client`. Blocking slot-event waits are handled by the connection
 /// itself (they must watch the socket), everything else here.
-pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
+pub fn handle(d: &State, c: &Client, call: Call) -> (Rv, Reply) {
     let result = match call {
         Call::GetInfo => Err(Rv(cryptoki_sys::CKR_FUNCTION_NOT_SUPPORTED)),
         Call::GetSlotList { token_present } => slot::slot_list(d, token_present),
@@ -108,11 +107,6 @@ pub fn handle(d: &Daemon, c: &Client, call: Call) -> (Rv, Reply) {
             out,
         } => return crypto::update(d, c, session, op, &data, out),
         Call::Final { session, op, out } => return crypto::finish(d, c, session, op, out),
-        Call::SignComplete {
-            session,
-            init,
-            data,
-        } => return crypto::sign_complete(d, c, session, init.as_ref(), &data),
         Call::Verify {
             session,
             data,

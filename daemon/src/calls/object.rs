@@ -52,12 +52,7 @@ fn public_template(
 
 /// The token's objects changed: the signing policy reads its certificates again.
 fn objects_changed(s: &Session) {
-    s.token.prepared.objects_changed();
-    s.token
-        .signing_certs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
+    s.token.objects_changed();
 }
 
 pub fn create(c: &Client, handle: Ulong, template: Vec<Attribute>) -> Result<Reply, Rv> {
@@ -158,14 +153,12 @@ pub fn find_init(c: &Client, handle: Ulong, mut template: Vec<Attribute>) -> Res
     }
     s.token.module.find_init(s.module_session, &template)?;
     s.find_nothing.store(nothing, Ordering::Relaxed);
-    s.other_operation.store(true, Ordering::Relaxed);
     Ok(Reply::None)
 }
 
 /// Finds up to `max` objects for the client. Session objects are the application's own in
 /// PKCS#11, and at the module every session object kysod's clients make is kysod's: one the
-/// client did not make itself (another client's, or a key copy of kysod's, see
-/// [`crate::prepared`]) is left out, and the search goes on so that a full answer still
+/// client did not make itself (another client's) is left out, and the search goes on so that a full answer still
 /// means there may be more. (A client's private session objects end with its logout when the
 /// module logs out; while another client keeps the module logged in they live on, and the
 /// client finds them again once it logs in again.)
@@ -216,7 +209,6 @@ pub fn find_final(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     s.token.module.find_final(s.module_session)?;
     s.find_nothing.store(false, Ordering::Relaxed);
-    s.other_operation.store(false, Ordering::Relaxed);
     Ok(Reply::None)
 }
 

@@ -12,7 +12,7 @@ use kyso_recovery::{grant, receipt, RecoveryRequest};
 
 use crate::client::Client;
 use crate::error::Rv;
-use crate::server::Daemon;
+use crate::state::State;
 use crate::token::Token;
 
 /// A refusal: the PKCS#11 code and a message for a person.
@@ -24,7 +24,7 @@ impl Refusal {
     }
 }
 
-fn present_token(d: &Daemon, slot: Ulong) -> Result<Arc<Token>, Refusal> {
+fn present_token(d: &State, slot: Ulong) -> Result<Arc<Token>, Refusal> {
     let token = d
         .registry
         .token(slot)
@@ -38,7 +38,7 @@ fn present_token(d: &Daemon, slot: Ulong) -> Result<Arc<Token>, Refusal> {
     Ok(token)
 }
 
-fn token_by_serial(d: &Daemon, serial: &str) -> Result<Arc<Token>, Refusal> {
+fn token_by_serial(d: &State, serial: &str) -> Result<Arc<Token>, Refusal> {
     d.registry
         .slots(true)
         .into_iter()
@@ -60,11 +60,11 @@ fn answer(result: Result<Reply, Refusal>) -> (Rv, Reply) {
 }
 
 /// `kyso recover request`.
-pub fn request(d: &Daemon, c: &Client, slot: Ulong) -> (Rv, Reply) {
+pub fn request(d: &State, c: &Client, slot: Ulong) -> (Rv, Reply) {
     answer(make_request(d, c, slot))
 }
 
-fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
+fn make_request(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
     let token = present_token(d, slot)?;
     let info = token
         .module
@@ -73,7 +73,7 @@ fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
     so_usable(&token, info.flags, true)?;
     // The certificates themselves go with their description (the helpdesk checks one against
     // the other); one that cannot be read again now is left out.
-    let ders = crate::policy::certificates_der(&token.module, token.module_slot);
+    let ders = crate::certs::certificates_der(&token.module, token.module_slot);
     let described = |c: &kyso_proto::CertificateStatus| {
         let (_, der) = ders.iter().find(|(id, _)| kyso_recovery::hex(id) == c.id)?;
         RequestCertificate::from_der(der, &c.class)
@@ -118,8 +118,8 @@ fn make_request(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
         })?;
     d.audit.recovery(
         AuditEvent::RecoveryRequest,
-        c,
-        &token,
+        c.actor(),
+        token.audit_ref(),
         None,
         &format!("nonce {nonce}"),
         Rv::OK,
@@ -155,7 +155,7 @@ fn so_usable(token: &Token, flags: Ulong, force: bool) -> Result<(), Refusal> {
 /// PIN becomes `new_so_pin`. The SO flags are checked before any try is spent; the user is
 /// asked before the SO logs in, so a cancelled prompt spends nothing.
 fn unlock_token(
-    d: &Daemon,
+    d: &State,
     c: &Client,
     token: &Token,
     so_pin: &[u8],
@@ -198,7 +198,7 @@ fn unlock_token(
             )
         })?;
 
-    let login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+    let login = token.login.lock();
     if login.is_logged_in() {
         return Err(Refusal::new(
             ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
@@ -256,16 +256,22 @@ fn so_steps(
 }
 
 /// `kyso recover apply`.
-pub fn apply(d: &Daemon, c: &Client, grant_bytes: &[u8], force: bool) -> (Rv, Reply) {
+pub fn apply(d: &State, c: &Client, grant_bytes: &[u8], force: bool) -> (Rv, Reply) {
     answer(apply_grant(d, c, grant_bytes, force))
 }
 
-fn apply_grant(d: &Daemon, c: &Client, grant_bytes: &[u8], force: bool) -> Result<Reply, Refusal> {
+fn apply_grant(d: &State, c: &Client, grant_bytes: &[u8], force: bool) -> Result<Reply, Refusal> {
     let refused = |token: Option<&Token>, case: Option<&str>, r: Refusal| {
         tracing::warn!(client = c.id, reason = %r.1, "recovery grant refused");
         if let Some(token) = token {
-            d.audit
-                .recovery(AuditEvent::RecoveryApply, c, token, case, &r.1, r.0);
+            d.audit.recovery(
+                AuditEvent::RecoveryApply,
+                c.actor(),
+                token.audit_ref(),
+                case,
+                &r.1,
+                r.0,
+            );
         }
         r
     };
@@ -320,8 +326,8 @@ fn apply_grant(d: &Daemon, c: &Client, grant_bytes: &[u8], force: bool) -> Resul
     );
     d.audit.recovery(
         AuditEvent::RecoveryApply,
-        c,
-        &token,
+        c.actor(),
+        token.audit_ref(),
         case,
         &format!(
             "grant {generation} by {}; new user PIN set, SO PIN rotated",
@@ -335,7 +341,7 @@ fn apply_grant(d: &Daemon, c: &Client, grant_bytes: &[u8], force: bool) -> Resul
 }
 
 /// `kyso-helpdesk unlock`.
-pub fn unlock(d: &Daemon, c: &Client, order: &Unlock) -> (Rv, Reply) {
+pub fn unlock(d: &State, c: &Client, order: &Unlock) -> (Rv, Reply) {
     let generation = &order.generation;
     let result = present_token(d, order.slot).and_then(|token| {
         let case = Some(order.case_ref.as_str()).filter(|c| !c.is_empty());
@@ -351,13 +357,25 @@ pub fn unlock(d: &Daemon, c: &Client, order: &Unlock) -> (Rv, Reply) {
                     "on site: SO PIN {} used; new user PIN set; SO PIN rotated to {generation}",
                     used.generation
                 );
-                d.audit
-                    .recovery(AuditEvent::Unlock, c, &token, case, &detail, Rv::OK);
+                d.audit.recovery(
+                    AuditEvent::Unlock,
+                    c.actor(),
+                    token.audit_ref(),
+                    case,
+                    &detail,
+                    Rv::OK,
+                );
                 Ok(Reply::Text(used.generation.clone()))
             }
             Err(r) => {
-                d.audit
-                    .recovery(AuditEvent::Unlock, c, &token, case, &r.1, r.0);
+                d.audit.recovery(
+                    AuditEvent::Unlock,
+                    c.actor(),
+                    token.audit_ref(),
+                    case,
+                    &r.1,
+                    r.0,
+                );
                 Err(r)
             }
         }
@@ -367,7 +385,7 @@ pub fn unlock(d: &Daemon, c: &Client, order: &Unlock) -> (Rv, Reply) {
 
 /// `kyso-helpdesk wipe`.
 pub fn wipe(
-    d: &Daemon,
+    d: &State,
     c: &Client,
     slot: Ulong,
     candidates: &[SoPinCandidate],
@@ -381,15 +399,21 @@ pub fn wipe(
             Ok(generation) => (Rv::OK, format!("re-initialised with SO PIN {generation}")),
             Err(r) => (r.0, r.1.clone()),
         };
-        d.audit
-            .recovery(AuditEvent::Wipe, c, &token, case, &detail, rv);
+        d.audit.recovery(
+            AuditEvent::Wipe,
+            c.actor(),
+            token.audit_ref(),
+            case,
+            &detail,
+            rv,
+        );
         outcome.map(Reply::Text)
     });
     answer(result)
 }
 
 fn wipe_token(
-    d: &Daemon,
+    d: &State,
     token: &Token,
     candidates: &[SoPinCandidate],
     label: &str,
@@ -406,14 +430,13 @@ fn wipe_token(
     let mut padded = [b' '; 32];
     let n = label.len().min(32);
     padded[..n].copy_from_slice(&label.as_bytes()[..n]);
-    let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+    let mut login = token.login.lock();
     if login.is_logged_in() {
         return Err(Refusal::new(
             ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
             "the token is in use (logged in): close the applications using it; nothing was changed",
         ));
     }
-    token.prepared.close_all(token);
     token
         .module
         .init_token(token.module_slot, Some(used.pin.expose()), &padded)

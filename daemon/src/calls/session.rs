@@ -6,9 +6,9 @@ use kyso_proto::{Pin, Reply, SessionInfo, Ulong};
 
 use crate::client::{Client, Session};
 use crate::error::Rv;
-use crate::server::Daemon;
+use crate::state::State;
 
-pub fn open(d: &Daemon, c: &Client, slot: Ulong, flags: Ulong) -> Result<Reply, Rv> {
+pub fn open(d: &State, c: &Client, slot: Ulong, flags: Ulong) -> Result<Reply, Rv> {
     if flags & ck::CKF_SERIAL_SESSION == 0 {
         return Err(Rv(ck::CKR_SESSION_PARALLEL_NOT_SUPPORTED));
     }
@@ -35,7 +35,7 @@ fn end(c: &Client, session: &Session) {
     let token = &session.token;
     c.forget_made_on(session);
     if c.sessions_on(token.slot).is_empty() {
-        let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+        let mut login = token.login.lock();
         if login.user_of(c.id).is_some() {
             let _ = login.logout(&token.module, Some(session.module_session), c.id);
         }
@@ -59,7 +59,7 @@ pub fn close(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
     Ok(Reply::None)
 }
 
-pub fn close_all(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
+pub fn close_all(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     d.registry.token(slot).ok_or(Rv(ck::CKR_SLOT_ID_INVALID))?;
     for session in c.sessions_on(slot) {
         if let Some(session) = c.remove_session(session.handle) {
@@ -98,7 +98,7 @@ pub fn info(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
 
 /// `C_Login`, journaled (success, failure or lockout) once it reached a token.
 pub fn login(
-    d: &Daemon,
+    d: &State,
     c: &Client,
     handle: Ulong,
     user: Ulong,
@@ -110,7 +110,7 @@ pub fn login(
         Ok(how) => (Rv::OK, *how),
         Err(rv) => (*rv, None),
     };
-    super::audit_hooks::logged_in(d, c, &s, rv, detail);
+    d.audit.login(c.actor(), s.token.audit_ref(), rv, detail);
     result.map(|_| Reply::None)
 }
 
@@ -119,7 +119,7 @@ const SHARED_LOGIN: &str = "shared login: no PIN asked (pin.share_login_seconds)
 
 /// Logs in; `Ok(Some(detail))` for a login worth a note in the journal.
 fn login_unjournaled(
-    d: &Daemon,
+    d: &State,
     c: &Client,
     handle: Ulong,
     user: Ulong,
@@ -130,11 +130,7 @@ fn login_unjournaled(
     if pin.is_none()
         && user == ck::CKU_USER
         && d.settings().pin.share_login_seconds > 0
-        && s.token
-            .login
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join_shared(&s.token.module, c.id)
+        && s.token.login.lock().join_shared(&s.token.module, c.id)
     {
         tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot = s.token.slot, serial = %s.token.serial, "login (shared)");
         return Ok(Some(SHARED_LOGIN));
@@ -177,12 +173,7 @@ fn login_unjournaled(
     };
     // At the token's final try, a PIN the application supplied is passed on only when the
     // user confirms (a PIN checked against kysod's verifier spends no try and needs none).
-    let module_login_pending = !s
-        .token
-        .login
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_logged_in();
+    let module_login_pending = !s.token.login.lock().is_logged_in();
     if final_try && module_login_pending && !prompted && pin.is_some() {
         let settings =
             crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
@@ -207,7 +198,7 @@ fn login_unjournaled(
     {
         return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
     }
-    let mut login = s.token.login.lock().unwrap_or_else(|e| e.into_inner());
+    let mut login = s.token.login.lock();
     let fresh = !login.is_logged_in();
     let result = login.login(&s.token.module, s.module_session, c.id, user, pin);
     drop(login);
@@ -220,15 +211,14 @@ fn login_unjournaled(
     {
         forced_pin_change(d, c, &s, pin)?;
     }
-    let mut login = s.token.login.lock().unwrap_or_else(|e| e.into_inner());
     if fresh_user {
-        login.share(
+        s.token.login.lock().share(
             &s.token.module,
             s.token.module_slot,
             std::time::Duration::from_secs(d.settings().pin.share_login_seconds),
         );
+        d.registry.shared_logins_changed();
     }
-    drop(login);
     let rv = result.err().unwrap_or(Rv::OK);
     tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot = s.token.slot, serial = %s.token.serial, user, %rv, "login");
     result.map(|()| None)
@@ -239,7 +229,6 @@ pub fn logout(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
     s.token
         .login
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .logout(&s.token.module, Some(s.module_session), c.id)?;
     c.forget_private_objects(s.token.slot);
     tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, "logout");
@@ -266,7 +255,7 @@ pub fn set_pin(
     new: Option<&Pin>,
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    let mut login = s.token.login.lock().unwrap_or_else(|e| e.into_inner());
+    let mut login = s.token.login.lock();
     // Which PIN C_SetPIN changes depends on who is logged in at the module; a client that is
     // not logged in itself must not change the PIN of whoever is.
     let mine = login.user_of(c.id);
@@ -296,7 +285,7 @@ const NEW_PIN_ATTEMPTS: usize = 3;
 /// `kyso pin change`: the current PIN, then the new one twice within the token's length
 /// limits, all through the pinentry; then `C_SetPIN`. The current PIN is tried once, never
 /// again on kysod's own: a wrong one goes back to the caller.
-pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
+pub fn change_pin(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     let token = d.registry.token(slot).ok_or(Rv(ck::CKR_SLOT_ID_INVALID))?;
     if !token.is_present() {
         return Err(Rv(ck::CKR_TOKEN_NOT_PRESENT));
@@ -321,7 +310,7 @@ pub fn change_pin(d: &Daemon, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     let new = ask_new_pin(c, &token, &info, &mut prompt, &ask)?;
     // C_SetPIN acts on whoever is logged in at the module: with the SO logged in it would
     // change the SO PIN.
-    let mut login = token.login.lock().unwrap_or_else(|e| e.into_inner());
+    let mut login = token.login.lock();
     if login.module_user() == Some(ck::CKU_SO) {
         return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
     }
@@ -383,7 +372,7 @@ pub(super) fn ask_new_pin(
 /// The token says the user PIN must be changed (`CKF_USER_PIN_TO_BE_CHANGED`) and `c` has just
 /// logged in with `old`: a new PIN is asked (twice, within the token's limits) and set before
 /// the client may do anything else. When that fails the client is logged out again.
-fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> Result<(), Rv> {
+fn forced_pin_change(d: &State, c: &Client, s: &Session, old: Option<&Pin>) -> Result<(), Rv> {
     let token = &s.token;
     let settings =
         crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
@@ -402,7 +391,6 @@ fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> 
         token
             .login
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .pin_changed(ck::CKU_USER, &new);
         Ok(())
     });
@@ -411,7 +399,6 @@ fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> 
         let _ = token
             .login
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .logout(&token.module, Some(s.module_session), c.id);
     }
     result
@@ -419,7 +406,7 @@ fn forced_pin_change(d: &Daemon, c: &Client, s: &Session, old: Option<&Pin>) -> 
 
 /// Tells the user, through the pinentry, that the token's PIN is locked and how to get it
 /// recovered.
-fn tell_locked(d: &Daemon, c: &Client, token: &crate::token::Token) {
+fn tell_locked(d: &State, c: &Client, token: &crate::token::Token) {
     let settings =
         crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
     let prompt = crate::pinentry::PinPrompt {

@@ -5,7 +5,7 @@ use kyso_proto::{MechanismInfo, Pin, Reply, SlotInfo, TokenInfo, Ulong, Version}
 
 use crate::client::Client;
 use crate::error::Rv;
-use crate::server::Daemon;
+use crate::state::State;
 use crate::token::Token;
 
 fn version(v: ck::CK_VERSION) -> Version {
@@ -15,7 +15,7 @@ fn version(v: ck::CK_VERSION) -> Version {
     }
 }
 
-fn present_token(d: &Daemon, slot: Ulong) -> Result<std::sync::Arc<Token>, Rv> {
+fn present_token(d: &State, slot: Ulong) -> Result<std::sync::Arc<Token>, Rv> {
     let token = d.registry.token(slot).ok_or(Rv(ck::CKR_SLOT_ID_INVALID))?;
     if !token.is_present() {
         return Err(Rv(ck::CKR_TOKEN_NOT_PRESENT));
@@ -23,12 +23,12 @@ fn present_token(d: &Daemon, slot: Ulong) -> Result<std::sync::Arc<Token>, Rv> {
     Ok(token)
 }
 
-pub fn slot_list(d: &Daemon, token_present: bool) -> Result<Reply, Rv> {
+pub fn slot_list(d: &State, token_present: bool) -> Result<Reply, Rv> {
     d.registry.rescan();
     Ok(Reply::SlotList(d.registry.slots(token_present)))
 }
 
-pub fn slot_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
+pub fn slot_info(d: &State, slot: Ulong) -> Result<Reply, Rv> {
     let token = d.registry.token(slot).ok_or(Rv(ck::CKR_SLOT_ID_INVALID))?;
     if token.is_present() {
         if let Ok(info) = token.module.slot_info(token.module_slot) {
@@ -51,7 +51,7 @@ pub fn slot_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
     }))
 }
 
-pub fn token_info(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
+pub fn token_info(d: &State, slot: Ulong) -> Result<Reply, Rv> {
     let token = present_token(d, slot)?;
     let i = token.module.token_info(token.module_slot)?;
     let protected = if d.settings().pin.protected_path {
@@ -95,14 +95,14 @@ fn token_clock(flags: Ulong, utc: [u8; 16]) -> (Ulong, Vec<u8>) {
     }
 }
 
-pub fn mechanism_list(d: &Daemon, slot: Ulong) -> Result<Reply, Rv> {
+pub fn mechanism_list(d: &State, slot: Ulong) -> Result<Reply, Rv> {
     let token = present_token(d, slot)?;
     Ok(Reply::Mechanisms(
         token.module.mechanism_list(token.module_slot)?,
     ))
 }
 
-pub fn mechanism_info(d: &Daemon, slot: Ulong, mechanism: Ulong) -> Result<Reply, Rv> {
+pub fn mechanism_info(d: &State, slot: Ulong, mechanism: Ulong) -> Result<Reply, Rv> {
     let token = present_token(d, slot)?;
     let i = token.module.mechanism_info(token.module_slot, mechanism)?;
     Ok(Reply::MechanismInfo(MechanismInfo {
@@ -112,33 +112,23 @@ pub fn mechanism_info(d: &Daemon, slot: Ulong, mechanism: Ulong) -> Result<Reply
     }))
 }
 
-pub fn init_token(
-    d: &Daemon,
-    slot: Ulong,
-    so_pin: Option<&Pin>,
-    label: &[u8],
-) -> Result<Reply, Rv> {
+pub fn init_token(d: &State, slot: Ulong, so_pin: Option<&Pin>, label: &[u8]) -> Result<Reply, Rv> {
     let token = present_token(d, slot)?;
     let mut padded = [b' '; 32];
     let n = label.len().min(32);
     padded[..n].copy_from_slice(&label[..n]);
-    token.prepared.close_all(&token);
     let result = token
         .module
         .init_token(token.module_slot, so_pin.map(Pin::expose), &padded);
     tracing::info!(slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "token initialisation");
     result?;
-    token
-        .login
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .reset(&token.module);
+    token.login.lock().reset(&token.module);
     Ok(Reply::None)
 }
 
 /// `C_WaitForSlotEvent` with `CKF_DONT_BLOCK`.
-pub fn poll_event(d: &Daemon, c: &Client) -> Result<Reply, Rv> {
-    let mut cursor = c.event_cursor.lock().unwrap_or_else(|e| e.into_inner());
+pub fn poll_event(d: &State, c: &Client) -> Result<Reply, Rv> {
+    let mut cursor = c.event_cursor.lock();
     d.registry
         .events
         .poll(&mut cursor)

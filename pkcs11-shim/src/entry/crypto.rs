@@ -16,7 +16,6 @@ use crate::client::Client;
 use crate::convert;
 use crate::error::{check, Error, Result};
 use crate::ffi::{self, OutBytes};
-use crate::signing;
 
 fn init(
     client: &Client,
@@ -129,6 +128,7 @@ macro_rules! final_part {
 keyed_init! {
     C_EncryptInit => Encrypt,
     C_DecryptInit => Decrypt,
+    C_SignInit => Sign,
     C_SignRecoverInit => SignRecover,
     C_VerifyInit => Verify,
     C_VerifyRecoverInit => VerifyRecover,
@@ -138,6 +138,7 @@ single_part! {
     C_Encrypt => Encrypt,
     C_Decrypt => Decrypt,
     C_Digest => Digest,
+    C_Sign => Sign,
     C_SignRecover => SignRecover,
     C_VerifyRecover => VerifyRecover,
 }
@@ -164,20 +165,6 @@ final_part! {
 const MAX_RANDOM: CK_ULONG = (MAX_FRAME / 2) as CK_ULONG;
 
 entry! {
-    /// `C_SignInit`; see [`crate::signing`] for when it travels with the next `C_Sign`.
-    fn C_SignInit(session: CK_SESSION_HANDLE, mechanism: *mut CK_MECHANISM, key: CK_OBJECT_HANDLE) |client| {
-        // SAFETY: pMechanism points at a CK_MECHANISM with its parameter (PKCS#11).
-        let mechanism = unsafe { convert::mechanism(mechanism) }?;
-        signing::sign_init(&client, session, mechanism, key)
-    }
-
-    /// `C_Sign`: the whole signature in one round trip ([`crate::signing`]).
-    fn C_Sign(session: CK_SESSION_HANDLE, data: *mut CK_BYTE, data_len: CK_ULONG, out: *mut CK_BYTE, out_len: *mut CK_ULONG) |client| {
-        // SAFETY: the input is readable for its length; the output pair is as PKCS#11 says.
-        let (data, out) = unsafe { (ffi::bytes(data, data_len)?.to_vec(), OutBytes::new(out, out_len)?) };
-        signing::sign(&client, session, data, out)
-    }
-
     fn C_DigestInit(session: CK_SESSION_HANDLE, mechanism: *mut CK_MECHANISM) |client| {
         // SAFETY: pMechanism points at a CK_MECHANISM with its parameter (PKCS#11).
         let mechanism = unsafe { convert::mechanism(mechanism) }?;

@@ -5,18 +5,15 @@ use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use cryptoki_sys::{CKR_NO_EVENT, CKR_OK, CK_RV};
-use kyso_proto::channel::{Channel, Pipes};
 use kyso_proto::{
     frame, Call, Hello, HelloReply, Reply, Request, Response, SessionInfo, Welcome,
     PROTOCOL_VERSION,
 };
-
-use crate::os::NoSigPipe;
+use parking_lot::Mutex;
 
 type Script = dyn Fn(&Call) -> (CK_RV, Reply) + Send + Sync;
 
@@ -75,7 +72,7 @@ impl FakeDaemon {
                     }
                     let Ok(stream) = stream else { continue };
                     if let Ok(clone) = stream.try_clone() {
-                        lock(&shared.streams).push(clone);
+                        shared.streams.lock().push(clone);
                     }
                     let shared = shared.clone();
                     thread::spawn(move || serve(&shared, stream));
@@ -91,11 +88,11 @@ impl FakeDaemon {
 
     /// Every call so far, with the `Hello::instance` of its connection.
     pub(crate) fn calls(&self) -> Vec<(u64, Call)> {
-        lock(&self.shared.calls).clone()
+        self.shared.calls.lock().clone()
     }
 
     pub(crate) fn hellos(&self) -> Vec<Hello> {
-        lock(&self.shared.hellos).clone()
+        self.shared.hellos.lock().clone()
     }
 }
 
@@ -108,14 +105,10 @@ impl Drop for FakeDaemon {
             let _ = acceptor.join();
         }
         let _ = std::fs::remove_file(&self.path);
-        for stream in lock(&self.shared.streams).drain(..) {
+        for stream in self.shared.streams.lock().drain(..) {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn serve(shared: &Shared, stream: UnixStream) {
@@ -124,38 +117,28 @@ fn serve(shared: &Shared, stream: UnixStream) {
         return;
     };
     let instance = hello.instance;
-    let hello_pipes = hello.pipes;
-    lock(&shared.hellos).push(hello);
+    shared.hellos.lock().push(hello);
     let welcome: HelloReply = Ok(Welcome {
         version: PROTOCOL_VERSION,
     });
-    // As kysod does: the shim asks for pipes, and they come with the welcome.
-    let channel = match frame::encode(&welcome, &mut buf) {
-        Ok(()) if hello_pipes => Pipes::new().and_then(|pipes| Channel::offer(stream, &buf, pipes)),
-        Ok(()) => NoSigPipe(&stream)
-            .write_all(&buf)
-            .and_then(|()| Channel::over_socket(stream)),
-        Err(_) => return,
-    };
-    let Ok(mut channel) = channel else {
+    if frame::write(&mut &stream, &welcome, &mut buf).is_err() {
         return;
-    };
+    }
     let mut out = Vec::new();
-    while let Ok(request) = channel.receive::<Request>(&mut buf, Duration::ZERO, false) {
-        // Dying: a request that was already in the pipe gets no answer, as from a daemon
+    while let Ok(request) = frame::read::<Request, _>(&mut &stream, &mut buf) {
+        // Dying: a request that was already on its way gets no answer, as from a daemon
         // that is gone.
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        lock(&shared.calls).push((instance, request.call.clone()));
+        shared.calls.lock().push((instance, request.call.clone()));
         let (rv, reply) = (shared.script)(&request.call);
         let response = Response {
             id: request.id,
             rv,
             reply,
-            long: false,
         };
-        if frame::encode(&response, &mut out).is_err() || channel.send(&out).is_err() {
+        if frame::encode(&response, &mut out).is_err() || (&stream).write_all(&out).is_err() {
             return;
         }
     }

@@ -54,8 +54,8 @@ fn slot_list_follows_the_two_call_convention() {
         }));
 }
 
-/// A signer whose 256-byte signatures start with the data's first byte; key 99 does not
-/// exist, and data starting with `!` fails to sign.
+/// A signer whose 256-byte signatures start with the data's first byte, answering size
+/// queries and short buffers as a module does; key 99 does not exist.
 fn signer(call: &Call) -> (CK_RV, Reply) {
     match call {
         Call::OperationInit { key: Some(99), .. } => (CKR_KEY_HANDLE_INVALID, Reply::None),
@@ -67,20 +67,33 @@ fn signer(call: &Call) -> (CK_RV, Reply) {
                 data: Some(vec![0xCD; 256]),
             },
         ),
-        Call::SignComplete { data, .. } if data.first() == Some(&b'!') => {
-            (CKR_DATA_LEN_RANGE, Reply::None)
-        }
-        Call::SignComplete { data, .. } => {
-            let mut signature = vec![0xAB; 256];
-            signature[0] = data.first().copied().unwrap_or(0);
-            (
+        Call::Operate { data, out, .. } => match out {
+            None => (
                 CKR_OK,
                 Reply::Output {
                     len: 256,
-                    data: Some(signature),
+                    data: None,
                 },
-            )
-        }
+            ),
+            Some(n) if *n < 256 => (
+                CKR_BUFFER_TOO_SMALL,
+                Reply::Output {
+                    len: 256,
+                    data: None,
+                },
+            ),
+            Some(_) => {
+                let mut signature = vec![0xAB; 256];
+                signature[0] = data.first().copied().unwrap_or(0);
+                (
+                    CKR_OK,
+                    Reply::Output {
+                        len: 256,
+                        data: Some(signature),
+                    },
+                )
+            }
+        },
         other => standard(other),
     }
 }
@@ -112,24 +125,21 @@ fn sign(data: &[u8], room: Option<usize>) -> (CK_RV, CK_ULONG, Vec<u8>) {
     (rv, len, buffer)
 }
 
-fn pair(key: CK_OBJECT_HANDLE) -> Option<(Mechanism, CK_OBJECT_HANDLE)> {
-    Some((Mechanism::new(CKM_SHA256_RSA_PKCS), key))
-}
-
-fn complete(init: Option<(Mechanism, CK_OBJECT_HANDLE)>, data: &[u8]) -> Call {
-    Call::SignComplete {
-        session: 42,
-        init,
-        data: data.to_vec(),
-    }
-}
-
 fn init_call(key: CK_OBJECT_HANDLE) -> Call {
     Call::OperationInit {
         session: 42,
         op: Operation::Sign,
         mechanism: Mechanism::new(CKM_SHA256_RSA_PKCS),
         key: Some(key),
+    }
+}
+
+fn sign_call(data: &[u8], out: Option<CK_ULONG>) -> Call {
+    Call::Operate {
+        session: 42,
+        op: Operation::Sign,
+        data: data.to_vec(),
+        out,
     }
 }
 
@@ -157,104 +167,26 @@ fn sign_size_query_then_sign() {
     assert_eq!(signature[0], b't');
     assert!(signature[1..256].iter().all(|&b| b == 0xAB));
     assert!(signature[256..].iter().all(|&b| b == 0));
-    // The operation ended: a NULL length pointer is still the caller's mistake.
+    // A NULL length pointer is the caller's mistake, stopped before kysod.
     let mut data = *b"x";
     let mut out = [0u8; 300];
     assert_rv(
         unsafe { C_Sign(42, data.as_mut_ptr(), 1, out.as_mut_ptr(), ptr::null_mut()) },
         CKR_ARGUMENTS_BAD,
     );
-
-    // Three application calls, two round trips: the init, and the signature made whole.
-    let calls: Vec<Call> = daemon.calls().into_iter().map(|(_, c)| c).collect();
-    assert_eq!(calls, [init_call(7), complete(None, b"to be signed")]);
-}
-
-#[test]
-fn a_repeated_sign_init_travels_with_its_signature() {
-    let _serial = serial();
-    let dir = TestDir::new();
-    let daemon = FakeDaemon::start(&dir.socket(), signer);
-    let _init = Initialised::at(&dir.socket());
-
-    assert_rv(sign_init(7), CKR_OK);
-    assert_eq!(sign(b"first", Some(256)).0, CKR_OK);
-    // The pair was accepted once: the next C_SignInit answers at once...
-    assert_rv(sign_init(7), CKR_OK);
-    // ...and, as in a module, a second one while it is pending is refused.
-    assert_rv(sign_init(7), CKR_OPERATION_ACTIVE);
-    let (rv, len, _) = sign(b"second", None);
-    assert_eq!((rv, len), (CKR_OK, 256));
-    // The kept signature is for "second": other data is signed afresh, not answered with it.
-    let (rv, _, signature) = sign(b"third", Some(256));
-    assert_rv(rv, CKR_OK);
-    assert_eq!(signature[0], b't');
-    // A key never accepted is checked at C_SignInit, where its error belongs.
+    // A key the module does not know: its error comes from C_SignInit.
     assert_rv(sign_init(99), CKR_KEY_HANDLE_INVALID);
 
+    // Each call reaches kysod as the application made it, buffer shape included.
     let calls: Vec<Call> = daemon.calls().into_iter().map(|(_, c)| c).collect();
     assert_eq!(
         calls,
         [
             init_call(7),
-            complete(None, b"first"),
-            complete(pair(7), b"second"),
-            complete(pair(7), b"third"),
+            sign_call(b"to be signed", None),
+            sign_call(b"to be signed", Some(10)),
+            sign_call(b"to be signed", Some(300)),
             init_call(99),
-        ]
-    );
-}
-
-#[test]
-fn a_deferred_sign_init_goes_first_when_the_operation_continues_otherwise() {
-    let _serial = serial();
-    let dir = TestDir::new();
-    let daemon = FakeDaemon::start(&dir.socket(), signer);
-    let _init = Initialised::at(&dir.socket());
-
-    assert_rv(sign_init(7), CKR_OK);
-    assert_eq!(sign(b"first", Some(256)).0, CKR_OK);
-    assert_rv(sign_init(7), CKR_OK);
-    // Multi-part: the init reaches kysod before the part.
-    let mut part = *b"part";
-    assert_rv(unsafe { C_SignUpdate(42, part.as_mut_ptr(), 4) }, CKR_OK);
-    let mut out = [0u8; 256];
-    let mut len: CK_ULONG = 256;
-    assert_rv(
-        unsafe { C_SignFinal(42, out.as_mut_ptr(), &mut len) },
-        CKR_OK,
-    );
-    // After a multi-part operation the module decides again whether a C_SignInit is welcome.
-    assert_rv(sign_init(7), CKR_OK);
-    // A signature that fails after a deferred init makes the next init a real one again.
-    assert_rv(sign(b"second", Some(256)).0, CKR_OK);
-    assert_rv(sign_init(7), CKR_OK);
-    assert_rv(sign(b"!fails", Some(256)).0, CKR_DATA_LEN_RANGE);
-    assert_rv(sign_init(7), CKR_OK);
-
-    let calls: Vec<Call> = daemon.calls().into_iter().map(|(_, c)| c).collect();
-    let update = Call::Update {
-        session: 42,
-        op: Operation::Sign,
-        data: b"part".to_vec(),
-        out: None,
-    };
-    assert_eq!(
-        calls,
-        [
-            init_call(7),
-            complete(None, b"first"),
-            init_call(7),
-            update,
-            Call::Final {
-                session: 42,
-                op: Operation::Sign,
-                out: Some(256),
-            },
-            init_call(7),
-            complete(None, b"second"),
-            complete(pair(7), b"!fails"),
-            init_call(7),
         ]
     );
 }

@@ -36,7 +36,8 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
-use kyso_proto::{frame, Call, Hello, HelloReply, Request, PROTOCOL_VERSION};
+use kyso_proto::client::Connection;
+use kyso_proto::{frame, Call, Request};
 use kyso_tests::util::{ecdsa_raw_to_der, sha256};
 use kyso_tests::{login, rv_of, shim_path, ID_RSA};
 
@@ -141,45 +142,34 @@ fn wait_forever() -> ! {
     }
 }
 
-/// Connects and sends a `Hello`; `Some(welcomed)` when kysod answered.
-fn shake_hands(conn: &mut UnixStream, instance: u64) -> Option<bool> {
-    let mut buf = Vec::new();
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        instance,
-        pipes: false,
-    };
-    frame::write(conn, &hello, &mut buf).ok()?;
-    let reply: HelloReply = frame::read(conn, &mut buf).ok()?;
-    Some(reply.is_ok())
-}
-
 fn flood(n: usize, hello: bool) -> ExitCode {
     let path = socket();
-    let mut held = Vec::new();
+    let mut held: Vec<Box<dyn std::any::Any>> = Vec::new();
     let (mut welcomed, mut refused) = (0, 0);
     for i in 0..n {
-        let Ok(mut conn) = UnixStream::connect(&path) else {
-            refused += 1;
-            continue;
-        };
         if hello {
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
             // A different instance each time: as if every connection were another application.
-            match shake_hands(&mut conn, 1000 + i as u64) {
-                Some(true) => welcomed += 1,
-                _ => refused += 1,
+            match Connection::open(&path, 1000 + i as u64) {
+                Ok(conn) => {
+                    welcomed += 1;
+                    held.push(Box::new(conn));
+                }
+                Err(_) => refused += 1,
+            }
+        } else {
+            match UnixStream::connect(&path) {
+                Ok(conn) => held.push(Box::new(conn)),
+                Err(_) => refused += 1,
             }
         }
-        held.push(conn);
     }
     println!("welcomed={welcomed} refused={refused}");
     wait_forever()
 }
 
 fn noread(n: usize) -> ExitCode {
-    let mut conn = UnixStream::connect(socket()).expect("connect");
-    assert_eq!(shake_hands(&mut conn, 7), Some(true), "handshake");
+    let kysod = Connection::open(&socket(), 7).expect("handshake");
+    let mut conn = kysod.socket().try_clone().expect("the connection's socket");
     conn.set_nonblocking(true).expect("non-blocking");
     let mut written = 0;
     let mut frame_bytes = Vec::new();
@@ -188,7 +178,6 @@ fn noread(n: usize) -> ExitCode {
             &Request {
                 id: id as u32,
                 call: Call::GetInfo,
-                cpu: None,
             },
             &mut frame_bytes,
         )
