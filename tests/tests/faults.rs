@@ -326,43 +326,40 @@ fn at_rest(fx: &Fixture) -> (Daemon, Module, u32, usize, u64) {
     (daemon, shim, pid, fds, rss)
 }
 
-/// The pipes among a process's open descriptors.
-fn open_pipes(pid: u32) -> usize {
+/// The sockets among a process's open descriptors.
+fn open_sockets(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("/proc/PID/fd")
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .count()
 }
 
 #[test]
-fn the_shims_connections_carry_their_frames_over_pipes_that_go_with_them() {
+fn the_shims_connections_go_with_c_finalize() {
     let fx = Fixture::new();
     let daemon = Daemon::start(&fx);
     let kysod = daemon.pid().expect("kysod pid");
     let me = std::process::id();
-    let (kysod0, me0) = (open_pipes(kysod), open_pipes(me));
+    let (kysod0, me0) = (open_sockets(kysod), open_sockets(me));
 
     let shim = Module::shim(&daemon);
-    signs_within(&shim, &fx, Duration::from_secs(5), "over pipes");
-    // Per connection kysod holds the request pipe's read end and the answer pipe's write
-    // end; the application the other two and a second read end of its request pipe.
-    let (kysod1, me1) = (open_pipes(kysod), open_pipes(me));
-    let connections = (kysod1 - kysod0) / 2;
+    signs_within(&shim, &fx, Duration::from_secs(5), "connected");
+    // One socket per connection on each side, and nothing else.
+    let (kysod1, me1) = (open_sockets(kysod), open_sockets(me));
     assert!(
-        connections >= 1,
-        "kysod holds no pipes: {kysod0} -> {kysod1}"
+        me1 > me0,
+        "the application holds no connection: {me0} -> {me1}"
     );
-    assert_eq!((kysod1 - kysod0) % 2, 0, "{kysod0} -> {kysod1}");
-    assert_eq!(me1 - me0, 3 * connections, "{me0} -> {me1}");
+    assert_eq!(kysod1 - kysod0, me1 - me0, "kysod {kysod0} -> {kysod1}");
 
     // C_Finalize closes them, and kysod lets go of its ends.
     drop(shim);
-    assert_eq!(open_pipes(me), me0);
+    assert_eq!(open_sockets(me), me0);
     assert!(
-        eventually(Duration::from_secs(3), || open_pipes(kysod) == kysod0),
-        "kysod still holds {} pipes ({kysod0} before)",
-        open_pipes(kysod)
+        eventually(Duration::from_secs(3), || open_sockets(kysod) == kysod0),
+        "kysod still holds {} sockets ({kysod0} before)",
+        open_sockets(kysod)
     );
 }
 
@@ -396,8 +393,8 @@ fn kysod_raises_its_descriptor_limit_to_what_its_connections_take() {
         .nth(3)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
-    // The default connections_total, 1024, three descriptors each, and room for the rest.
-    let wanted = (3 * 1024 + 256).min(hard);
+    // The default connections_total, 1024, two descriptors each, and room for the rest.
+    let wanted = (2 * 1024 + 256).min(hard);
     assert!(
         soft >= wanted,
         "kysod's soft limit is {soft}, wanted {wanted}: {line}"

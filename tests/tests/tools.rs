@@ -97,7 +97,7 @@ fn expired_and_expiring_certificates_are_announced_when_the_token_arrives() {
     let log = daemon.log();
     assert!(log.contains("The certificate expired on"), "{log}");
     assert!(log.contains("is not valid before"), "{log}");
-    assert!(log.contains("can no longer be renewed"), "{log}");
+    assert!(log.contains("too late to renew"), "{log}");
     let out = kyso()
         .args(["status", "--json", "--socket"])
         .arg(daemon.socket())
