@@ -9,11 +9,11 @@
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::{Mutex, MutexGuard};
 
 use cryptoki_sys as ck;
 use kyso_proto::mechanism::{Mechanism, MechanismParam};
 use kyso_proto::{Attribute, AttributeQuery, AttributeValue, Operation, OutBuf, Ulong, MAX_FRAME};
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::Rv;
 
@@ -144,9 +144,7 @@ impl Module {
     }
 
     fn lock(&self) -> Option<MutexGuard<'_, ()>> {
-        self.serial
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+        self.serial.as_ref().map(|m| m.lock())
     }
 
     pub fn slot_list(&self, token_present: bool) -> Result<Vec<ck::CK_SLOT_ID>, Rv> {

@@ -13,7 +13,9 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use cryptoki_sys::CKR_CRYPTOKI_ALREADY_INITIALIZED;
 
@@ -85,22 +87,14 @@ fn this_process_or_new() -> &'static Library {
 /// The initialised client, for one call.
 pub(crate) fn client() -> Result<Arc<Client>> {
     let library = this_process().ok_or(Error::NotInitialized)?;
-    let slot = library
-        .client
-        .read()
-        .unwrap_or_else(PoisonError::into_inner);
+    let slot = library.client.read();
     slot.clone().ok_or(Error::NotInitialized)
 }
 
 pub(crate) fn initialize() -> Result<()> {
     let library = this_process_or_new();
     let already = || Error::Rv(CKR_CRYPTOKI_ALREADY_INITIALIZED);
-    if library
-        .client
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .is_some()
-    {
+    if library.client.read().is_some() {
         return Err(already());
     }
     // Connect outside the lock: other threads keep getting a quick answer meanwhile.
@@ -108,10 +102,7 @@ pub(crate) fn initialize() -> Result<()> {
         kyso_proto::client::default_socket(),
         instance(),
     ));
-    let mut slot = library
-        .client
-        .write()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut slot = library.client.write();
     if slot.is_some() {
         drop(slot);
         client.close();
@@ -123,12 +114,7 @@ pub(crate) fn initialize() -> Result<()> {
 
 pub(crate) fn finalize() -> Result<()> {
     let library = this_process().ok_or(Error::NotInitialized)?;
-    let client = library
-        .client
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-        .ok_or(Error::NotInitialized)?;
+    let client = library.client.write().take().ok_or(Error::NotInitialized)?;
     client.close();
     Ok(())
 }

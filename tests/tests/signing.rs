@@ -353,8 +353,7 @@ fn error_codes_match_softhsm() {
     std::mem::forget(s); // already closed through the raw list
 }
 
-/// Signing again and again on one session (the shim then sends each `C_SignInit` with its
-/// `C_Sign`, one round trip per signature): every signature is of its own document, each is
+/// Signing again and again on one session: every signature is of its own document, each is
 /// journaled once, and a key destroyed between two signatures gives an error, not a signature.
 #[test]
 fn repeated_signatures_on_one_session_each_sign_their_own_document() {

@@ -11,10 +11,10 @@ mod forwarding;
 mod lifecycle;
 mod resilience;
 
+use parking_lot::{Mutex, MutexGuard};
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cryptoki_sys::{CKR_OK, CK_RV};
 
@@ -24,7 +24,7 @@ use crate::{C_Finalize, C_Initialize};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 pub(crate) fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    SERIAL.lock()
 }
 
 /// A private directory for a test's socket, removed afterwards.
