@@ -23,12 +23,13 @@ use sha2::{Digest, Sha256};
 use crate::certs::SigningCert;
 use crate::error::Rv;
 
-/// Who asked: the client's user, process and program.
-#[derive(Debug, Clone, Copy)]
+/// Who asked: the client's user, process and program, and the site it acts for, if any.
+#[derive(Debug, Clone)]
 pub struct Actor<'a> {
     pub uid: u32,
     pub pid: i32,
     pub program: &'a str,
+    pub purpose: Option<kyso_proto::Purpose>,
 }
 
 /// Which token: its serial, label and kysod's slot id for it.
@@ -136,7 +137,7 @@ impl Journal {
     }
 
     /// Records the outcome of a `C_Login` (`CKR_PIN_LOCKED` is a lockout).
-    pub fn login(&self, who: Actor<'_>, token: TokenRef<'_>, rv: Rv, detail: Option<&str>) {
+    pub fn login(&self, who: &Actor<'_>, token: TokenRef<'_>, rv: Rv, detail: Option<&str>) {
         let mut e = entry(login_event(rv), who, token, rv);
         e.detail = detail.map(str::to_string);
         let _ = self.append(e);
@@ -145,7 +146,7 @@ impl Journal {
     /// Records a finished signature operation; returns whether it is in the journal. The
     /// module has signed already and a journal failure cannot undo that: the caller withholds
     /// a signature that is not recorded.
-    pub fn signature(&self, who: Actor<'_>, token: TokenRef<'_>, done: SignDone, rv: Rv) -> bool {
+    pub fn signature(&self, who: &Actor<'_>, token: TokenRef<'_>, done: SignDone, rv: Rv) -> bool {
         let mut e = entry(AuditEvent::Signature, who, token, rv);
         e.mechanism = Some(format!("{:#x}", done.mechanism));
         set_cert(&mut e, done.cert.as_ref());
@@ -164,7 +165,7 @@ impl Journal {
     pub fn recovery(
         &self,
         event: AuditEvent,
-        who: Actor<'_>,
+        who: &Actor<'_>,
         token: TokenRef<'_>,
         case_ref: Option<&str>,
         detail: &str,
@@ -179,7 +180,7 @@ impl Journal {
     /// Records a signature the policy refused, with the certificate it judged.
     pub fn refusal(
         &self,
-        who: Actor<'_>,
+        who: &Actor<'_>,
         token: TokenRef<'_>,
         mechanism: Ulong,
         cert: Option<&SigningCert>,
@@ -218,11 +219,15 @@ pub fn login_event(rv: Rv) -> AuditEvent {
     }
 }
 
-fn entry(event: AuditEvent, who: Actor<'_>, token: TokenRef<'_>, rv: Rv) -> AuditEntry {
+fn entry(event: AuditEvent, who: &Actor<'_>, token: TokenRef<'_>, rv: Rv) -> AuditEntry {
     let mut e = AuditEntry::new(event, SystemTime::now());
     e.uid = Some(who.uid);
     e.pid = Some(who.pid);
     e.application = Some(who.program.to_string());
+    if let Some(purpose) = &who.purpose {
+        e.site = Some(purpose.site.clone());
+        e.document = Some(purpose.document.clone());
+    }
     set_token(&mut e, token);
     e.result = Some(rv.to_string());
     e
@@ -391,6 +396,10 @@ mod tests {
             uid: 1000,
             pid: 4242,
             program: "/usr/bin/ký \"số\"",
+            purpose: Some(kyso_proto::Purpose {
+                site: "https://vpdt.example.gov.vn".into(),
+                document: "hash".into(),
+            }),
         };
         let token = TokenRef {
             serial: "a1b2",
@@ -404,7 +413,7 @@ mod tests {
             not_after: 1_800_000_000,
         };
         let done = SignTrack::new(0x40, Some(cert)).single(b"data");
-        assert!(j.signature(who, token, done, Rv::OK));
+        assert!(j.signature(&who, token, done, Rv::OK));
         let text = std::fs::read_to_string(d.join(audit::FILE_NAME)).unwrap();
         let e: AuditEntry = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(e.event, AuditEvent::Signature);
@@ -416,6 +425,8 @@ mod tests {
         assert_eq!(e.mechanism.as_deref(), Some("0x40"));
         assert_eq!(e.data_sha256, Some(audit::sha256_hex(b"data")));
         assert_eq!(e.result.as_deref(), Some("CKR_OK"));
+        assert_eq!(e.site.as_deref(), Some("https://vpdt.example.gov.vn"));
+        assert_eq!(e.document.as_deref(), Some("hash"));
         assert_eq!(e.prev, GENESIS);
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use cryptoki_sys as ck;
-use kyso_proto::Ulong;
+use kyso_proto::{Purpose, Ulong};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::audit::{Actor, SignTrack};
@@ -63,6 +63,8 @@ pub struct Client {
     pub connections: AtomicUsize,
     /// Position in the slot-event stream.
     pub event_cursor: Mutex<u64>,
+    /// What the client's calls are for, as a signing service in front of kysod says.
+    purpose: Mutex<Option<Purpose>>,
     state: Mutex<ClientState>,
 }
 
@@ -80,6 +82,7 @@ impl Client {
             program: program_of(pid),
             connections: AtomicUsize::new(0),
             event_cursor: Mutex::new(event_cursor),
+            purpose: Mutex::new(None),
             state: Mutex::new(ClientState {
                 next_handle: start,
                 ..Default::default()
@@ -97,7 +100,17 @@ impl Client {
             uid: self.uid,
             pid: self.pid,
             program: &self.program,
+            purpose: self.purpose(),
         }
+    }
+
+    /// What the client's calls are for, if it said.
+    pub fn purpose(&self) -> Option<Purpose> {
+        self.purpose.lock().clone()
+    }
+
+    pub fn set_purpose(&self, purpose: Option<Purpose>) {
+        *self.purpose.lock() = purpose;
     }
 
     pub fn session_count(&self) -> usize {

@@ -105,6 +105,12 @@ pub struct AuditEntry {
     /// The `CKR_*` name of the result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// The web site the call was made for (kyso's web bridge), as its origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// What that site asked to sign: a document's name or address, or what kind of data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
     /// Hex SHA-256 of the previous line; set by the writer.
     pub prev: String,
 }
@@ -130,6 +136,8 @@ impl AuditEntry {
             mechanism: None,
             data_sha256: None,
             result: None,
+            site: None,
+            document: None,
             prev: String::new(),
         }
     }

@@ -402,6 +402,19 @@ pub enum Call {
         label: String,
         case_ref: String,
     },
+    /// kyso: what this client's next calls are for, as a signing service in front of kysod
+    /// knows it (kyso's web bridge): the site that asked and what it asked to sign. kysod names
+    /// them in its prompts and journal entries until the client says otherwise; `None` ends it.
+    Purpose(Option<Purpose>),
+}
+
+/// The site a signing service acts for, and what that site asked to sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purpose {
+    /// The site's origin, e.g. `https://vpdt.example.gov.vn`.
+    pub site: String,
+    /// What is signed: a document's name or address, or what kind of data.
+    pub document: String,
 }
 
 /// kyso-helpdesk: unlock the token in `slot` on site: SO login with the escrowed SO PIN

@@ -432,3 +432,83 @@ fn session_objects_are_the_applications_own() {
         "a handle from before the logout: {found:?}"
     );
 }
+
+/// A signing service in front of kysod (the web bridge) names the site it acts for and what
+/// it signs; kysod's journal records them with each entry from then on.
+#[test]
+fn the_site_a_client_acts_for_is_journaled_with_its_signatures() {
+    use cryptoki_sys::*;
+    use kyso_proto::mechanism::Mechanism;
+    use kyso_proto::{Attribute, Call, Operation, Pin, Purpose, Reply};
+
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let (mut a, _b, slot) = WireClient::two(&daemon);
+    let session = a.handle(Call::OpenSession {
+        slot,
+        flags: CKF_SERIAL_SESSION,
+    });
+    let login = Call::Login {
+        session,
+        user_type: CKU_USER,
+        pin: Some(Pin::new(USER_PIN.as_bytes())),
+    };
+    assert_eq!(a.call(login).0, CKR_OK);
+    let template = vec![
+        Attribute {
+            kind: CKA_CLASS,
+            value: Some(CKO_PRIVATE_KEY.to_ne_bytes().to_vec()),
+        },
+        Attribute {
+            kind: CKA_ID,
+            value: Some(vec![0x01]),
+        },
+    ];
+    assert_eq!(
+        a.call(Call::FindObjectsInit { session, template }).0,
+        CKR_OK
+    );
+    let key = match a.call(Call::FindObjects { session, max: 1 }) {
+        (0, Reply::Handles(h)) if h.len() == 1 => h[0],
+        other => panic!("the key: {other:?}"),
+    };
+    assert_eq!(a.call(Call::FindObjectsFinal { session }).0, CKR_OK);
+    let purpose = Purpose {
+        site: "https://vpdt.example.gov.vn".into(),
+        document: "to-trinh-15.pdf".into(),
+    };
+    assert_eq!(a.call(Call::Purpose(Some(purpose))).0, CKR_OK);
+    let init = Call::OperationInit {
+        session,
+        op: Operation::Sign,
+        mechanism: Mechanism::new(CKM_SHA256_RSA_PKCS),
+        key: Some(key),
+    };
+    assert_eq!(a.call(init).0, CKR_OK);
+    let signed = a.call(Call::Operate {
+        session,
+        op: Operation::Sign,
+        data: b"document".to_vec(),
+        out: Some(512),
+    });
+    assert!(
+        matches!(signed, (0, Reply::Output { len: 256, .. })),
+        "{signed:?}"
+    );
+
+    let journal = fx.subdir("kysod").join("state").join("audit.jsonl");
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(journal)
+        .expect("journal")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let login = entries.iter().rfind(|e| e["event"] == "login").unwrap();
+    assert!(login.get("site").is_none(), "{login}");
+    let signature = entries.iter().rfind(|e| e["event"] == "signature").unwrap();
+    assert_eq!(
+        signature["site"], "https://vpdt.example.gov.vn",
+        "{signature}"
+    );
+    assert_eq!(signature["document"], "to-trinh-15.pdf", "{signature}");
+    assert_eq!(signature["result"], "CKR_OK", "{signature}");
+}

@@ -70,7 +70,7 @@ fn admit_signature(
         Verdict::Refuse(refusal) => {
             tracing::warn!(client = c.id, pid = c.pid, program = %program, token = %token.serial, cert_serial = %cert.serial, "{}", refusal.message());
             d.audit.refusal(
-                c.actor(),
+                &c.actor(),
                 token.audit_ref(),
                 mechanism,
                 Some(&cert),
@@ -87,7 +87,7 @@ fn admit_signature(
     if confirm {
         if let Err(rv) = confirm_organisation(d, c, s, &cert, &program) {
             d.audit
-                .refusal(c.actor(), token.audit_ref(), mechanism, Some(&cert), rv);
+                .refusal(&c.actor(), token.audit_ref(), mechanism, Some(&cert), rv);
             return Err(rv);
         }
     }
@@ -112,10 +112,11 @@ fn confirm_organisation(
 ) -> Result<(), Rv> {
     let serial = &cert.serial;
     let holder = &cert.subject;
+    let (site, site_en) = super::session::purpose_lines(c);
     let prompt = crate::pinentry::PinPrompt {
         title: "kyso — ký số tổ chức / organisation signature".into(),
         description: format!(
-            "Ứng dụng {program} (pid {pid}) muốn ký bằng chứng thư số của tổ chức \"{holder}\" (số sê-ri {serial}). Đồng ý ký?\n\nThe application {program} (pid {pid}) wants to sign with the organisation certificate \"{holder}\" (serial {serial}). Sign?",
+            "Ứng dụng {program} (pid {pid}) muốn ký bằng chứng thư số của tổ chức \"{holder}\" (số sê-ri {serial}).{site}\nĐồng ý ký?\n\nThe application {program} (pid {pid}) wants to sign with the organisation certificate \"{holder}\" (serial {serial}).{site_en}\nSign?",
             pid = c.pid,
         ),
         prompt: String::new(),
@@ -177,7 +178,7 @@ fn journal_signature(
     };
     let recorded = d
         .audit
-        .signature(c.actor(), s.token.audit_ref(), signed, done.rv);
+        .signature(&c.actor(), s.token.audit_ref(), signed, done.rv);
     if !recorded && done.rv == Rv::OK {
         done.data.zeroize();
         return failed(Rv(ck::CKR_FUNCTION_FAILED));
@@ -227,7 +228,7 @@ pub fn update(
             // A failed part ends the operation: journaled as a failed signature.
             drop(track);
             d.audit
-                .signature(c.actor(), s.token.audit_ref(), t.failed(), done.rv);
+                .signature(&c.actor(), s.token.audit_ref(), t.failed(), done.rv);
         }
     }
     output(done)

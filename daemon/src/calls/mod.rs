@@ -32,6 +32,10 @@ pub fn handle(d: &State, c: &Client, call: Call) -> (Rv, Reply) {
             label,
         } => slot::init_token(d, slot, so_pin.as_ref(), &label),
         Call::Status => Ok(Reply::Status(d.registry.status())),
+        Call::Purpose(purpose) => {
+            c.set_purpose(purpose);
+            Ok(Reply::None)
+        }
         Call::ChangePin { slot } => session::change_pin(d, c, slot),
         Call::RecoveryRequest { slot } => return recovery::request(d, c, slot),
         Call::RecoveryApply { grant, force } => return recovery::apply(d, c, &grant, force),

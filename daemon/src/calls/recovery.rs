@@ -118,7 +118,7 @@ fn make_request(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
         })?;
     d.audit.recovery(
         AuditEvent::RecoveryRequest,
-        c.actor(),
+        &c.actor(),
         token.audit_ref(),
         None,
         &format!("nonce {nonce}"),
@@ -266,7 +266,7 @@ fn apply_grant(d: &State, c: &Client, grant_bytes: &[u8], force: bool) -> Result
         if let Some(token) = token {
             d.audit.recovery(
                 AuditEvent::RecoveryApply,
-                c.actor(),
+                &c.actor(),
                 token.audit_ref(),
                 case,
                 &r.1,
@@ -326,7 +326,7 @@ fn apply_grant(d: &State, c: &Client, grant_bytes: &[u8], force: bool) -> Result
     );
     d.audit.recovery(
         AuditEvent::RecoveryApply,
-        c.actor(),
+        &c.actor(),
         token.audit_ref(),
         case,
         &format!(
@@ -359,7 +359,7 @@ pub fn unlock(d: &State, c: &Client, order: &Unlock) -> (Rv, Reply) {
                 );
                 d.audit.recovery(
                     AuditEvent::Unlock,
-                    c.actor(),
+                    &c.actor(),
                     token.audit_ref(),
                     case,
                     &detail,
@@ -370,7 +370,7 @@ pub fn unlock(d: &State, c: &Client, order: &Unlock) -> (Rv, Reply) {
             Err(r) => {
                 d.audit.recovery(
                     AuditEvent::Unlock,
-                    c.actor(),
+                    &c.actor(),
                     token.audit_ref(),
                     case,
                     &r.1,
@@ -401,7 +401,7 @@ pub fn wipe(
         };
         d.audit.recovery(
             AuditEvent::Wipe,
-            c.actor(),
+            &c.actor(),
             token.audit_ref(),
             case,
             &detail,

@@ -110,7 +110,7 @@ pub fn login(
         Ok(how) => (Rv::OK, *how),
         Err(rv) => (*rv, None),
     };
-    d.audit.login(c.actor(), s.token.audit_ref(), rv, detail);
+    d.audit.login(&c.actor(), s.token.audit_ref(), rv, detail);
     result.map(|_| Reply::None)
 }
 
@@ -459,15 +459,28 @@ pub(super) fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pine
         format!("\nChứng thư số: {list}")
     };
     let holders_en = holders.replacen("Chứng thư số", "Certificates", 1);
+    let (site, site_en) = purpose_lines(c);
     crate::pinentry::PinPrompt {
         title: "kyso — PIN".into(),
         description: format!(
-            "Ứng dụng {program} (pid {pid}) yêu cầu mã PIN của thiết bị \"{label}\" (số sê-ri {serial}).{holders}\n\nThe application {program} (pid {pid}) asks for the PIN of the token \"{label}\" (serial {serial}).{holders_en}",
+            "Ứng dụng {program} (pid {pid}) yêu cầu mã PIN của thiết bị \"{label}\" (số sê-ri {serial}).{site}{holders}\n\nThe application {program} (pid {pid}) asks for the PIN of the token \"{label}\" (serial {serial}).{site_en}{holders_en}",
             pid = c.pid,
             label = token.label,
             serial = token.serial,
         ),
         prompt: "PIN:".into(),
         error,
+    }
+}
+
+/// The lines of a prompt that name the site a client acts for and what it signs (Vietnamese,
+/// English); empty when the client acts for itself.
+pub(super) fn purpose_lines(c: &Client) -> (String, String) {
+    match c.purpose() {
+        Some(p) => (
+            format!("\nTrang web {} yêu cầu ký: {}", p.site, p.document),
+            format!("\nThe web site {} asks to sign: {}", p.site, p.document),
+        ),
+        None => (String::new(), String::new()),
     }
 }
