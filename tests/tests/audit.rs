@@ -219,3 +219,73 @@ fn unwritable_journal_withholds_signatures_and_says_why() {
     assert!(log.contains("audit event NOT recorded"), "{log}");
     assert!(!log.contains(USER_PIN), "the PIN is in the log");
 }
+
+/// A signature's journal entry is on disk before the signature leaves kysod: traced, kysod's
+/// thread writes the entry, syncs the journal (`fdatasync`), and only then answers on the
+/// application's socket.
+#[test]
+fn a_signature_is_journaled_and_synced_before_it_is_handed_out() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+
+    let trace = fx.subdir("strace").join("kysod.trace");
+    let pid = daemon.pid().expect("kysod pid").to_string();
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-yy",
+            "-s",
+            "64",
+            "-e",
+            "trace=write,sendto,sendmsg,fdatasync,fsync",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .args(["-p", &pid])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace (apt-get install strace)");
+    // strace says on stderr when it has attached to each of kysod's threads.
+    let mut attached = String::new();
+    let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
+    while !attached.contains("attached") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            panic!("strace did not attach: {attached}");
+        }
+        attached.push_str(&line);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    s.sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect("C_Sign");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait();
+
+    let text = std::fs::read_to_string(&trace).expect("the trace");
+    let lines: Vec<&str> = text.lines().collect();
+    let entry = lines
+        .iter()
+        .position(|l| l.contains("audit.jsonl>") && l.contains("signature"))
+        .unwrap_or_else(|| panic!("no journal write of the signature:\n{text}"));
+    let synced = lines[entry..]
+        .iter()
+        .position(|l| l.contains("fdatasync(") && l.contains("audit.jsonl>"))
+        .map(|i| entry + i)
+        .unwrap_or_else(|| panic!("the journal was not synced:\n{text}"));
+    let answered = lines[entry..]
+        .iter()
+        .position(|l| l.contains("UNIX-STREAM") && !l.contains("audit.jsonl>"))
+        .map(|i| entry + i)
+        .unwrap_or_else(|| panic!("no answer on the socket:\n{text}"));
+    assert!(
+        synced < answered,
+        "the answer went out before the journal was synced:\n{}",
+        lines[entry..=answered.max(synced)].join("\n")
+    );
+}

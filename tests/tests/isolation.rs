@@ -512,3 +512,103 @@ fn the_site_a_client_acts_for_is_journaled_with_its_signatures() {
     assert_eq!(signature["document"], "to-trinh-15.pdf", "{signature}");
     assert_eq!(signature["result"], "CKR_OK", "{signature}");
 }
+
+/// Without a login an application makes public session objects as it would in process (key
+/// generation included), while another application keeps the token logged in; private or
+/// token objects need its own login.
+#[test]
+fn public_session_objects_need_no_login() {
+    use cryptoki::error::RvError;
+    use cryptoki::mechanism::Mechanism;
+    use kyso_tests::rv_of;
+
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    // Another client keeps the module logged in.
+    let mut other = WireClient::connect(&daemon, 99);
+    let slot = match other.call(kyso_proto::Call::GetSlotList {
+        token_present: true,
+    }) {
+        (0, kyso_proto::Reply::SlotList(s)) => s[0],
+        other => panic!("{other:?}"),
+    };
+    let os = other.handle(kyso_proto::Call::OpenSession {
+        slot,
+        flags: cryptoki_sys::CKF_SERIAL_SESSION,
+    });
+    let login = kyso_proto::Call::Login {
+        session: os,
+        user_type: cryptoki_sys::CKU_USER,
+        pin: Some(kyso_proto::Pin::new(USER_PIN.as_bytes())),
+    };
+    assert_eq!(other.call(login).0, cryptoki_sys::CKR_OK);
+
+    let shim = Module::shim(&daemon);
+    let s = shim.session(fx.serial_a());
+    let p256 = Attribute::EcParams(vec![
+        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ]);
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                p256.clone(),
+                Attribute::Token(false),
+                Attribute::Verify(true),
+            ],
+            &[
+                Attribute::Token(false),
+                Attribute::Private(false),
+                Attribute::Sign(true),
+            ],
+        )
+        .expect("a public session key pair without a login");
+    let digest = kyso_tests::util::sha256(b"public session key");
+    let signature = s.sign(&Mechanism::Ecdsa, private, &digest).expect("C_Sign");
+    s.verify(&Mechanism::Ecdsa, public, &digest, &signature)
+        .expect("the signature verifies");
+    // A private key whose template does not say is made public, not private behind the
+    // other client's login.
+    let (_, unmarked) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[p256.clone(), Attribute::Token(false)],
+            &[Attribute::Token(false), Attribute::Sign(true)],
+        )
+        .expect("a key pair with an unmarked template");
+    let private_attr = s
+        .get_attributes(unmarked, &[cryptoki::object::AttributeType::Private])
+        .expect("C_GetAttributeValue");
+    assert!(
+        matches!(private_attr.as_slice(), [Attribute::Private(false)]),
+        "{private_attr:?}"
+    );
+    let aes = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(false),
+                Attribute::Private(false),
+                Attribute::ValueLen(32.into()),
+            ],
+        )
+        .expect("a public session secret key without a login");
+    assert!(s.destroy_object(aes).is_ok());
+
+    // Private or token objects are refused without the client's own login.
+    for (public, private) in [
+        (
+            vec![p256.clone(), Attribute::Token(true)],
+            vec![Attribute::Token(true), Attribute::Private(false)],
+        ),
+        (
+            vec![p256.clone(), Attribute::Token(false)],
+            vec![Attribute::Token(false), Attribute::Private(true)],
+        ),
+    ] {
+        let err = s
+            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+            .expect_err("refused without a login");
+        assert_eq!(rv_of(&err), Some(RvError::UserNotLoggedIn), "{err}");
+    }
+}

@@ -27,15 +27,21 @@ fn is_user(c: &Client, s: &Session) -> bool {
     c.login_of(&s.token) == Some(ck::CKU_USER)
 }
 
-/// A template for an object a client that is not logged in creates: it must be public, and
-/// says so explicitly, since the token may be logged in for someone else.
-fn public_template(
+/// The template of an object a client makes (create, copy, generate). Logged in as the user
+/// it may make anything; otherwise only public objects, and token objects only while logged in
+/// through kysod at all (as the SO). The module may be logged in for someone else, so a
+/// template that does not say whether the object is private says so: it is not.
+fn admissible_template(
     c: &Client,
     s: &Session,
     mut template: Vec<Attribute>,
 ) -> Result<Vec<Attribute>, Rv> {
-    if is_user(c, s) {
+    let login = c.login_of(&s.token);
+    if login == Some(ck::CKU_USER) {
         return Ok(template);
+    }
+    if login.is_none() && bool_attr(&template, ck::CKA_TOKEN) == Some(true) {
+        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
     }
     match bool_attr(&template, ck::CKA_PRIVATE) {
         Some(true) => Err(Rv(ck::CKR_USER_NOT_LOGGED_IN)),
@@ -57,7 +63,7 @@ fn objects_changed(s: &Session) {
 
 pub fn create(c: &Client, handle: Ulong, template: Vec<Attribute>) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    let template = public_template(c, &s, template)?;
+    let template = admissible_template(c, &s, template)?;
     let object = s.token.module.create_object(s.module_session, &template)?;
     objects_changed(&s);
     Ok(Reply::Handle(c.export_made(&s, object, is_user(c, &s))))
@@ -71,7 +77,7 @@ pub fn copy(
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let source = c.object(s.token.slot, object)?;
-    let template = public_template(c, &s, template)?;
+    let template = admissible_template(c, &s, template)?;
     let copy = s
         .token
         .module
@@ -219,15 +225,13 @@ pub fn generate_key(
     template: &[Attribute],
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    if !is_user(c, &s) {
-        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
-    }
+    let template = admissible_template(c, &s, template.to_vec())?;
     let key = s
         .token
         .module
-        .generate_key(s.module_session, mechanism, template)?;
+        .generate_key(s.module_session, mechanism, &template)?;
     objects_changed(&s);
-    Ok(Reply::Handle(c.export_made(&s, key, true)))
+    Ok(Reply::Handle(c.export_made(&s, key, is_user(c, &s))))
 }
 
 pub fn generate_key_pair(
@@ -238,16 +242,16 @@ pub fn generate_key_pair(
     private: &[Attribute],
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    if !is_user(c, &s) {
-        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
-    }
+    let public = admissible_template(c, &s, public.to_vec())?;
+    let private = admissible_template(c, &s, private.to_vec())?;
     let (pub_key, priv_key) =
         s.token
             .module
-            .generate_key_pair(s.module_session, mechanism, public, private)?;
+            .generate_key_pair(s.module_session, mechanism, &public, &private)?;
     objects_changed(&s);
+    let user = is_user(c, &s);
     Ok(Reply::KeyPair {
-        public: c.export_made(&s, pub_key, true),
-        private: c.export_made(&s, priv_key, true),
+        public: c.export_made(&s, pub_key, user),
+        private: c.export_made(&s, priv_key, user),
     })
 }
