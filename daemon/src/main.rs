@@ -45,6 +45,7 @@ struct Args {
 }
 
 fn main() {
+    keep_out_other_programs();
     let args = Args::parse();
     if let Some(dir) = args.man_page {
         let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
@@ -66,6 +67,19 @@ fn main() {
         tracing::error!("{e}");
         eprintln!("kysod: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Makes kysod non-dumpable and gives it no core files, as ssh-agent does: the user's other
+/// programs cannot trace it, read its memory or have a core dump written, where PINs pass.
+/// (root, or a program holding `CAP_SYS_PTRACE`, still can.)
+fn keep_out_other_programs() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("kysod: cannot make itself non-dumpable: {e}");
+    }
+    use nix::sys::resource::{setrlimit, Resource};
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        eprintln!("kysod: cannot turn core files off: {e}");
     }
 }
 

@@ -137,3 +137,116 @@ fn the_pin_is_not_in_a_core_dump_of_kysod_nor_its_log_and_state() {
         );
     }
 }
+
+/// kysod is kept from the user's other programs: it is not dumpable, so another program of
+/// the same user can neither trace it nor read its memory or environment, and it writes no
+/// core file. Checked with kysod and the reader running as uid 65534; a dumpable process of
+/// that user is readable the same way, which shows the check can tell.
+#[test]
+fn kysod_cannot_be_traced_or_read_by_the_users_other_programs() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root to run kysod and its neighbour as uid 65534");
+        return;
+    }
+    let fx = Fixture::new();
+    // A kysod of uid 65534 with no tokens: its own copy, configuration and directory.
+    let dir = fx.subdir("nobody");
+    let kysod = dir.join("kysod");
+    std::fs::copy(kyso_tests::kysod_path(), &kysod).expect("copy kysod");
+    let config = dir.join("kysod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = {}\nstate_dir = {}\n",
+            toml_str(&dir.join("kysod.sock").display().to_string()),
+            toml_str(&dir.join("state").display().to_string())
+        ),
+    )
+    .unwrap();
+    for (p, mode) in [
+        (fx.dir(), 0o755),
+        (&dir, 0o755),
+        (&kysod, 0o755),
+        (&config, 0o644),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |program: &std::path::Path| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .env_clear()
+            .env("HOME", &dir);
+        c
+    };
+    let mut daemon = as_nobody(&kysod)
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start kysod as uid 65534");
+    let mut neighbour = as_nobody(std::path::Path::new("/bin/sleep"))
+        .arg("30")
+        .spawn()
+        .expect("sleep as uid 65534");
+    std::thread::sleep(Duration::from_millis(500));
+    let reads = |pid: u32| {
+        as_nobody(std::path::Path::new("/bin/cat"))
+            .arg(format!("/proc/{pid}/environ"))
+            .output()
+            .expect("cat")
+            .status
+            .success()
+    };
+    let (kysod_pid, neighbour_pid) = (daemon.id(), neighbour.id());
+    let neighbour_read = reads(neighbour_pid);
+    let kysod_read = reads(kysod_pid);
+    // A strace that attached would wait for kysod's calls: `timeout` ends it.
+    let traced = as_nobody(std::path::Path::new("/usr/bin/timeout"))
+        .args([
+            "5",
+            "strace",
+            "-e",
+            "trace=none",
+            "-p",
+            &kysod_pid.to_string(),
+        ])
+        .output()
+        .expect("strace");
+    // The /proc files of a process that is not dumpable belong to root.
+    let owner = std::fs::metadata(format!("/proc/{kysod_pid}/status"))
+        .expect("kysod's status")
+        .uid();
+    let limits = std::fs::read_to_string(format!("/proc/{kysod_pid}/limits")).expect("limits");
+    let _ = neighbour.kill();
+    let _ = daemon.kill();
+    let _ = (neighbour.wait(), daemon.wait());
+
+    assert!(
+        neighbour_read,
+        "a dumpable process of uid 65534 could not be read either"
+    );
+    assert!(
+        !kysod_read,
+        "kysod's environment was read by another program of its user"
+    );
+    assert!(!traced.status.success(), "kysod was traced");
+    assert!(
+        String::from_utf8_lossy(&traced.stderr).contains("Operation not permitted"),
+        "{}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
+    assert_eq!(owner, 0, "kysod is dumpable");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core limit");
+    assert_eq!(
+        core.split_whitespace().nth(4),
+        Some("0"),
+        "kysod may write core files: {core}"
+    );
+}
