@@ -11,10 +11,12 @@
 //! Parsing is total: any bytes give entries or a [`VerifyError`], never a panic.
 
 use std::io::BufRead;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::dates;
 
 /// `prev` of the first entry: 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -140,15 +142,9 @@ impl AuditEntry {
     }
 }
 
-/// Lowercase hex of `bytes`.
+/// Lowercase hex of `bytes` ([`crate::hex::encode`]).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
+    crate::hex::encode(bytes)
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -164,33 +160,7 @@ pub fn line_hash(line: &[u8]) -> String {
 /// `time` as RFC 3339 UTC with whole seconds (`YYYY-MM-DDTHH:MM:SSZ`). Times before 1970 are
 /// written as the epoch.
 pub fn rfc3339_utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    dates::rfc3339(dates::unix_seconds(time).max(0))
 }
 
 /// Why a journal line is bad.
@@ -268,7 +238,7 @@ pub fn verify_bytes(bytes: &[u8]) -> Result<Verified, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn journal(n: usize) -> Vec<u8> {
         let mut out = Vec::new();
@@ -389,6 +359,9 @@ mod tests {
         assert_eq!(rfc3339_utc(t), "2026-11-23T12:47:54Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00Z");
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339_utc(before), "1970-01-01T00:00:00Z");
+        assert_eq!(hex(&[0xab, 0x01]), "ab01");
     }
 
     proptest::proptest! {

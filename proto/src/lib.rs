@@ -8,7 +8,9 @@
 
 pub mod audit;
 pub mod channel;
+pub mod dates;
 pub mod frame;
+pub mod hex;
 pub mod mechanism;
 pub mod message;
 pub mod pin;

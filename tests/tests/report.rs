@@ -9,6 +9,7 @@ use std::time::UNIX_EPOCH;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
 use kyso_proto::audit::{self, AuditEntry, AuditEvent};
+use kyso_proto::dates;
 use kyso_tests::util::find_one;
 use kyso_tests::{target_dir, Daemon, Fixture, Module, ID_RSA};
 use serde_json::Value;
@@ -436,7 +437,7 @@ fn signatures_through_the_shim_are_reported() {
     }
     drop(s);
 
-    let today = audit::rfc3339_utc(std::time::SystemTime::now())[..10].to_string();
+    let today = dates::date(dates::now());
     let path = target_dir().join("kyso");
     let out = Command::new(path)
         .args([

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use kyso_proto::dates;
+use kyso_tests::util::cert_time;
 use kyso_tests::{repo_root, target_dir, Daemon, Fixture, LABEL_A};
 
 fn kyso() -> Command {
@@ -57,8 +59,8 @@ fn status_lists_the_tokens_with_their_slot_ids() {
         .unwrap_or_else(|| panic!("certificate 01 listed: {a:?}"));
     assert_eq!(personal.holder, "NGUYEN VAN A, UBND Tinh Demo");
     assert_eq!(personal.class, "personal");
-    assert_eq!(personal.not_after, not_after(&fx.cert_pem(1)));
-    assert_eq!(personal.renew_by, personal.not_after - 30 * 86_400);
+    assert_eq!(personal.not_after, cert_time(&fx.cert_pem(1), "-enddate"));
+    assert_eq!(personal.renew_by, personal.not_after - 30 * dates::DAY);
     assert!(a.certificates.iter().any(|c| c.id == "02"), "{a:?}");
     assert!(table.contains("PIN: ok"), "{table}");
     let cert_row = table
@@ -69,25 +71,6 @@ fn status_lists_the_tokens_with_their_slot_ids() {
         cert_row.contains("personal") && cert_row.contains("renew by"),
         "{cert_row}"
     );
-}
-
-/// A certificate's notAfter as Unix time, as openssl reads it.
-fn not_after(pem: &std::path::Path) -> i64 {
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-enddate", "-in"])
-        .arg(pem)
-        .output()
-        .expect("openssl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let date = text.trim().trim_start_matches("notAfter=");
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", date, "+%s"])
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a Unix time")
 }
 
 #[test]

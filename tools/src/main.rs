@@ -4,15 +4,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cryptoki_sys::{
+    CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED, CKF_USER_PIN_COUNT_LOW,
+    CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, CKF_USER_PIN_TO_BE_CHANGED, CKR_FUNCTION_CANCELED,
+    CKR_OK, CKR_PIN_INCORRECT, CKR_PIN_INVALID, CKR_PIN_LOCKED,
+};
 
 mod audit;
 mod recover;
 mod report;
 mod token;
-use kyso_proto::{Call, TokenStatus};
+use kyso_proto::{dates, Call, TokenStatus};
 use kyso_tools::kysod::Kysod;
 
 /// kyso — PKCS#11 token middleware.
@@ -302,13 +306,15 @@ fn change_pin(socket: Option<PathBuf>, token: Option<String>) -> Result<String, 
     // The user is typing PINs into kysod's prompt meanwhile: no time limit.
     let response = kysod.call(Call::ChangePin { slot: chosen.slot }, None)?;
     match response.rv {
-        0 => Ok(chosen.serial.clone()),
-        0xA0 => Err("the current PIN is wrong; the PIN was not changed (sai PIN hiện tại)".into()),
-        0xA4 => {
+        CKR_OK => Ok(chosen.serial.clone()),
+        CKR_PIN_INCORRECT => {
+            Err("the current PIN is wrong; the PIN was not changed (sai PIN hiện tại)".into())
+        }
+        CKR_PIN_LOCKED => {
             Err("the PIN is locked: ask your helpdesk to recover the token (PIN đã bị khóa)".into())
         }
-        0xA1 => Err("no acceptable new PIN was given; the PIN was not changed".into()),
-        0x50 => Err("cancelled; the PIN was not changed".into()),
+        CKR_PIN_INVALID => Err("no acceptable new PIN was given; the PIN was not changed".into()),
+        CKR_FUNCTION_CANCELED => Err("cancelled; the PIN was not changed".into()),
         rv => Err(format!("the PIN was not changed: kysod answered 0x{rv:x}")),
     }
 }
@@ -341,8 +347,8 @@ fn print_table(tokens: &[TokenStatus]) {
                 c.id,
                 c.holder,
                 c.class,
-                day(c.not_after),
-                day(c.renew_by)
+                dates::date(c.not_after),
+                dates::date(c.renew_by)
             );
         }
     }
@@ -351,13 +357,13 @@ fn print_table(tokens: &[TokenStatus]) {
 /// The token's PIN state in words, from its `CKF_*` flags.
 pub(crate) fn pin_state(flags: u64) -> String {
     const STATES: [(u64, &str); 7] = [
-        (0x0004_0000, "user PIN locked (ask your helpdesk)"),
-        (0x0002_0000, "user PIN final try"),
-        (0x0001_0000, "user PIN count low"),
-        (0x0008_0000, "user PIN must be changed"),
-        (0x0040_0000, "SO PIN locked"),
-        (0x0020_0000, "SO PIN final try"),
-        (0x0010_0000, "SO PIN count low"),
+        (CKF_USER_PIN_LOCKED, "user PIN locked (ask your helpdesk)"),
+        (CKF_USER_PIN_FINAL_TRY, "user PIN final try"),
+        (CKF_USER_PIN_COUNT_LOW, "user PIN count low"),
+        (CKF_USER_PIN_TO_BE_CHANGED, "user PIN must be changed"),
+        (CKF_SO_PIN_LOCKED, "SO PIN locked"),
+        (CKF_SO_PIN_FINAL_TRY, "SO PIN final try"),
+        (CKF_SO_PIN_COUNT_LOW, "SO PIN count low"),
     ];
     let words: Vec<&str> = STATES
         .iter()
@@ -369,10 +375,4 @@ pub(crate) fn pin_state(flags: u64) -> String {
     } else {
         words.join(", ")
     }
-}
-
-/// A Unix time as its UTC date.
-pub(crate) fn day(t: i64) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    kyso_proto::audit::rfc3339_utc(time)[..10].to_string()
 }

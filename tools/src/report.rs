@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use kyso_proto::audit::{self, AuditEntry, AuditEvent};
+use kyso_proto::dates::{self, Date};
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{Date, Duration, Month, OffsetDateTime};
+use time::{Duration, Month};
 
 /// Days before the end of validity by which a renewal must be asked for.
 pub const RENEW_DAYS: i64 = 30;
@@ -78,13 +77,8 @@ impl Period {
 
 /// A `YYYY-MM-DD` date.
 pub fn parse_day(text: &str) -> Result<Date, ReportError> {
-    Date::parse(text, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ReportError::BadArgument(format!("{text}: expected a date as YYYY-MM-DD")))
-}
-
-fn day_text(day: Date) -> String {
-    day.format(format_description!("[year]-[month]-[day]"))
-        .unwrap_or_else(|_| day.to_string())
+    dates::parse_day(text)
+        .ok_or_else(|| ReportError::BadArgument(format!("{text}: expected a date as YYYY-MM-DD")))
 }
 
 /// Where a certificate stands on the report's day.
@@ -188,12 +182,11 @@ pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, Repo
                 line: n,
                 problem: e.to_string(),
             })?;
-        let when =
-            OffsetDateTime::parse(&entry.time, &Rfc3339).map_err(|e| ReportError::BadEntry {
-                line: n,
-                problem: format!("time {:?} is not RFC 3339: {e}", entry.time),
-            })?;
-        let day = when.to_offset(time::UtcOffset::UTC).date();
+        let when = dates::parse_rfc3339(&entry.time).ok_or_else(|| ReportError::BadEntry {
+            line: n,
+            problem: format!("time {:?} is not RFC 3339", entry.time),
+        })?;
+        let day = dates::day(when);
         if day > period.to {
             // The journal is in time order, but a clock set back must not hide anything: keep
             // reading rather than stopping here.
@@ -263,12 +256,12 @@ pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, Repo
         let Some(not_after) = cert.not_after.as_deref() else {
             continue;
         };
-        let Ok(end) = OffsetDateTime::parse(not_after, &Rfc3339) else {
+        let Some(end) = dates::parse_rfc3339(not_after) else {
             continue;
         };
-        let end_day = end.to_offset(time::UtcOffset::UTC).date();
+        let end_day = dates::day(end);
         let renew_by = end_day - Duration::days(RENEW_DAYS);
-        cert.renew_by = Some(day_text(renew_by));
+        cert.renew_by = Some(dates::format_day(renew_by));
         // A certificate whose validity ends during the report's day is already of no use for
         // that day's work: it counts as expired.
         cert.expired = end_day <= today;
@@ -283,9 +276,9 @@ pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, Repo
     certificates.sort_by(|a, b| (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial)));
 
     Ok(Report {
-        from: day_text(period.from),
-        to: day_text(period.to),
-        today: day_text(today),
+        from: dates::format_day(period.from),
+        to: dates::format_day(period.to),
+        today: dates::format_day(today),
         certificates,
         totals,
         recoveries,
@@ -583,8 +576,8 @@ mod tests {
     use time::macros::date;
 
     fn at(text: &str) -> std::time::SystemTime {
-        let t = OffsetDateTime::parse(text, &Rfc3339).unwrap();
-        UNIX_EPOCH + StdDuration::from_secs(t.unix_timestamp() as u64)
+        let t = dates::parse_rfc3339(text).unwrap();
+        UNIX_EPOCH + StdDuration::from_secs(t.try_into().unwrap())
     }
 
     fn sig(time: &str, serial: &str, class: &str, app: &str, result: &str) -> AuditEntry {

@@ -3,18 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kyso_proto::{CertificateStatus, TokenStatus};
+use cryptoki_sys::{
+    CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED, CKF_SO_PIN_TO_BE_CHANGED,
+    CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED,
+    CKF_USER_PIN_TO_BE_CHANGED, CK_FLAGS,
+};
+use kyso_proto::{dates, CertificateStatus, TokenStatus};
 use kyso_tools::kysod::Kysod;
 use serde::Serialize;
-
-const USER_PIN_COUNT_LOW: u64 = 0x0001_0000;
-const USER_PIN_FINAL_TRY: u64 = 0x0002_0000;
-const USER_PIN_LOCKED: u64 = 0x0004_0000;
-const USER_PIN_TO_BE_CHANGED: u64 = 0x0008_0000;
-const SO_PIN_COUNT_LOW: u64 = 0x0010_0000;
-const SO_PIN_FINAL_TRY: u64 = 0x0020_0000;
-const SO_PIN_LOCKED: u64 = 0x0040_0000;
-const SO_PIN_TO_BE_CHANGED: u64 = 0x0080_0000;
 
 /// Renewal needs at least this much validity left.
 const RENEW_DAYS: i64 = 30;
@@ -53,7 +49,7 @@ struct Certificate<'a> {
 }
 
 fn diagnose<'a>(t: &'a TokenStatus, now: i64) -> Diagnosis<'a> {
-    let f = |bit: u64| t.present && t.flags & bit != 0;
+    let f = |bit: CK_FLAGS| t.present && t.flags & bit != 0;
     let mut d = Diagnosis {
         model: &t.model,
         serial: &t.serial,
@@ -61,14 +57,14 @@ fn diagnose<'a>(t: &'a TokenStatus, now: i64) -> Diagnosis<'a> {
         manufacturer: &t.manufacturer,
         present: t.present,
         slot: t.slot,
-        user_pin_locked: f(USER_PIN_LOCKED),
-        user_pin_count_low: f(USER_PIN_COUNT_LOW),
-        user_pin_final_try: f(USER_PIN_FINAL_TRY),
-        user_pin_to_be_changed: f(USER_PIN_TO_BE_CHANGED),
-        so_pin_locked: f(SO_PIN_LOCKED),
-        so_pin_count_low: f(SO_PIN_COUNT_LOW),
-        so_pin_final_try: f(SO_PIN_FINAL_TRY),
-        so_pin_to_be_changed: f(SO_PIN_TO_BE_CHANGED),
+        user_pin_locked: f(CKF_USER_PIN_LOCKED),
+        user_pin_count_low: f(CKF_USER_PIN_COUNT_LOW),
+        user_pin_final_try: f(CKF_USER_PIN_FINAL_TRY),
+        user_pin_to_be_changed: f(CKF_USER_PIN_TO_BE_CHANGED),
+        so_pin_locked: f(CKF_SO_PIN_LOCKED),
+        so_pin_count_low: f(CKF_SO_PIN_COUNT_LOW),
+        so_pin_final_try: f(CKF_SO_PIN_FINAL_TRY),
+        so_pin_to_be_changed: f(CKF_SO_PIN_TO_BE_CHANGED),
         certificates: t.certificates.iter().map(|c| certificate(c, now)).collect(),
         next_steps: Vec::new(),
     };
@@ -82,9 +78,9 @@ fn certificate(c: &CertificateStatus, now: i64) -> Certificate<'_> {
         class: &c.class,
         serial: &c.serial,
         id: &c.id,
-        valid_from: crate::day(c.not_before),
-        valid_until: crate::day(c.not_after),
-        renew_by: crate::day(c.renew_by),
+        valid_from: dates::date(c.not_before),
+        valid_until: dates::date(c.not_after),
+        renew_by: dates::date(c.renew_by),
         expired: now >= c.not_after,
     }
 }
@@ -126,16 +122,16 @@ fn next_steps(d: &Diagnosis<'_>, certs: &[CertificateStatus], now: i64) -> Vec<S
         if now >= c.not_after {
             steps.push(format!(
                 "chứng thư số {} đã hết hạn / certificate {} ({}) expired on {}: it has no legal value; request a new one",
-                c.serial, c.serial, c.holder, crate::day(c.not_after)
+                c.serial, c.serial, c.holder, dates::date(c.not_after)
             ));
-        } else if now >= c.renew_by - RENEW_DAYS * 86400 {
+        } else if now >= c.renew_by - RENEW_DAYS * dates::DAY {
             steps.push(format!(
                 "chứng thư số {} sắp hết hạn / certificate {} ({}) expires on {}: renew before {}",
                 c.serial,
                 c.serial,
                 c.holder,
-                crate::day(c.not_after),
-                crate::day(c.renew_by)
+                dates::date(c.not_after),
+                dates::date(c.renew_by)
             ));
         }
     }
@@ -161,10 +157,7 @@ pub fn status(socket: Option<PathBuf>, wanted: Option<&str>, json: bool) -> Exit
         eprintln!("kyso: kysod knows no token {w}");
         return ExitCode::FAILURE;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = dates::now();
     let all: Vec<Diagnosis<'_>> = chosen.iter().map(|t| diagnose(t, now)).collect();
     if json {
         match serde_json::to_string_pretty(&all) {
