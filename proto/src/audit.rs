@@ -42,6 +42,10 @@ pub enum AuditEvent {
     TokenPresent,
     /// A token went away.
     TokenRemoved,
+    /// A certificate on a token: one entry per certificate when the token arrives and when
+    /// kysod starts with it present, with the token's and the certificate's fields and no
+    /// `result`. The expiry list of `kyso report` covers every certificate seen.
+    CertificateSeen,
     /// The user's PIN was changed (`kyso pin change`, or a change the token required).
     PinChange,
     /// A remote-recovery request was made for a token (`kyso recover request`).
@@ -78,16 +82,16 @@ pub struct AuditEntry {
     /// kysod's stable slot id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u64>,
-    /// The signing certificate's serial number (hex).
+    /// The certificate's serial number (hex): the signing one for a signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_serial: Option<String>,
-    /// The signing certificate's holder: `CN, O` of its subject.
+    /// The certificate's holder: `CN, O` of its subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_subject: Option<String>,
     /// Certificate class (`personal`, `organisation`, `other`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
-    /// The signing certificate's end of validity, RFC 3339 UTC.
+    /// The certificate's end of validity, RFC 3339 UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_not_after: Option<String>,
     /// The agency's case reference (công văn number) of a recovery.
@@ -351,6 +355,18 @@ mod tests {
             line,
             "{\"time\":\"1970-01-01T00:00:00Z\",\"event\":\"token_present\",\"prev\":\"\"}"
         );
+    }
+
+    #[test]
+    fn a_seen_certificate_is_journaled_without_a_result() {
+        let mut e = AuditEntry::new(AuditEvent::CertificateSeen, UNIX_EPOCH);
+        e.cert_serial = Some("1001".into());
+        e.cert_not_after = Some("2027-01-15T08:00:00Z".into());
+        let line = e.to_line().unwrap();
+        assert!(line.contains("\"event\":\"certificate_seen\""), "{line}");
+        assert!(!line.contains("result"), "{line}");
+        let back: AuditEntry = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, e);
     }
 
     #[test]

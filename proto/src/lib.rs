@@ -15,6 +15,7 @@ pub mod mechanism;
 pub mod message;
 pub mod pin;
 pub mod shared;
+pub mod standing;
 pub mod tokens;
 pub mod wait;
 
