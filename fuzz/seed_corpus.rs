@@ -13,17 +13,20 @@ use kyso_proto::{
     Pin, Refusal, Reply, Request, Response, SlotInfo, TokenInfo, TokenStatus, Version, Welcome,
     PROTOCOL_VERSION,
 };
+use cryptoki_sys::{
+    CKA_CLASS, CKA_ID, CKF_DUAL_CRYPTO_OPERATIONS, CKF_LOGIN_REQUIRED, CKF_RNG,
+    CKF_TOKEN_INITIALIZED, CKF_USER_PIN_INITIALIZED, CKG_MGF1_SHA256, CKM_AES_GCM, CKM_ECDSA,
+    CKM_RSA_PKCS_OAEP, CKM_SHA256, CKM_SHA256_RSA_PKCS, CKO_PRIVATE_KEY, CKR_BUFFER_TOO_SMALL,
+    CKR_OK, CKR_USER_NOT_LOGGED_IN, CKZ_DATA_SPECIFIED, CK_FLAGS,
+};
 use serde::Serialize;
 
-// PKCS#11 numbers used in the examples.
-const CKA_CLASS: u64 = 0x0;
-const CKA_ID: u64 = 0x102;
-const CKO_PRIVATE_KEY: u64 = 3;
-const CKM_ECDSA: u64 = 0x1041;
-const CKM_RSA_PKCS_OAEP: u64 = 0x9;
-const CKM_AES_GCM: u64 = 0x1087;
-const CKR_OK: u64 = 0;
-const CKR_BUFFER_TOO_SMALL: u64 = 0x150;
+/// The token flags of the examples: a SoftHSM2 token with its user PIN set.
+const TOKEN_FLAGS: CK_FLAGS = CKF_RNG
+    | CKF_LOGIN_REQUIRED
+    | CKF_USER_PIN_INITIALIZED
+    | CKF_DUAL_CRYPTO_OPERATIONS
+    | CKF_TOKEN_INITIALIZED;
 
 fn main() {
     let root = PathBuf::from(
@@ -163,9 +166,9 @@ fn requests() -> Vec<(&'static str, Call)> {
                 mechanism: Mechanism {
                     kind: CKM_RSA_PKCS_OAEP,
                     param: MechanismParam::RsaOaep {
-                        hash: 0x250,
-                        mgf: 2,
-                        source: 1,
+                        hash: CKM_SHA256,
+                        mgf: CKG_MGF1_SHA256,
+                        source: CKZ_DATA_SPECIFIED,
                         source_data: b"label".to_vec(),
                     },
                 },
@@ -258,7 +261,7 @@ fn replies() -> Vec<(&'static str, u64, Reply)> {
                 manufacturer: fixed("SoftHSM project", 32),
                 model: fixed("SoftHSM v2", 16),
                 serial: fixed("1f2e3d4c5b6a7988", 16),
-                flags: 0x60d,
+                flags: TOKEN_FLAGS,
                 max_session_count: 0,
                 session_count: 1,
                 max_rw_session_count: 0,
@@ -317,7 +320,7 @@ fn replies() -> Vec<(&'static str, u64, Reply)> {
                 model: "ePass2003".into(),
                 manufacturer: "Feitian".into(),
                 module: "/usr/lib/softhsm/libsofthsm2.so".into(),
-                flags: 0x60d,
+                flags: TOKEN_FLAGS,
                 certificates: vec![kyso_proto::CertificateStatus {
                     id: "01".into(),
                     holder: "Nguyễn Văn A".into(),
@@ -329,7 +332,7 @@ fn replies() -> Vec<(&'static str, u64, Reply)> {
                 }],
             }]),
         ),
-        ("none", 0x101, Reply::None),
+        ("none", CKR_USER_NOT_LOGGED_IN, Reply::None),
     ]
 }
 

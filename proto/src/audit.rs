@@ -11,10 +11,12 @@
 //! Parsing is total: any bytes give entries or a [`VerifyError`], never a panic.
 
 use std::io::BufRead;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::dates;
 
 /// `prev` of the first entry: 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -40,6 +42,10 @@ pub enum AuditEvent {
     TokenPresent,
     /// A token went away.
     TokenRemoved,
+    /// A certificate on a token: one entry per certificate when the token arrives and when
+    /// kysod starts with it present, with the token's and the certificate's fields and no
+    /// `result`. The expiry list of `kyso report` covers every certificate seen.
+    CertificateSeen,
     /// The user's PIN was changed (`kyso pin change`, or a change the token required).
     PinChange,
     /// A remote-recovery request was made for a token (`kyso recover request`).
@@ -76,16 +82,16 @@ pub struct AuditEntry {
     /// kysod's stable slot id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u64>,
-    /// The signing certificate's serial number (hex).
+    /// The certificate's serial number (hex): the signing one for a signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_serial: Option<String>,
-    /// The signing certificate's holder: `CN, O` of its subject.
+    /// The certificate's holder: `CN, O` of its subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_subject: Option<String>,
     /// Certificate class (`personal`, `organisation`, `other`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
-    /// The signing certificate's end of validity, RFC 3339 UTC.
+    /// The certificate's end of validity, RFC 3339 UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_not_after: Option<String>,
     /// The agency's case reference (công văn number) of a recovery.
@@ -148,15 +154,9 @@ impl AuditEntry {
     }
 }
 
-/// Lowercase hex of `bytes`.
+/// Lowercase hex of `bytes` ([`crate::hex::encode`]).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
+    crate::hex::encode(bytes)
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -172,33 +172,7 @@ pub fn line_hash(line: &[u8]) -> String {
 /// `time` as RFC 3339 UTC with whole seconds (`YYYY-MM-DDTHH:MM:SSZ`). Times before 1970 are
 /// written as the epoch.
 pub fn rfc3339_utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    dates::rfc3339(dates::unix_seconds(time).max(0))
 }
 
 /// Why a journal line is bad.
@@ -276,7 +250,7 @@ pub fn verify_bytes(bytes: &[u8]) -> Result<Verified, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn journal(n: usize) -> Vec<u8> {
         let mut out = Vec::new();
@@ -392,11 +366,26 @@ mod tests {
     }
 
     #[test]
+    fn a_seen_certificate_is_journaled_without_a_result() {
+        let mut e = AuditEntry::new(AuditEvent::CertificateSeen, UNIX_EPOCH);
+        e.cert_serial = Some("1001".into());
+        e.cert_not_after = Some("2027-01-15T08:00:00Z".into());
+        let line = e.to_line().unwrap();
+        assert!(line.contains("\"event\":\"certificate_seen\""), "{line}");
+        assert!(!line.contains("result"), "{line}");
+        let back: AuditEntry = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
     fn times_are_rfc3339_utc() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_438_074);
         assert_eq!(rfc3339_utc(t), "2026-11-23T12:47:54Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00Z");
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339_utc(before), "1970-01-01T00:00:00Z");
+        assert_eq!(hex(&[0xab, 0x01]), "ab01");
     }
 
     proptest::proptest! {

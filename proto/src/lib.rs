@@ -9,10 +9,13 @@
 
 pub mod audit;
 pub mod client;
+pub mod dates;
 pub mod frame;
+pub mod hex;
 pub mod mechanism;
 pub mod message;
 pub mod pin;
+pub mod standing;
 pub mod tokens;
 
 pub use frame::{FrameError, MAX_FRAME};

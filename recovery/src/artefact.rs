@@ -332,7 +332,10 @@ mod tests {
         let cert = RequestCertificate::from_der(der, "personal").unwrap();
         assert_eq!(cert.holder, "NGUYEN VAN A, UBND Tinh Demo");
         assert_eq!(cert.serial, "1001");
-        assert_eq!(cert.not_after - cert.not_before, 365 * 86_400);
+        assert_eq!(
+            cert.not_after - cert.not_before,
+            365 * kyso_proto::dates::DAY
+        );
         assert!(RequestCertificate::from_der(b"not a certificate", "personal").is_none());
 
         let good = serde_json::to_vec(&request(vec![cert.clone()])).unwrap();
@@ -340,7 +343,7 @@ mod tests {
         let edits: [fn(&mut RequestCertificate); 5] = [
             |c| c.holder = "TRAN THI B, UBND Tinh Demo".into(),
             |c| c.serial = "1002".into(),
-            |c| c.not_after += 86_400,
+            |c| c.not_after += kyso_proto::dates::DAY,
             |c| c.not_before -= 1,
             |c| c.der = encode_b64(b"not a certificate"),
         ];

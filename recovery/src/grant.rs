@@ -32,7 +32,7 @@ pub enum GrantError {
     WrongSerial { grant: String, request: String },
     #[error("the grant answers a request other than the one this workstation made (the request file was changed before the helpdesk approved it); make a new request")]
     WrongRequest,
-    #[error("the grant expired at {0} (Unix time); ask the helpdesk for a new one")]
+    #[error("the grant expired at {}; ask the helpdesk for a new one", kyso_proto::dates::rfc3339(*.0))]
     Expired(i64),
     #[error(
         "the grant cannot be opened with this request's key (altered, or made for another request)"

@@ -36,13 +36,7 @@ pub fn random<const N: usize>() -> [u8; N] {
     out
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex(&Sha256::digest(bytes))
-}
+/// Lowercase hex SHA-256, as the audit journal writes it.
+pub use kyso_proto::audit::sha256_hex;
+/// Lowercase hex, as kyso writes it everywhere.
+pub use kyso_proto::hex::encode as hex;

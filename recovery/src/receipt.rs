@@ -37,7 +37,7 @@ pub fn make(key: &[u8; 32], serial: &str, nonce: &str, grant_sha256: &str) -> Re
 
 /// Whether `receipt` was made with `key` (constant-time comparison).
 pub fn verify(key: &[u8; 32], receipt: &Receipt) -> bool {
-    let Some(tag) = unhex(&receipt.mac) else {
+    let Some(tag) = kyso_proto::hex::decode(&receipt.mac) else {
         return false;
     };
     mac(
@@ -51,16 +51,6 @@ pub fn verify(key: &[u8; 32], receipt: &Receipt) -> bool {
     )
     .verify_slice(&tag)
     .is_ok()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::opencryptoki::Opencryptoki;
-use crate::paths::{repo_root, SOFTHSM_MODULE};
+use crate::paths::{run_fixture_script, SOFTHSM_MODULE};
 
 static PROCESS_LOCK: Mutex<()> = Mutex::new(());
 
@@ -56,30 +56,19 @@ impl Fixture {
     }
 
     fn make(second: bool, policy: bool) -> Fixture {
-        let lock = PROCESS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = PROCESS_LOCK.lock();
         let dir = tempfile::Builder::new()
             .prefix("kyso-test-")
             .tempdir()
             .expect("temporary directory");
-        let script = repo_root().join("tests/fixtures/softhsm-token.sh");
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script).arg(dir.path());
+        let mut args = vec![dir.path().as_os_str()];
         if second {
-            cmd.arg("--second");
+            args.push("--second".as_ref());
         }
         if policy {
-            cmd.arg("--policy");
+            args.push("--policy".as_ref());
         }
-        let out = cmd.output().expect("run softhsm-token.sh");
-        assert!(
-            out.status.success(),
-            "{} failed ({}):\n{}{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = parse_env(&String::from_utf8_lossy(&out.stdout));
+        let env = parse_env(&run_fixture_script("softhsm-token.sh", &args));
         let serial_a = env.get("SERIAL_A").expect("SERIAL_A printed").clone();
         let serial_b = env.get("SERIAL_B").cloned();
         assert_eq!(serial_b.is_some(), second, "second token serial");

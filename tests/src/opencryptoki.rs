@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::paths::repo_root;
+use crate::paths::{repo_root, run_fixture_script};
 
 /// opencryptoki's PKCS#11 module (it talks to the slot daemon `pkcsslotd`).
 pub const OPENCRYPTOKI_MODULE: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so";
@@ -54,21 +54,7 @@ impl Opencryptoki {
             "flock {LOCK_FILE}: {}",
             std::io::Error::last_os_error()
         );
-        let script = repo_root().join("tests/fixtures/opencryptoki-token.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(dir)
-            .output()
-            .expect("run opencryptoki-token.sh");
-        assert!(
-            out.status.success(),
-            "{} failed ({}):\n{}{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = run_fixture_script("opencryptoki-token.sh", &[dir.as_os_str()]);
         let serial = text
             .lines()
             .find_map(|l| l.strip_prefix("OCK_SERIAL="))

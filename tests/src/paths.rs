@@ -1,6 +1,8 @@
-//! Where the binaries under test are.
+//! Where the binaries under test and the fixture scripts are.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// SoftHSM2's PKCS#11 module as Debian installs it.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -48,4 +50,24 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
+}
+
+/// Runs `tests/fixtures/<name>` with bash and `args`; returns what it printed. Panics, showing
+/// all its output, when it fails.
+pub(crate) fn run_fixture_script(name: &str, args: &[&OsStr]) -> String {
+    let script = repo_root().join("tests/fixtures").join(name);
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\n{}{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -124,6 +124,25 @@ pub fn openssl_verify_chain(ca_pem: &Path, cert_pem: &Path) -> bool {
     out.status.success()
 }
 
+/// A certificate's start (`which` = `-startdate`) or end (`-enddate`) of validity in Unix
+/// seconds, as `openssl x509` reads it.
+pub fn cert_time(cert_pem: &Path, which: &str) -> i64 {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", which, "-dateopt", "iso_8601", "-in"])
+        .arg(cert_pem)
+        .output()
+        .expect("run openssl x509");
+    assert!(out.status.success(), "openssl x509 {which} failed");
+    // `notAfter=2027-03-31 16:59:59Z`: RFC 3339 but for the space.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, iso) = text
+        .trim()
+        .split_once('=')
+        .unwrap_or_else(|| panic!("openssl x509 {which} printed {text:?}"));
+    kyso_proto::dates::parse_rfc3339(&iso.replacen(' ', "T", 1))
+        .unwrap_or_else(|| panic!("openssl x509 {which} printed {text:?}"))
+}
+
 /// The DER form of a certificate in PEM (through `openssl x509`).
 pub fn pem_cert_to_der(cert_pem: &Path) -> Vec<u8> {
     let out = Command::new("openssl")

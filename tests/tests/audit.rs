@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
+use kyso_proto::hex;
 use kyso_tests::util::{find_one, sha256};
 use kyso_tests::{login, target_dir, Daemon, Fixture, Module, ID_RSA, USER_PIN, WRONG_PIN};
 use serde_json::Value;
@@ -25,10 +26,6 @@ fn verify(args: &[&std::ffi::OsStr]) -> Output {
 
 fn verify_config(config: &Path) -> Output {
     verify(&["--config".as_ref(), config.as_os_str()])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn entries(journal: &Path) -> Vec<Value> {
@@ -99,7 +96,7 @@ fn signatures_and_logins_are_journaled_and_edits_are_found() {
         .find(|e| e["event"] == "signature")
         .expect("signature journaled");
     assert_eq!(sig["result"], "CKR_OK");
-    assert_eq!(sig["data_sha256"], hex(&sha256(DOCUMENT)));
+    assert_eq!(sig["data_sha256"], hex::encode(&sha256(DOCUMENT)));
     assert_eq!(sig["mechanism"], "0x40");
     assert_eq!(sig["application"], *me);
     assert_eq!(sig["pid"], pid);
@@ -171,7 +168,7 @@ fn multi_part_signature_hashes_all_parts() {
         .iter()
         .find(|e| e["event"] == "signature")
         .expect("signature journaled");
-    assert_eq!(sig["data_sha256"], hex(&sha256(DOCUMENT)));
+    assert_eq!(sig["data_sha256"], hex::encode(&sha256(DOCUMENT)));
     assert_eq!(sig["result"], "CKR_OK");
     assert_eq!(
         all.iter().filter(|e| e["event"] == "signature").count(),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use cryptoki::error::RvError;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
+use cryptoki_sys::CKF_USER_PIN_TO_BE_CHANGED;
 use kyso_tests::pinentry::scripted_pinentry;
 use kyso_tests::util::pkcs11_tool;
 use kyso_tests::{rv_of, toml_str, Daemon, DaemonConfig, Fixture, Module, LABEL_A, USER_PIN};
@@ -21,7 +22,6 @@ const NEW_PIN: &str = "24681357";
 /// SoftHSM2's stored token flags (`CKA_OS_TOKENFLAGS`, vendor-defined 0x8000534b), as its
 /// object file writes the attribute: type, value kind "unsigned long", value (big endian).
 const TOKEN_FLAGS_ATTRIBUTE: [u8; 16] = [0, 0, 0, 0, 0x80, 0, 0x53, 0x4b, 0, 0, 0, 0, 0, 0, 0, 2];
-const CKF_USER_PIN_TO_BE_CHANGED: u64 = 0x0008_0000;
 
 /// Sets `CKF_USER_PIN_TO_BE_CHANGED` in the stored flags of the fixture token labelled `label`.
 fn flag_user_pin_to_be_changed(fx: &Fixture, label: &str) {

@@ -10,8 +10,9 @@ use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
 use cryptoki::session::Session;
+use kyso_proto::dates;
 use kyso_tests::pinentry::{assert_names_this_application, scripted_pinentry};
-use kyso_tests::util::{ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
+use kyso_tests::util::{cert_time, ecdsa_raw_to_der, find_one, openssl_verify_sha256, sha256};
 use kyso_tests::{rv_of, toml_str, Daemon, DaemonConfig, Fixture, Module, ID_RSA};
 
 const DOCUMENT: &[u8] = b"Quyet dinh so 01/QD-UBND";
@@ -46,27 +47,7 @@ fn sign_ec(s: &Session, id: u8) -> cryptoki::error::Result<Vec<u8>> {
 
 /// A certificate date (`-startdate`/`-enddate`) as `YYYY-MM-DD`, shifted by `days`.
 fn cert_date(pem: &Path, which: &str, days: i64) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", which, "-dateopt", "iso_8601", "-in"])
-        .arg(pem)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let iso = text.trim().split_once('=').unwrap().1.to_string();
-    let secs = Command::new("date")
-        .args(["-u", "-d", &iso, "+%s"])
-        .output()
-        .unwrap();
-    let secs: i64 = String::from_utf8(secs.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let day = Command::new("date")
-        .args(["-u", "-d", &format!("@{}", secs + days * 86_400), "+%F"])
-        .output()
-        .unwrap();
-    String::from_utf8(day.stdout).unwrap().trim().to_string()
+    dates::date(cert_time(pem, which) + days * dates::DAY)
 }
 
 fn cert_serial(pem: &Path) -> String {

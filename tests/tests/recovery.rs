@@ -316,7 +316,8 @@ fn bad_grants_are_refused_with_a_reason_and_change_nothing() {
     assert!(approve(&h, &req, &g, &[]).status.success());
     let text = std::fs::read_to_string(&g).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["body"]["expires"] = (v["body"]["expires"].as_i64().unwrap() + 86400 * 365).into();
+    v["body"]["expires"] =
+        (v["body"]["expires"].as_i64().unwrap() + 365 * kyso_proto::dates::DAY).into();
     refused("tampered", &v.to_string(), "not signed by a helpdesk key");
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["signature"] = "".into();

@@ -1,5 +1,6 @@
 //! `kyso report`: exact counts from a hash-chained journal written here with known signatures
-//! across two half-years and three certificate classes, in every output format; a changed
+//! across two half-years and three certificate classes, in every output format; certificates
+//! seen on the token but never used are on the expiry list with their standing; a changed
 //! journal gives no report; signatures made through the shim against a real kysod are counted.
 
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::UNIX_EPOCH;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectClass;
 use kyso_proto::audit::{self, AuditEntry, AuditEvent};
+use kyso_proto::dates;
 use kyso_tests::util::find_one;
 use kyso_tests::{target_dir, Daemon, Fixture, Module, ID_RSA};
 use serde_json::Value;
@@ -37,6 +39,21 @@ const SERVICE: Cert = Cert {
     subject: "MAY CHU KY SO, So TTTT Demo",
     class: "other",
     not_after: "2026-05-01T00:00:00Z",
+};
+
+/// The agency's former seal, still on the token, never used: expired in the first half-year.
+const OLD_SEAL: Cert = Cert {
+    serial: "4004",
+    subject: "UBND TINH DEMO (CU), UBND Tinh Demo",
+    class: "organisation",
+    not_after: "2026-03-31T16:59:59Z",
+};
+/// A spare personal certificate, never used: expires 20 days after 2026-07-01.
+const SPARE: Cert = Cert {
+    serial: "5005",
+    subject: "NGUYEN VAN A (DU PHONG), UBND Tinh Demo",
+    class: "personal",
+    not_after: "2026-07-21T10:00:00Z",
 };
 
 struct Cert {
@@ -96,6 +113,18 @@ impl Journal {
         }
     }
 
+    /// kysod's `certificate_seen` entry for `cert` on the token.
+    fn seen(&mut self, cert: &Cert, time: &str) {
+        let mut e = Journal::entry(AuditEvent::CertificateSeen, time);
+        e.pid = None;
+        e.slot = Some(1);
+        e.cert_serial = Some(cert.serial.into());
+        e.cert_subject = Some(cert.subject.into());
+        e.class = Some(cert.class.into());
+        e.cert_not_after = Some(cert.not_after.into());
+        self.push(e);
+    }
+
     fn event(&mut self, event: AuditEvent, time: &str, case_ref: Option<&str>) {
         let mut e = Journal::entry(event, time);
         e.case_ref = case_ref.map(str::to_string);
@@ -110,10 +139,14 @@ impl Journal {
 
 /// The fixture journal. First half of 2026: personal 5 (LibreOffice) + 2 (pkcs11-tool), seal 3,
 /// service 1, and two refused personal signatures that do not count; second half: personal 4,
-/// seal 6. One on-site unlock in H1, a remote recovery (request and apply) in H2.
+/// seal 6. One on-site unlock in H1, a remote recovery (request and apply) in H2. The token
+/// also holds two certificates that never sign (the old seal and the spare one).
 fn fixture_journal() -> Journal {
     let mut j = Journal::new();
     j.event(AuditEvent::TokenPresent, "2025-12-30T07:00:00Z", None);
+    for cert in [&PERSONAL, &OLD_SEAL, &SPARE] {
+        j.seen(cert, "2025-12-30T07:00:01Z");
+    }
     // The last second of 2025: outside both half-years of 2026.
     j.signatures(1, &PERSONAL, LIBREOFFICE, "2025-12-31", "CKR_OK");
     j.event(AuditEvent::Login, "2026-01-02T08:00:00Z", None);
@@ -154,6 +187,8 @@ fn fixture_journal() -> Journal {
     j
 }
 
+/// `kyso report ARGS --journal JOURNAL`, with kysod's configuration `kysod.toml` beside the
+/// journal (see [`write_journal`]).
 fn kyso(args: &[&str], journal: &Path) -> Output {
     let path = target_dir().join("kyso");
     assert!(path.exists(), "{} not built", path.display());
@@ -162,6 +197,8 @@ fn kyso(args: &[&str], journal: &Path) -> Output {
         .args(args)
         .arg("--journal")
         .arg(journal)
+        .arg("--config")
+        .arg(journal.with_file_name("kysod.toml"))
         .output()
         .expect("run kyso report")
 }
@@ -177,10 +214,17 @@ fn ok_stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("UTF-8 report")
 }
 
+/// Writes the journal, and beside it a kysod configuration with the default warning window.
 fn write_journal(dir: &Path, text: &str) -> std::path::PathBuf {
+    write_config(dir, 60);
     let path = dir.join("audit.jsonl");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+fn write_config(dir: &Path, warn_days: u32) {
+    let config = format!("[policy]\nwarn_days = {warn_days}\n");
+    std::fs::write(dir.join("kysod.toml"), config).unwrap();
 }
 
 fn json_report(args: &[&str], journal: &Path) -> Value {
@@ -211,7 +255,7 @@ fn json_counts_per_certificate_class_application_and_half_year() {
         h1["totals"],
         serde_json::json!({"personal": 7, "organisation": 3, "other": 1, "all": 11})
     );
-    assert_eq!(h1["certificates"].as_array().unwrap().len(), 3);
+    assert_eq!(h1["certificates"].as_array().unwrap().len(), 5);
     let p = cert(&h1, PERSONAL.serial);
     assert_eq!(p["subject"], PERSONAL.subject);
     assert_eq!(p["class"], "personal");
@@ -223,6 +267,7 @@ fn json_counts_per_certificate_class_application_and_half_year() {
     assert_eq!(p["not_after"], PERSONAL.not_after);
     assert_eq!(p["renew_by"], "2027-03-01");
     assert_eq!(p["expired"], false);
+    assert_eq!(p["status"], "valid");
     let seal = cert(&h1, SEAL.serial);
     assert_eq!(
         (&seal["class"], &seal["signatures"]),
@@ -231,11 +276,27 @@ fn json_counts_per_certificate_class_application_and_half_year() {
     // Renew by 2026-06-20, not yet expired on 2026-07-01.
     assert_eq!(seal["renew_by"], "2026-06-20");
     assert_eq!(seal["expired"], false);
-    assert_eq!(seal["status"], "renew_now");
+    assert_eq!(seal["status"], "too_late_to_renew");
     let service = cert(&h1, SERVICE.serial);
     assert_eq!(service["signatures"], 1);
     assert_eq!(service["class"], "other");
     assert_eq!(service["expired"], true);
+    assert_eq!(service["status"], "expired");
+    // Seen on the token, never signing: listed, with no signatures, and judged like the others.
+    let old = cert(&h1, OLD_SEAL.serial);
+    assert_eq!(old["signatures"], 0);
+    assert_eq!(old["class"], "organisation");
+    assert_eq!(old["not_after"], OLD_SEAL.not_after);
+    assert_eq!(old["renew_by"], "2026-03-01");
+    assert_eq!(
+        (&old["status"], &old["expired"]),
+        (&"expired".into(), &true.into())
+    );
+    let spare = cert(&h1, SPARE.serial);
+    assert_eq!(spare["signatures"], 0);
+    assert_eq!(spare["renew_by"], "2026-06-21");
+    assert_eq!(spare["status"], "too_late_to_renew");
+    assert_eq!(spare["expired"], false);
     let recoveries = h1["recoveries"].as_array().unwrap();
     assert_eq!(recoveries.len(), 1, "{h1:#}");
     assert_eq!(recoveries[0]["event"], "unlock");
@@ -288,6 +349,23 @@ fn json_counts_per_certificate_class_application_and_half_year() {
 }
 
 #[test]
+fn the_warning_window_is_the_one_in_kysods_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = write_journal(dir.path(), &fixture_journal().text());
+    let spare_on = |today: &str| {
+        let report = json_report(&["--half", "2026-H1", "--today", today], &journal);
+        cert(&report, SPARE.serial)["status"].clone()
+    };
+    // 50 days before the spare certificate expires: inside a 60-day window, outside 45 days.
+    assert_eq!(spare_on("2026-06-01"), "renew_by");
+    write_config(dir.path(), 45);
+    assert_eq!(spare_on("2026-06-01"), "valid");
+    assert_eq!(spare_on("2026-06-20"), "renew_by");
+    assert_eq!(spare_on("2026-06-21"), "too_late_to_renew");
+    assert_eq!(spare_on("2026-07-22"), "expired");
+}
+
+#[test]
 fn csv_and_table_give_the_same_counts() {
     let dir = tempfile::tempdir().unwrap();
     let journal = write_journal(dir.path(), &fixture_journal().text());
@@ -337,12 +415,16 @@ fn csv_and_table_give_the_same_counts() {
     let recoveries: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "recovery").collect();
     assert_eq!(recoveries.len(), 1);
     assert!(recoveries[0].contains(&"15/CV-UBND"), "{csv}");
-    let expired: Vec<&str> = rows
-        .iter()
-        .filter(|r| r[0] == "certificate" && r[8] == "expired")
-        .map(|r| r[2])
-        .collect();
-    assert_eq!(expired, ["3003"]);
+    let status = |wanted: &str| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r[0] == "certificate" && r[8] == wanted)
+            .map(|r| r[2])
+            .collect()
+    };
+    assert_eq!(status("expired"), ["3003", "4004"]);
+    assert_eq!(status("too_late_to_renew"), ["5005", "2002"]);
+    assert_eq!(status("valid"), ["1001"]);
+    assert_eq!(count("certificate", "5005", "personal", ""), ["0"]);
 
     let table = ok_stdout(&kyso(
         &["--half", "2026-H2", "--today", "2026-12-31"],
@@ -371,6 +453,17 @@ fn csv_and_table_give_the_same_counts() {
         .find(|l| l.starts_with("UBND TINH DEMO") && l.contains("2026-07-20"))
         .unwrap_or_else(|| panic!("no expiry row for the seal:\n{table}"));
     assert!(seal_row.contains("expired"), "{seal_row}");
+    // Never signing, the spare certificate is on the expiry list only.
+    let expiry = &table[table.find("3. ").expect("expiry section")..];
+    assert!(
+        !table[..table.find("3. ").unwrap()].contains("DU PHONG"),
+        "{table}"
+    );
+    assert!(expiry.contains("NGUYEN VAN A (DU PHONG)"), "{table}");
+    assert!(
+        expiry.contains("expired on 2026-07-21: no legal value"),
+        "{table}"
+    );
     assert!(table.contains("88/CV-UBND"), "{table}");
 }
 
@@ -436,7 +529,7 @@ fn signatures_through_the_shim_are_reported() {
     }
     drop(s);
 
-    let today = audit::rfc3339_utc(std::time::SystemTime::now())[..10].to_string();
+    let today = dates::date(dates::now());
     let path = target_dir().join("kyso");
     let out = Command::new(path)
         .args([
@@ -447,9 +540,15 @@ fn signatures_through_the_shim_are_reported() {
         .output()
         .expect("run kyso report");
     let report: Value = serde_json::from_str(&ok_stdout(&out)).expect("JSON report");
-    let certs = report["certificates"].as_array().unwrap();
-    assert_eq!(certs.len(), 1, "{report:#}");
-    let c = &certs[0];
+    // The certificates kysod saw on the token are listed too; one of them signed.
+    let signed: Vec<&Value> = report["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["signatures"] != 0)
+        .collect();
+    assert_eq!(signed.len(), 1, "{report:#}");
+    let c = signed[0];
     assert_eq!(c["subject"], "NGUYEN VAN A, UBND Tinh Demo");
     assert_eq!(c["class"], "personal");
     assert_eq!(c["signatures"], 3);

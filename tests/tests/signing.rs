@@ -384,12 +384,7 @@ fn repeated_signatures_on_one_session_each_sign_their_own_document() {
         .collect();
     let want: Vec<String> = documents
         .iter()
-        .map(|d| {
-            sha256(&sha256(d))
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
+        .map(|d| kyso_proto::hex::encode(&sha256(&sha256(d))))
         .collect();
     assert_eq!(signed, want, "one journal entry per signature, in order");
 

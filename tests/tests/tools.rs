@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use kyso_proto::dates;
+use kyso_tests::util::cert_time;
 use kyso_tests::{repo_root, target_dir, Daemon, Fixture, LABEL_A};
 
 fn kyso() -> Command {
@@ -57,8 +59,8 @@ fn status_lists_the_tokens_with_their_slot_ids() {
         .unwrap_or_else(|| panic!("certificate 01 listed: {a:?}"));
     assert_eq!(personal.holder, "NGUYEN VAN A, UBND Tinh Demo");
     assert_eq!(personal.class, "personal");
-    assert_eq!(personal.not_after, not_after(&fx.cert_pem(1)));
-    assert_eq!(personal.renew_by, personal.not_after - 30 * 86_400);
+    assert_eq!(personal.not_after, cert_time(&fx.cert_pem(1), "-enddate"));
+    assert_eq!(personal.renew_by, personal.not_after - 30 * dates::DAY);
     assert!(a.certificates.iter().any(|c| c.id == "02"), "{a:?}");
     assert!(table.contains("PIN: ok"), "{table}");
     let cert_row = table
@@ -69,25 +71,6 @@ fn status_lists_the_tokens_with_their_slot_ids() {
         cert_row.contains("personal") && cert_row.contains("renew by"),
         "{cert_row}"
     );
-}
-
-/// A certificate's notAfter as Unix time, as openssl reads it.
-fn not_after(pem: &std::path::Path) -> i64 {
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-enddate", "-in"])
-        .arg(pem)
-        .output()
-        .expect("openssl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let date = text.trim().trim_start_matches("notAfter=");
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", date, "+%s"])
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a Unix time")
 }
 
 #[test]
@@ -111,6 +94,102 @@ fn expired_and_expiring_certificates_are_announced_when_the_token_arrives() {
     }
     let seal = a.certificates.iter().find(|c| c.id == "06").unwrap();
     assert_eq!(seal.class, "organisation");
+}
+
+#[test]
+fn certificates_are_shown_with_one_standing_in_status_and_token_status() {
+    let fx = Fixture::with_policy_certs();
+    let daemon = Daemon::start(&fx);
+    // Expired yesterday; expiring in 20 days, past the renewal cut-off; valid for two years.
+    let expired = dates::date(cert_time(&fx.cert_pem(3), "-enddate"));
+    let soon = dates::date(cert_time(&fx.cert_pem(5), "-enddate"));
+    let run = |args: &[&str]| -> String {
+        let out = kyso()
+            .args(args)
+            .arg("--socket")
+            .arg(daemon.socket())
+            .arg("--config")
+            .arg(daemon.config_path())
+            .output()
+            .expect("run kyso");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    };
+    let want = [
+        ("01", "valid"),
+        ("03", "expired"),
+        ("05", "too_late_to_renew"),
+        ("06", "valid"),
+    ];
+
+    // kyso status --json: kysod's fields as they were, and a status for each certificate.
+    let json: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
+    let token = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["serial"] == fx.serial_a())
+        .expect("the token listed");
+    let certs = token["certificates"].as_array().unwrap();
+    for (id, status) in want {
+        let c = certs.iter().find(|c| c["id"] == id).expect("certificate");
+        assert_eq!(c["status"], status, "{c}");
+        assert!(c["renew_by"].is_i64(), "{c}");
+    }
+    let table = run(&["status"]);
+    let after = |id: &str| -> &str {
+        let row = table
+            .find(&format!("cert {id}"))
+            .unwrap_or_else(|| panic!("no row for certificate {id}:\n{table}"));
+        table[row..].lines().nth(1).unwrap_or_default()
+    };
+    assert!(
+        after("05").contains(&format!(
+            "too late to renew: request a new certificate before {soon}"
+        )),
+        "{table}"
+    );
+    assert!(
+        after("03").contains(&format!("expired on {expired}: no legal value")),
+        "{table}"
+    );
+    assert!(after("01").contains("expires on"), "{table}");
+
+    // kyso token status: the same standings, and what to do about them.
+    let json: serde_json::Value = serde_json::from_str(&run(&[
+        "token",
+        "status",
+        "--json",
+        "--token",
+        fx.serial_a(),
+    ]))
+    .unwrap();
+    let d = &json[0];
+    for (id, status) in want {
+        let c = d["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .expect("certificate");
+        assert_eq!(c["status"], status, "{c}");
+        assert_eq!(c["expired"], status == "expired", "{c}");
+    }
+    let steps = d["next_steps"].to_string();
+    assert!(
+        steps.contains(&format!(
+            "too late to renew: request a new certificate before {soon}"
+        )),
+        "{steps}"
+    );
+    assert!(steps.contains("no legal value"), "{steps}");
+    assert!(!steps.contains("renew by"), "{steps}");
+    let text = run(&["token", "status", "--token", fx.serial_a()]);
+    assert!(text.contains("quá hạn gia hạn"), "{text}");
 }
 
 #[test]

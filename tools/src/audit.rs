@@ -3,64 +3,23 @@
 //! Exit status: 0 intact, 1 changed (the first bad line is named), 2 no journal or an
 //! unreadable configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kyso_proto::audit;
 
-/// Where the journal is: `--journal` as given, else `state_dir` from the kysod configuration
-/// (`--config`, else `$XDG_CONFIG_HOME/kyso/kysod.toml` or `/etc/kyso/kysod.toml`, the first
-/// that exists, as kysod looks for it), else the default state directory.
+use crate::config::KysodConfig;
+
+/// Where the journal is: `--journal` as given, else in the `state_dir` of kysod's
+/// configuration (see [`KysodConfig::read`]), else in kysod's default state directory.
 pub(crate) fn journal_path(
     config: Option<PathBuf>,
     journal: Option<PathBuf>,
 ) -> Result<PathBuf, String> {
-    if let Some(j) = journal {
-        return Ok(j);
+    match journal {
+        Some(j) => Ok(j),
+        None => KysodConfig::read(config)?.journal(),
     }
-    let config = config.or_else(|| {
-        std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-            .map(|d| d.join("kyso/kysod.toml"))
-            .filter(|p| p.exists())
-            .or_else(|| Some(PathBuf::from("/etc/kyso/kysod.toml")).filter(|p| p.exists()))
-    });
-    let state_dir = match config {
-        Some(path) => state_dir_from_config(&path)?,
-        None => None,
-    };
-    let state_dir = match state_dir {
-        Some(d) => d,
-        None => default_state_dir()?,
-    };
-    Ok(state_dir.join(audit::FILE_NAME))
-}
-
-/// `state_dir` of a kysod configuration; the rest of the file is not looked at.
-fn state_dir_from_config(path: &Path) -> Result<Option<PathBuf>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the configuration {}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("cannot parse the configuration {}: {e}", path.display()))?;
-    match table.get("state_dir") {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(PathBuf::from(s))),
-        Some(_) => Err(format!("state_dir in {} is not a string", path.display())),
-    }
-}
-
-/// kysod's default: `$XDG_STATE_HOME/kyso` or `~/.local/state/kyso`.
-fn default_state_dir() -> Result<PathBuf, String> {
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d).join("kyso"));
-    }
-    std::env::var_os("HOME")
-        .filter(|d| !d.is_empty())
-        .map(|h| PathBuf::from(h).join(".local/state/kyso"))
-        .ok_or_else(|| "no state directory: HOME is not set; pass --config or --journal".into())
 }
 
 /// Runs `kyso audit verify`.

@@ -4,15 +4,21 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cryptoki_sys::{
+    CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED, CKF_USER_PIN_COUNT_LOW,
+    CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, CKF_USER_PIN_TO_BE_CHANGED, CKR_FUNCTION_CANCELED,
+    CKR_OK, CKR_PIN_INCORRECT, CKR_PIN_INVALID, CKR_PIN_LOCKED,
+};
 
 mod audit;
+mod config;
 mod recover;
 mod report;
 mod token;
-use kyso_proto::{Call, TokenStatus};
+use kyso_proto::standing::{self, certificate_standing};
+use kyso_proto::{dates, Call, TokenStatus};
 use kyso_tools::kysod::Kysod;
 
 /// kyso — PKCS#11 token middleware.
@@ -25,7 +31,8 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Shows the tokens kysod knows: slot id, presence, label, serial, model and module.
+    /// Shows the tokens kysod knows: slot id, presence, label, serial, model and module, and
+    /// each certificate's standing (valid, renew by, too late to renew, expired).
     Status {
         /// Prints JSON instead of a table.
         #[arg(long)]
@@ -33,6 +40,9 @@ enum Command {
         /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// kysod's configuration, for [policy] warn_days. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Prints udev rules giving the seat's user access to the known USB tokens.
     UdevRules,
@@ -53,9 +63,10 @@ enum Command {
     /// The journal's hash chain is verified first: a changed journal gives no report (exit 1,
     /// naming the first bad line). Only signatures that were made (result CKR_OK) are counted;
     /// refused or failed attempts are not. Days are whole UTC days, both ends included. The
-    /// certificate list holds every certificate seen signing up to the end of the period, with
-    /// renew-by = expiry - 30 days; "expired" and "renew now" are judged on the day the report
-    /// is made (--today). Exit 2: no journal or bad arguments.
+    /// certificate list holds every certificate seen up to the end of the period, on a token or
+    /// signing, with renew-by = expiry - 30 days and its standing (valid, renew by, too late to
+    /// renew, expired) at the end of the day the report is made (--today), with kysod's
+    /// [policy] warn_days. Exit 2: no journal or bad arguments.
     Report(ReportArgs),
     /// Writes the man pages of `kyso` and its commands (roff) into DIR; used when packaging.
     #[command(hide = true)]
@@ -80,10 +91,10 @@ struct ReportArgs {
     /// The day expiry is judged against (YYYY-MM-DD). Default: today (UTC).
     #[arg(long, value_name = "DATE")]
     today: Option<String>,
-    /// kysod's configuration, for its state_dir. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
-    #[arg(long, value_name = "FILE", conflicts_with = "journal")]
+    /// kysod's configuration, for its state_dir and [policy] warn_days. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The journal file itself.
+    /// The journal file itself (instead of the one in kysod's state_dir).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
 }
@@ -108,6 +119,9 @@ enum TokenCommand {
         /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// kysod's configuration, for [policy] warn_days. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -175,7 +189,8 @@ fn main() -> ExitCode {
             token,
             json,
             socket,
-        }) => token::status(socket, token.as_deref(), json),
+            config,
+        }) => token::status(socket, config, token.as_deref(), json),
         Command::Recover(RecoverCommand::Request { token, out, socket }) => {
             recover::request(socket, token.as_deref(), &out)
         }
@@ -214,19 +229,13 @@ fn main() -> ExitCode {
             print!("{}", kyso_proto::tokens::udev_rules());
             ExitCode::SUCCESS
         }
-        Command::Status { json, socket } => match status(socket) {
-            Ok(tokens) => {
-                if json {
-                    match serde_json::to_string_pretty(&tokens) {
-                        Ok(text) => println!("{text}"),
-                        Err(e) => {
-                            eprintln!("kyso: {e}");
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                } else {
-                    print_table(&tokens);
-                }
+        Command::Status {
+            json,
+            socket,
+            config,
+        } => match status(socket, config, json) {
+            Ok(text) => {
+                print!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -263,7 +272,11 @@ fn run_report(args: ReportArgs) -> ExitCode {
         Some(Err(e)) => return fail(2, &e),
         None => time::OffsetDateTime::now_utc().date(),
     };
-    let path = match audit::journal_path(args.config, args.journal) {
+    let config = match config::KysodConfig::read(args.config) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e),
+    };
+    let path = match args.journal.map_or_else(|| config.journal(), Ok) {
         Ok(p) => p,
         Err(e) => return fail(2, &e),
     };
@@ -271,7 +284,7 @@ fn run_report(args: ReportArgs) -> ExitCode {
         Ok(bytes) => bytes,
         Err(e) => return fail(2, &format!("no audit journal at {}: {e}", path.display())),
     };
-    let report = match report::build(&journal, period, today) {
+    let report = match report::build(&journal, period, today, config.warn_days) {
         Ok(r) => r,
         Err(e @ report::ReportError::BrokenChain { .. }) => {
             return fail(1, &format!("{}: {e}", path.display()))
@@ -290,9 +303,32 @@ fn run_report(args: ReportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Asks kysod for its tokens.
-fn status(socket: Option<PathBuf>) -> Result<Vec<TokenStatus>, String> {
-    Kysod::connect(socket)?.tokens()
+/// `kyso status`: kysod's tokens as a table, or as JSON with each certificate's `status`
+/// added.
+fn status(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Result<String, String> {
+    let warn_days = config::KysodConfig::read(config)?.warn_days;
+    let tokens = Kysod::connect(socket)?.tokens()?;
+    let now = dates::now();
+    if !json {
+        return Ok(status_table(&tokens, now, warn_days));
+    }
+    let mut value = serde_json::to_value(&tokens).map_err(|e| e.to_string())?;
+    let certificates = tokens.iter().flat_map(|t| &t.certificates);
+    let shown = value
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get_mut("certificates")?.as_array_mut())
+        .flatten();
+    for (c, shown) in certificates.zip(shown) {
+        if let Some(shown) = shown.as_object_mut() {
+            let status = certificate_standing(c.not_after, now, warn_days);
+            shown.insert("status".into(), status.name().into());
+        }
+    }
+    serde_json::to_string_pretty(&value)
+        .map(|text| text + "\n")
+        .map_err(|e| e.to_string())
 }
 
 /// Has kysod change the user PIN of the chosen token; returns the token's serial.
@@ -302,28 +338,34 @@ fn change_pin(socket: Option<PathBuf>, token: Option<String>) -> Result<String, 
     // The user is typing PINs into kysod's prompt meanwhile: no time limit.
     let response = kysod.call(Call::ChangePin { slot: chosen.slot }, None)?;
     match response.rv {
-        0 => Ok(chosen.serial.clone()),
-        0xA0 => Err("the current PIN is wrong; the PIN was not changed (sai PIN hiện tại)".into()),
-        0xA4 => {
+        CKR_OK => Ok(chosen.serial.clone()),
+        CKR_PIN_INCORRECT => {
+            Err("the current PIN is wrong; the PIN was not changed (sai PIN hiện tại)".into())
+        }
+        CKR_PIN_LOCKED => {
             Err("the PIN is locked: ask your helpdesk to recover the token (PIN đã bị khóa)".into())
         }
-        0xA1 => Err("no acceptable new PIN was given; the PIN was not changed".into()),
-        0x50 => Err("cancelled; the PIN was not changed".into()),
+        CKR_PIN_INVALID => Err("no acceptable new PIN was given; the PIN was not changed".into()),
+        CKR_FUNCTION_CANCELED => Err("cancelled; the PIN was not changed".into()),
         rv => Err(format!("the PIN was not changed: kysod answered 0x{rv:x}")),
     }
 }
 
-fn print_table(tokens: &[TokenStatus]) {
+fn status_table(tokens: &[TokenStatus], now: i64, warn_days: u32) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     if tokens.is_empty() {
-        println!("no tokens");
-        return;
+        out.push_str("no tokens\n");
+        return out;
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{:>5}  {:<7}  {:<32}  {:<16}  {:<16}  module",
         "slot", "present", "label", "serial", "model"
     );
     for t in tokens {
-        println!(
+        let _ = writeln!(
+            out,
             "{:>5}  {:<7}  {:<32}  {:<16}  {:<16}  {}",
             t.slot,
             if t.present { "yes" } else { "no" },
@@ -333,31 +375,35 @@ fn print_table(tokens: &[TokenStatus]) {
             t.module
         );
         if t.present {
-            println!("       PIN: {}", pin_state(t.flags));
+            let _ = writeln!(out, "       PIN: {}", pin_state(t.flags));
         }
         for c in &t.certificates {
-            println!(
+            let _ = writeln!(
+                out,
                 "       cert {:<4} {:<40} {:<12} expires {}  renew by {}",
                 c.id,
                 c.holder,
                 c.class,
-                day(c.not_after),
-                day(c.renew_by)
+                dates::date(c.not_after),
+                dates::date(standing::renew_by(c.not_after))
             );
+            let status = certificate_standing(c.not_after, now, warn_days);
+            let _ = writeln!(out, "            {}", status.text(c.not_after));
         }
     }
+    out
 }
 
 /// The token's PIN state in words, from its `CKF_*` flags.
 pub(crate) fn pin_state(flags: u64) -> String {
     const STATES: [(u64, &str); 7] = [
-        (0x0004_0000, "user PIN locked (ask your helpdesk)"),
-        (0x0002_0000, "user PIN final try"),
-        (0x0001_0000, "user PIN count low"),
-        (0x0008_0000, "user PIN must be changed"),
-        (0x0040_0000, "SO PIN locked"),
-        (0x0020_0000, "SO PIN final try"),
-        (0x0010_0000, "SO PIN count low"),
+        (CKF_USER_PIN_LOCKED, "user PIN locked (ask your helpdesk)"),
+        (CKF_USER_PIN_FINAL_TRY, "user PIN final try"),
+        (CKF_USER_PIN_COUNT_LOW, "user PIN count low"),
+        (CKF_USER_PIN_TO_BE_CHANGED, "user PIN must be changed"),
+        (CKF_SO_PIN_LOCKED, "SO PIN locked"),
+        (CKF_SO_PIN_FINAL_TRY, "SO PIN final try"),
+        (CKF_SO_PIN_COUNT_LOW, "SO PIN count low"),
     ];
     let words: Vec<&str> = STATES
         .iter()
@@ -369,10 +415,4 @@ pub(crate) fn pin_state(flags: u64) -> String {
     } else {
         words.join(", ")
     }
-}
-
-/// A Unix time as its UTC date.
-pub(crate) fn day(t: i64) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    kyso_proto::audit::rfc3339_utc(time)[..10].to_string()
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cryptoki_sys::CKR_OK;
 use kyso_proto::{Call, Reply};
 use kyso_tools::kysod::Kysod;
 
@@ -15,7 +16,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 fn reply_bytes(rv: u64, reply: Reply, what: &str) -> Result<Vec<u8>, String> {
     match (rv, reply) {
-        (0, Reply::Bytes(b)) => Ok(b),
+        (CKR_OK, Reply::Bytes(b)) => Ok(b),
         (_, Reply::Text(t)) => Err(t),
         (rv, _) => Err(format!("{what} failed: kysod answered 0x{rv:x}")),
     }
@@ -33,7 +34,7 @@ pub fn request(socket: Option<PathBuf>, wanted: Option<&str>, out: &Path) -> Exi
             Some(Duration::from_secs(60)),
         )?;
         let bytes = reply_bytes(r.rv, r.reply, "the request")?;
-        kyso_tools::write_new(out, &bytes)?;
+        kyso_tools::write_new(out, &bytes).map_err(|e| e.to_string())?;
         Ok(token.serial)
     };
     match run() {
@@ -65,7 +66,7 @@ pub fn apply(socket: Option<PathBuf>, grant: &Path, out: &Path, force: bool) -> 
             None,
         )?;
         let receipt = reply_bytes(r.rv, r.reply, "applying the grant")?;
-        kyso_tools::write_new(out, &receipt)
+        kyso_tools::write_new(out, &receipt).map_err(|e| e.to_string())
     };
     match run() {
         Ok(()) => {

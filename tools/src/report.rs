@@ -1,21 +1,21 @@
 //! `kyso report`: the half-yearly signature-use report and the certificate expiry list, read
 //! from kysod's audit journal after its hash chain is verified.
 //!
-//! Only signatures that were made (`result` `CKR_OK`) are counted. The expiry status of a
-//! certificate is judged against the day the report is made (`--today` overrides it), because
-//! the list tells IT staff what to renew now, whatever period the counts cover.
+//! Only signatures that were made (`result` `CKR_OK`) are counted. The expiry list holds every
+//! certificate the journal saw up to the end of the period, on a token (`certificate_seen`) or
+//! signing, whether or not it signed. Each certificate's standing
+//! ([`kyso_proto::standing`]) is judged at the end of the day the report is made (`--today`
+//! overrides it), because the list tells IT staff what to do now, whatever period the
+//! counts cover.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use kyso_proto::audit::{self, AuditEntry, AuditEvent};
+use kyso_proto::dates::{self, Date};
+use kyso_proto::standing::{self, certificate_standing, Standing};
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{Date, Duration, Month, OffsetDateTime};
-
-/// Days before the end of validity by which a renewal must be asked for.
-pub const RENEW_DAYS: i64 = 30;
+use time::Month;
 
 /// The days a report covers, both inclusive, in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,25 +78,8 @@ impl Period {
 
 /// A `YYYY-MM-DD` date.
 pub fn parse_day(text: &str) -> Result<Date, ReportError> {
-    Date::parse(text, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ReportError::BadArgument(format!("{text}: expected a date as YYYY-MM-DD")))
-}
-
-fn day_text(day: Date) -> String {
-    day.format(format_description!("[year]-[month]-[day]"))
-        .unwrap_or_else(|_| day.to_string())
-}
-
-/// Where a certificate stands on the report's day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Standing {
-    /// Valid, and the renew-by day is still ahead.
-    Valid,
-    /// The renew-by day has come: renewal must be asked for now.
-    RenewNow,
-    /// Past its end of validity.
-    Expired,
+    dates::parse_day(text)
+        .ok_or_else(|| ReportError::BadArgument(format!("{text}: expected a date as YYYY-MM-DD")))
 }
 
 /// One certificate's line of the report.
@@ -108,16 +91,18 @@ pub struct CertificateUse {
     pub serial: String,
     /// `personal`, `organisation` or `other`.
     pub class: String,
-    /// Signatures made in the period.
+    /// Signatures made in the period (0 for a certificate only seen on a token).
     pub signatures: u64,
     /// Signatures made in the period, per signing program.
     pub by_application: BTreeMap<String, u64>,
     /// End of validity, RFC 3339 UTC, when the journal recorded it.
     pub not_after: Option<String>,
-    /// `not_after` − 30 days (`YYYY-MM-DD`).
+    /// The last day a renewal may be asked for: `not_after` − 30 days (`YYYY-MM-DD`).
     pub renew_by: Option<String>,
-    /// Whether the certificate's validity ends on or before the report's day.
+    /// Whether the certificate's validity has ended by the end of the report's day.
     pub expired: bool,
+    /// The certificate's standing at the end of the report's day; `None` when the journal
+    /// gives no readable end of validity.
     pub status: Option<Standing>,
 }
 
@@ -150,8 +135,9 @@ pub struct Report {
     pub to: String,
     /// The day expiry is judged against.
     pub today: String,
-    /// Every certificate the journal has seen signing up to the end of the period (also those
-    /// with no signature in it, so the expiry list is complete), ordered by subject.
+    /// Every certificate the journal has seen, on a token or signing, up to the end of the
+    /// period (also those with no signature in it, so the expiry list is complete), ordered by
+    /// subject.
     pub certificates: Vec<CertificateUse>,
     pub totals: Totals,
     pub recoveries: Vec<Recovery>,
@@ -166,8 +152,14 @@ fn class_of(entry: &AuditEntry) -> &'static str {
     }
 }
 
-/// Verifies `journal`'s chain, then builds the report for `period` with expiry judged on `today`.
-pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, ReportError> {
+/// Verifies `journal`'s chain, then builds the report for `period`, with each certificate's
+/// standing judged at the end of `today` with kysod's warning window of `warn_days`.
+pub fn build(
+    journal: &[u8],
+    period: Period,
+    today: Date,
+    warn_days: u32,
+) -> Result<Report, ReportError> {
     audit::verify_bytes(journal).map_err(|e| ReportError::BrokenChain {
         line: e.line,
         problem: e.problem.to_string(),
@@ -188,19 +180,18 @@ pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, Repo
                 line: n,
                 problem: e.to_string(),
             })?;
-        let when =
-            OffsetDateTime::parse(&entry.time, &Rfc3339).map_err(|e| ReportError::BadEntry {
-                line: n,
-                problem: format!("time {:?} is not RFC 3339: {e}", entry.time),
-            })?;
-        let day = when.to_offset(time::UtcOffset::UTC).date();
+        let when = dates::parse_rfc3339(&entry.time).ok_or_else(|| ReportError::BadEntry {
+            line: n,
+            problem: format!("time {:?} is not RFC 3339", entry.time),
+        })?;
+        let day = dates::day(when);
         if day > period.to {
             // The journal is in time order, but a clock set back must not hide anything: keep
             // reading rather than stopping here.
             continue;
         }
         match entry.event {
-            AuditEvent::Signature => {
+            AuditEvent::Signature | AuditEvent::CertificateSeen => {
                 let Some(serial) = entry.cert_serial.as_deref() else {
                     continue;
                 };
@@ -226,7 +217,10 @@ pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, Repo
                 if let Some(not_after) = &entry.cert_not_after {
                     cert.not_after = Some(not_after.clone());
                 }
-                if entry.result.as_deref() == Some("CKR_OK") && period.contains(day) {
+                if entry.event == AuditEvent::Signature
+                    && entry.result.as_deref() == Some("CKR_OK")
+                    && period.contains(day)
+                {
                     cert.signatures += 1;
                     let app = entry.application.clone().unwrap_or_else(|| "?".into());
                     *cert.by_application.entry(app).or_default() += 1;
@@ -258,34 +252,25 @@ pub fn build(journal: &[u8], period: Period, today: Date) -> Result<Report, Repo
         }
     }
 
+    // A certificate whose validity ends during the report's day is already of no use for that
+    // day's work: judged at the day's last second, it counts as expired.
+    let judged_at = dates::end_of(today);
     let mut certificates: Vec<CertificateUse> = certs.into_values().collect();
     for cert in &mut certificates {
-        let Some(not_after) = cert.not_after.as_deref() else {
+        let Some(end) = cert.not_after.as_deref().and_then(dates::parse_rfc3339) else {
             continue;
         };
-        let Ok(end) = OffsetDateTime::parse(not_after, &Rfc3339) else {
-            continue;
-        };
-        let end_day = end.to_offset(time::UtcOffset::UTC).date();
-        let renew_by = end_day - Duration::days(RENEW_DAYS);
-        cert.renew_by = Some(day_text(renew_by));
-        // A certificate whose validity ends during the report's day is already of no use for
-        // that day's work: it counts as expired.
-        cert.expired = end_day <= today;
-        cert.status = Some(if cert.expired {
-            Standing::Expired
-        } else if today >= renew_by {
-            Standing::RenewNow
-        } else {
-            Standing::Valid
-        });
+        let status = certificate_standing(end, judged_at, warn_days);
+        cert.renew_by = Some(dates::date(standing::renew_by(end)));
+        cert.expired = status == Standing::Expired;
+        cert.status = Some(status);
     }
     certificates.sort_by(|a, b| (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial)));
 
     Ok(Report {
-        from: day_text(period.from),
-        to: day_text(period.to),
-        today: day_text(today),
+        from: dates::format_day(period.from),
+        to: dates::format_day(period.to),
+        today: dates::format_day(today),
         certificates,
         totals,
         recoveries,
@@ -327,7 +312,7 @@ pub fn to_csv(report: &Report) -> Result<String, csv::Error> {
     ])?;
     let o = |s: &Option<String>| s.clone().unwrap_or_default();
     for c in &report.certificates {
-        let status = c.status.map(standing_name).unwrap_or_default();
+        let status = c.status.map(Standing::name).unwrap_or_default();
         w.write_record([
             "certificate",
             &c.subject,
@@ -411,14 +396,6 @@ pub fn to_csv(report: &Report) -> Result<String, csv::Error> {
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn standing_name(s: Standing) -> &'static str {
-    match s {
-        Standing::Valid => "valid",
-        Standing::RenewNow => "renew_now",
-        Standing::Expired => "expired",
-    }
 }
 
 /// The widest table line.
@@ -526,9 +503,10 @@ pub fn to_table(report: &Report) -> String {
     for c in &report.certificates {
         let expires = c.not_after.as_deref().map(|s| s.get(..10).unwrap_or(s));
         let status = match c.status {
-            Some(Standing::Expired) => "HẾT HẠN/expired",
-            Some(Standing::RenewNow) => "GIA HẠN/renew",
             Some(Standing::Valid) => "còn hạn/valid",
+            Some(Standing::RenewBy) => "GIA HẠN/renew",
+            Some(Standing::TooLateToRenew) => "CẤP MỚI/too late",
+            Some(Standing::Expired) => "HẾT HẠN/expired",
             None => "?",
         };
         let _ = writeln!(
@@ -540,6 +518,13 @@ pub fn to_table(report: &Report) -> String {
             status
         );
         let _ = writeln!(out, "  {}", cell(&c.serial, TABLE_WIDTH - 3).trim_end());
+        // What to do, for the certificates that need something done.
+        let end = c.not_after.as_deref().and_then(dates::parse_rfc3339);
+        if let (Some(status), Some(end)) = (c.status.filter(|s| *s != Standing::Valid), end) {
+            for line in [status.vietnamese(end), status.english(end)] {
+                let _ = writeln!(out, "  {}", cell(&line, TABLE_WIDTH - 3).trim_end());
+            }
+        }
     }
     let _ = writeln!(out);
 
@@ -582,9 +567,11 @@ mod tests {
     use std::time::{Duration as StdDuration, UNIX_EPOCH};
     use time::macros::date;
 
+    const WARN_DAYS: u32 = standing::DEFAULT_WARN_DAYS;
+
     fn at(text: &str) -> std::time::SystemTime {
-        let t = OffsetDateTime::parse(text, &Rfc3339).unwrap();
-        UNIX_EPOCH + StdDuration::from_secs(t.unix_timestamp() as u64)
+        let t = dates::parse_rfc3339(text).unwrap();
+        UNIX_EPOCH + StdDuration::from_secs(t.try_into().unwrap())
     }
 
     fn sig(time: &str, serial: &str, class: &str, app: &str, result: &str) -> AuditEntry {
@@ -689,6 +676,7 @@ mod tests {
             &sample(),
             Period::half("2026-H1").unwrap(),
             date!(2026 - 07 - 20),
+            WARN_DAYS,
         )
         .unwrap();
         assert_eq!(
@@ -707,29 +695,99 @@ mod tests {
         assert_eq!(a.by_application["/usr/bin/a"], 1);
         assert_eq!(a.by_application["/usr/bin/b"], 1);
         assert_eq!(a.renew_by.as_deref(), Some("2026-07-16"));
-        assert_eq!(a.status, Some(Standing::RenewNow));
+        assert_eq!(a.status, Some(Standing::TooLateToRenew));
         assert_eq!(r.recoveries.len(), 1);
         assert_eq!(r.recoveries[0].case_ref.as_deref(), Some("123/CV-UBND"));
         assert_eq!(r.recoveries[0].event, "recovery_apply");
     }
 
     #[test]
-    fn expiry_is_judged_on_the_given_day() {
+    fn standing_is_judged_at_the_end_of_the_given_day() {
+        // Every sample certificate ends at 2026-08-15T00:00:00Z: renew by 2026-07-16T00:00:00Z.
         let p = Period::half("2026-H2").unwrap();
-        let before = build(&sample(), p, date!(2026 - 07 - 15)).unwrap();
-        assert!(before
-            .certificates
-            .iter()
-            .all(|c| c.status == Some(Standing::Valid)));
-        let day_before = build(&sample(), p, date!(2026 - 08 - 14)).unwrap();
-        assert!(day_before
-            .certificates
-            .iter()
-            .all(|c| !c.expired && c.status == Some(Standing::RenewNow)));
-        let after = build(&sample(), p, date!(2026 - 08 - 15)).unwrap();
-        assert!(after.certificates.iter().all(|c| c.expired));
+        let standings = |today: Date, warn_days: u32| -> Vec<(Option<Standing>, bool)> {
+            build(&sample(), p, today, warn_days)
+                .unwrap()
+                .certificates
+                .iter()
+                .map(|c| (c.status, c.expired))
+                .collect()
+        };
+        let all = |s: Standing| vec![(Some(s), s == Standing::Expired); 3];
+        assert_eq!(standings(date!(2026 - 06 - 01), 60), all(Standing::Valid));
+        assert_eq!(standings(date!(2026 - 06 - 17), 60), all(Standing::RenewBy));
+        assert_eq!(standings(date!(2026 - 07 - 15), 60), all(Standing::RenewBy));
+        assert_eq!(standings(date!(2026 - 07 - 15), 20), all(Standing::Valid));
+        assert_eq!(
+            standings(date!(2026 - 07 - 16), 60),
+            all(Standing::TooLateToRenew)
+        );
+        assert_eq!(
+            standings(date!(2026 - 08 - 14), 60),
+            all(Standing::TooLateToRenew)
+        );
+        assert_eq!(standings(date!(2026 - 08 - 15), 60), all(Standing::Expired));
+        let after = build(&sample(), p, date!(2026 - 08 - 15), 60).unwrap();
         assert_eq!(after.totals.other, 1);
         assert_eq!(after.totals.all, 1);
+    }
+
+    #[test]
+    fn certificates_seen_on_a_token_are_listed_without_signatures() {
+        let seen = |time: &str, serial: &str, not_after: &str| {
+            let mut e = AuditEntry::new(AuditEvent::CertificateSeen, at(time));
+            e.token_serial = Some("T1".into());
+            e.cert_serial = Some(serial.into());
+            e.cert_subject = Some(format!("SEEN {serial}, UBND"));
+            e.class = Some("organisation".into());
+            e.cert_not_after = Some(not_after.into());
+            e
+        };
+        let journal = chain(vec![
+            seen("2026-01-05T08:00:00Z", "5e", "2026-03-01T00:00:00Z"),
+            seen("2026-01-05T08:00:00Z", "6f", "2026-07-20T00:00:00Z"),
+            sig("2026-02-01T00:00:00Z", "0a", "personal", "/a", "CKR_OK"),
+            // Seen again later, with the same facts.
+            seen("2026-02-01T08:00:00Z", "6f", "2026-07-20T00:00:00Z"),
+            // Seen only after the period: not listed.
+            seen("2026-07-02T08:00:00Z", "7a", "2027-01-01T00:00:00Z"),
+        ]);
+        let r = build(
+            &journal,
+            Period::half("2026-H1").unwrap(),
+            date!(2026 - 06 - 30),
+            WARN_DAYS,
+        )
+        .unwrap();
+        let serials: Vec<&str> = r.certificates.iter().map(|c| c.serial.as_str()).collect();
+        assert_eq!(serials, ["0a", "5e", "6f"]);
+        let expired = &r.certificates[1];
+        assert_eq!(expired.signatures, 0);
+        assert_eq!(expired.class, "organisation");
+        assert_eq!(
+            (expired.status, expired.expired),
+            (Some(Standing::Expired), true)
+        );
+        let soon = &r.certificates[2];
+        assert_eq!(soon.signatures, 0);
+        assert_eq!(soon.renew_by.as_deref(), Some("2026-06-20"));
+        assert_eq!(soon.status, Some(Standing::TooLateToRenew));
+        assert_eq!(r.totals.all, 1);
+        let table = to_table(&r);
+        for line in table.lines() {
+            assert!(line.chars().count() < TABLE_WIDTH, "too wide: {line}");
+        }
+        assert!(
+            table.contains("too late to renew: request a new certificate before 2026-07-20"),
+            "{table}"
+        );
+        assert!(
+            table.contains("expired on 2026-03-01: no legal value"),
+            "{table}"
+        );
+        // Only certificates that signed are in the signature counts.
+        let counts = &table[..table.find("2. ").unwrap()];
+        assert!(!counts.contains("SEEN"), "{counts}");
     }
 
     #[test]
@@ -740,6 +798,7 @@ mod tests {
             edited.as_bytes(),
             Period::half("2026-H1").unwrap(),
             date!(2026 - 07 - 01),
+            WARN_DAYS,
         ) {
             Err(ReportError::BrokenChain { line, .. }) => assert_eq!(line, 5),
             other => panic!("{other:?}"),
@@ -754,6 +813,7 @@ mod tests {
             &chain(vec![odd]),
             Period::half("2026-H1").unwrap(),
             date!(2026 - 07 - 01),
+            WARN_DAYS,
         )
         .unwrap();
         let c = &r.certificates[0];
@@ -771,6 +831,7 @@ mod tests {
             &sample(),
             Period::half("2026-H1").unwrap(),
             date!(2026 - 08 - 20),
+            WARN_DAYS,
         )
         .unwrap();
         let table = to_table(&r);

@@ -3,21 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kyso_proto::{CertificateStatus, TokenStatus};
+use cryptoki_sys::{
+    CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED, CKF_SO_PIN_TO_BE_CHANGED,
+    CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED,
+    CKF_USER_PIN_TO_BE_CHANGED, CK_FLAGS,
+};
+use kyso_proto::standing::{self, certificate_standing, Standing};
+use kyso_proto::{dates, CertificateStatus, TokenStatus};
 use kyso_tools::kysod::Kysod;
 use serde::Serialize;
 
-const USER_PIN_COUNT_LOW: u64 = 0x0001_0000;
-const USER_PIN_FINAL_TRY: u64 = 0x0002_0000;
-const USER_PIN_LOCKED: u64 = 0x0004_0000;
-const USER_PIN_TO_BE_CHANGED: u64 = 0x0008_0000;
-const SO_PIN_COUNT_LOW: u64 = 0x0010_0000;
-const SO_PIN_FINAL_TRY: u64 = 0x0020_0000;
-const SO_PIN_LOCKED: u64 = 0x0040_0000;
-const SO_PIN_TO_BE_CHANGED: u64 = 0x0080_0000;
-
-/// Renewal needs at least this much validity left.
-const RENEW_DAYS: i64 = 30;
+use crate::config::KysodConfig;
 
 #[derive(Serialize)]
 struct Diagnosis<'a> {
@@ -50,10 +46,13 @@ struct Certificate<'a> {
     valid_until: String,
     renew_by: String,
     expired: bool,
+    /// Where the certificate stands now (see `kyso_proto::standing`).
+    status: Standing,
 }
 
-fn diagnose<'a>(t: &'a TokenStatus, now: i64) -> Diagnosis<'a> {
-    let f = |bit: u64| t.present && t.flags & bit != 0;
+/// How things stand for token `t` at `now`, with kysod's warning window of `warn_days`.
+fn diagnose(t: &TokenStatus, now: i64, warn_days: u32) -> Diagnosis<'_> {
+    let f = |bit: CK_FLAGS| t.present && t.flags & bit != 0;
     let mut d = Diagnosis {
         model: &t.model,
         serial: &t.serial,
@@ -61,35 +60,41 @@ fn diagnose<'a>(t: &'a TokenStatus, now: i64) -> Diagnosis<'a> {
         manufacturer: &t.manufacturer,
         present: t.present,
         slot: t.slot,
-        user_pin_locked: f(USER_PIN_LOCKED),
-        user_pin_count_low: f(USER_PIN_COUNT_LOW),
-        user_pin_final_try: f(USER_PIN_FINAL_TRY),
-        user_pin_to_be_changed: f(USER_PIN_TO_BE_CHANGED),
-        so_pin_locked: f(SO_PIN_LOCKED),
-        so_pin_count_low: f(SO_PIN_COUNT_LOW),
-        so_pin_final_try: f(SO_PIN_FINAL_TRY),
-        so_pin_to_be_changed: f(SO_PIN_TO_BE_CHANGED),
-        certificates: t.certificates.iter().map(|c| certificate(c, now)).collect(),
+        user_pin_locked: f(CKF_USER_PIN_LOCKED),
+        user_pin_count_low: f(CKF_USER_PIN_COUNT_LOW),
+        user_pin_final_try: f(CKF_USER_PIN_FINAL_TRY),
+        user_pin_to_be_changed: f(CKF_USER_PIN_TO_BE_CHANGED),
+        so_pin_locked: f(CKF_SO_PIN_LOCKED),
+        so_pin_count_low: f(CKF_SO_PIN_COUNT_LOW),
+        so_pin_final_try: f(CKF_SO_PIN_FINAL_TRY),
+        so_pin_to_be_changed: f(CKF_SO_PIN_TO_BE_CHANGED),
+        certificates: t
+            .certificates
+            .iter()
+            .map(|c| certificate(c, now, warn_days))
+            .collect(),
         next_steps: Vec::new(),
     };
-    d.next_steps = next_steps(&d, &t.certificates, now);
+    d.next_steps = next_steps(&d, &t.certificates);
     d
 }
 
-fn certificate(c: &CertificateStatus, now: i64) -> Certificate<'_> {
+fn certificate(c: &CertificateStatus, now: i64, warn_days: u32) -> Certificate<'_> {
+    let status = certificate_standing(c.not_after, now, warn_days);
     Certificate {
         holder: &c.holder,
         class: &c.class,
         serial: &c.serial,
         id: &c.id,
-        valid_from: crate::day(c.not_before),
-        valid_until: crate::day(c.not_after),
-        renew_by: crate::day(c.renew_by),
-        expired: now >= c.not_after,
+        valid_from: dates::date(c.not_before),
+        valid_until: dates::date(c.not_after),
+        renew_by: dates::date(standing::renew_by(c.not_after)),
+        expired: status == Standing::Expired,
+        status,
     }
 }
 
-fn next_steps(d: &Diagnosis<'_>, certs: &[CertificateStatus], now: i64) -> Vec<String> {
+fn next_steps(d: &Diagnosis<'_>, certs: &[CertificateStatus]) -> Vec<String> {
     let serial = d.serial;
     let mut steps = Vec::new();
     if !d.present {
@@ -122,20 +127,14 @@ fn next_steps(d: &Diagnosis<'_>, certs: &[CertificateStatus], now: i64) -> Vec<S
     if d.user_pin_to_be_changed && !d.user_pin_locked {
         steps.push("hãy đổi PIN / change your PIN: kyso pin change".into());
     }
-    for c in certs {
-        if now >= c.not_after {
+    for (c, shown) in certs.iter().zip(&d.certificates) {
+        if shown.status != Standing::Valid {
             steps.push(format!(
-                "chứng thư số {} đã hết hạn / certificate {} ({}) expired on {}: it has no legal value; request a new one",
-                c.serial, c.serial, c.holder, crate::day(c.not_after)
-            ));
-        } else if now >= c.renew_by - RENEW_DAYS * 86400 {
-            steps.push(format!(
-                "chứng thư số {} sắp hết hạn / certificate {} ({}) expires on {}: renew before {}",
-                c.serial,
-                c.serial,
-                c.holder,
-                crate::day(c.not_after),
-                crate::day(c.renew_by)
+                "chứng thư số {serial} ({holder}): {vi} / certificate {serial} ({holder}): {en}",
+                serial = c.serial,
+                holder = c.holder,
+                vi = shown.status.vietnamese(c.not_after),
+                en = shown.status.english(c.not_after),
             ));
         }
     }
@@ -145,7 +144,19 @@ fn next_steps(d: &Diagnosis<'_>, certs: &[CertificateStatus], now: i64) -> Vec<S
     steps
 }
 
-pub fn status(socket: Option<PathBuf>, wanted: Option<&str>, json: bool) -> ExitCode {
+pub fn status(
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+    wanted: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    let warn_days = match KysodConfig::read(config) {
+        Ok(c) => c.warn_days,
+        Err(e) => {
+            eprintln!("kyso: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let tokens = match Kysod::connect(socket).and_then(|mut k| k.tokens()) {
         Ok(t) => t,
         Err(e) => {
@@ -161,11 +172,8 @@ pub fn status(socket: Option<PathBuf>, wanted: Option<&str>, json: bool) -> Exit
         eprintln!("kyso: kysod knows no token {w}");
         return ExitCode::FAILURE;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let all: Vec<Diagnosis<'_>> = chosen.iter().map(|t| diagnose(t, now)).collect();
+    let now = dates::now();
+    let all: Vec<Diagnosis<'_>> = chosen.iter().map(|t| diagnose(t, now, warn_days)).collect();
     if json {
         match serde_json::to_string_pretty(&all) {
             Ok(text) => println!("{text}"),
@@ -190,15 +198,12 @@ pub fn status(socket: Option<PathBuf>, wanted: Option<&str>, json: bool) -> Exit
                 "(not plugged in)".into()
             }
         );
-        for c in &d.certificates {
+        for (c, cert) in d.certificates.iter().zip(&t.certificates) {
             println!(
-                "cert    {} [{}] valid {} – {}{}",
-                c.holder,
-                c.class,
-                c.valid_from,
-                c.valid_until,
-                if c.expired { " EXPIRED" } else { "" }
+                "cert    {} [{}] valid {} – {}",
+                c.holder, c.class, c.valid_from, c.valid_until,
             );
+            println!("        {}", c.status.text(cert.not_after));
         }
         for s in &d.next_steps {
             println!("next    {s}");

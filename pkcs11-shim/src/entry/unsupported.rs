@@ -1,6 +1,7 @@
 //! What kyso does not offer: operation state, dual-function operations, wrapping, unwrapping
 //! and derivation (their parameters and templates hold pointers the wire does not carry yet),
-//! the legacy parallel-function calls, and PKCS#11 3.0's additions.
+//! and PKCS#11 3.0's additions; and the legacy parallel-function calls, which PKCS#11 has
+//! every library answer with `CKR_FUNCTION_NOT_PARALLEL`.
 
 use std::ffi::c_void;
 
@@ -9,7 +10,7 @@ use cryptoki_sys::{
     CK_USER_TYPE, CK_UTF8CHAR,
 };
 
-use super::not_supported;
+use super::refused;
 
 type Session = CK_SESSION_HANDLE;
 type Bytes = *mut CK_BYTE;
@@ -21,7 +22,12 @@ type Template = *mut CK_ATTRIBUTE;
 type ObjectOut = *mut CK_OBJECT_HANDLE;
 type Params = *mut c_void;
 
-not_supported! {
+refused! { CKR_FUNCTION_NOT_PARALLEL:
+    fn C_GetFunctionStatus(Session);
+    fn C_CancelFunction(Session);
+}
+
+refused! { CKR_FUNCTION_NOT_SUPPORTED:
     fn C_GetOperationState(Session, Bytes, LenOut);
     fn C_SetOperationState(Session, Bytes, Len, Object, Object);
     fn C_DigestEncryptUpdate(Session, Bytes, Len, Bytes, LenOut);
@@ -31,8 +37,6 @@ not_supported! {
     fn C_WrapKey(Session, Mechanism, Object, Object, Bytes, LenOut);
     fn C_UnwrapKey(Session, Mechanism, Object, Bytes, Len, Template, Len, ObjectOut);
     fn C_DeriveKey(Session, Mechanism, Object, Template, Len, ObjectOut);
-    fn C_GetFunctionStatus(Session);
-    fn C_CancelFunction(Session);
 
     // PKCS#11 3.0
     fn C_LoginUser(Session, CK_USER_TYPE, *mut CK_UTF8CHAR, Len, *mut CK_UTF8CHAR, Len);

@@ -10,12 +10,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use kyso_proto::{Call, Pin, Reply, SoPinCandidate, Unlock};
+use cryptoki_sys::CKR_OK;
+use kyso_proto::{dates, hex, Call, Pin, Reply, SoPinCandidate, Unlock};
 use kyso_recovery::grant::{Approval, GrantSecrets};
+use kyso_tools::helpdesk::error::HelpdeskError;
 use kyso_tools::helpdesk::passphrase::passphrase;
 use kyso_tools::helpdesk::store::{Rotation, Store};
 use kyso_tools::kysod::Kysod;
 use zeroize::Zeroizing;
+
+type Result<T, E = HelpdeskError> = std::result::Result<T, E>;
 
 /// kyso-helpdesk — recover, unlock and wipe kyso users' tokens.
 #[derive(Parser)]
@@ -148,7 +152,7 @@ fn main() -> ExitCode {
         Command::Init { db } => init(&db),
         Command::Pubkey { db } => Store::public_key_of(&db)
             .map(|k| println!("{k}"))
-            .map_err(|e| e.to_string()),
+            .map_err(HelpdeskError::from),
         Command::Escrow(EscrowCommand::Add {
             db,
             serial,
@@ -180,7 +184,7 @@ fn main() -> ExitCode {
         Command::Cases { db, json } => cases(&db, json),
         Command::ManPage { dir } => std::fs::create_dir_all(&dir)
             .and_then(|()| clap_mangen::generate_to(Args::command(), &dir))
-            .map_err(|e| format!("cannot write man pages to {}: {e}", dir.display())),
+            .map_err(|source| HelpdeskError::ManPages { dir, source }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,7 +202,7 @@ fn operator_name(given: Option<String>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn open_store(db: &Path) -> Result<Store, String> {
+fn open_store(db: &Path) -> Result<Store> {
     let pass = passphrase(
         &format!(
             "Mật khẩu kho khôi phục / passphrase of the helpdesk store {}",
@@ -206,10 +210,10 @@ fn open_store(db: &Path) -> Result<Store, String> {
         ),
         false,
     )?;
-    Store::open(db, &pass).map_err(|e| e.to_string())
+    Ok(Store::open(db, &pass)?)
 }
 
-fn init(db: &Path) -> Result<(), String> {
+fn init(db: &Path) -> Result<()> {
     let pass = passphrase(
         &format!(
             "Mật khẩu mới cho kho / new passphrase for the helpdesk store {}",
@@ -217,7 +221,7 @@ fn init(db: &Path) -> Result<(), String> {
         ),
         true,
     )?;
-    let public = Store::init(db, &pass).map_err(|e| e.to_string())?;
+    let public = Store::init(db, &pass)?;
     println!(
         "store {} created; public key (for [recovery] helpdesk_keys): {public}",
         db.display()
@@ -225,21 +229,16 @@ fn init(db: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn escrow_add(db: &Path, serial: &str, so_pin_file: &Path, operator: &str) -> Result<(), String> {
-    let text = Zeroizing::new(
-        std::fs::read(so_pin_file)
-            .map_err(|e| format!("cannot read {}: {e}", so_pin_file.display()))?,
-    );
+fn escrow_add(db: &Path, serial: &str, so_pin_file: &Path, operator: &str) -> Result<()> {
+    let text = Zeroizing::new(read(so_pin_file)?);
     let pin = text.split(|b| *b == b'\n').next().unwrap_or_default();
     let pin = pin.strip_suffix(b"\r").unwrap_or(pin);
     if pin.is_empty() {
-        return Err(format!("{} holds no SO PIN", so_pin_file.display()));
+        return Err(HelpdeskError::NoSoPin(so_pin_file.to_path_buf()));
     }
     let store = open_store(db)?;
-    store.escrow_add(serial, pin).map_err(|e| e.to_string())?;
-    store
-        .record("escrow", serial, None, operator, "ok", None)
-        .map_err(|e| e.to_string())?;
+    store.escrow_add(serial, pin)?;
+    store.record("escrow", serial, None, operator, "ok", None)?;
     println!("SO PIN of token {serial} escrowed");
     Ok(())
 }
@@ -271,87 +270,82 @@ fn approve(
     out: &Path,
     operator: &str,
     valid_minutes: u32,
-) -> Result<(), String> {
+) -> Result<()> {
     if case_ref.trim().is_empty() {
-        return Err("--case needs the agency's written request number".into());
+        return Err(HelpdeskError::NoCaseReference);
     }
-    let bytes =
-        std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
-    let req =
-        kyso_recovery::parse_request(&bytes).map_err(|e| format!("{}: {e}", request.display()))?;
+    let bytes = read(request)?;
+    let req = kyso_recovery::parse_request(&bytes).map_err(|source| HelpdeskError::Artefact {
+        path: request.to_path_buf(),
+        source,
+    })?;
     if kyso_recovery::now() >= req.expires {
-        return Err("the request expired (72 hours): the user must make a new one".into());
+        return Err(HelpdeskError::RequestExpired);
     }
     if out.exists() {
-        return Err(format!("{} exists already", out.display()));
+        return Err(HelpdeskError::Exists(out.to_path_buf()));
     }
     let store = open_store(db)?;
-    let (current, _) = store.escrowed(&req.serial).map_err(|e| e.to_string())?;
+    let (current, _) = store.escrowed(&req.serial)?;
     let secrets = GrantSecrets {
         current_so_pin: current,
         new_so_pin: new_so_pin(req.min_pin_len, req.max_pin_len),
         receipt_key: Zeroizing::new(kyso_recovery::random::<32>()),
     };
-    let key = store.signing_key().map_err(|e| e.to_string())?;
+    let key = store.signing_key()?;
     let approval = Approval {
         case_ref,
         operator,
         lifetime_secs: i64::from(valid_minutes) * 60,
     };
-    let grant = kyso_recovery::grant::issue(&req, &bytes, &secrets, &approval, &key)
-        .map_err(|e| e.to_string())?;
+    let grant = kyso_recovery::grant::issue(&req, &bytes, &secrets, &approval, &key)?;
     let id = grant.body.digest();
     // Recorded before the grant leaves: whatever happens to it, both SO PINs stay known.
-    store
-        .rotation_add(
-            &Rotation {
-                id: id.clone(),
-                serial: req.serial.clone(),
-                kind: "grant".into(),
-                nonce: Some(req.nonce.clone()),
-                case_ref: Some(case_ref.into()),
-                state: "pending".into(),
-            },
-            &secrets.new_so_pin,
-            Some(&secrets.receipt_key),
-        )
-        .map_err(|e| e.to_string())?;
-    let text = serde_json::to_vec_pretty(&grant).map_err(|e| e.to_string())?;
+    store.rotation_add(
+        &Rotation {
+            id: id.clone(),
+            serial: req.serial.clone(),
+            kind: "grant".into(),
+            nonce: Some(req.nonce.clone()),
+            case_ref: Some(case_ref.into()),
+            state: "pending".into(),
+        },
+        &secrets.new_so_pin,
+        Some(&secrets.receipt_key),
+    )?;
+    let text = serde_json::to_vec_pretty(&grant)?;
     kyso_tools::write_new(out, &text)?;
     let certificates: Vec<String> = req
         .certificates
         .iter()
         .map(|c| format!("{} ({}, serial {})", c.holder, c.class, c.serial))
         .collect();
-    store
-        .record(
-            "request",
-            &req.serial,
-            Some(case_ref),
-            operator,
-            "received",
-            Some(&format!(
-                "token {:?}, request nonce {}, made {}; certificates: {}",
-                req.label,
-                req.nonce,
-                day_time(req.created),
-                certificates.join("; ")
-            )),
-        )
-        .map_err(|e| e.to_string())?;
-    store
-        .record(
-            "approve",
-            &req.serial,
-            Some(case_ref),
-            operator,
-            "granted",
-            Some(&format!(
-                "request nonce {}, grant {id}, expires {}",
-                req.nonce, grant.body.expires
-            )),
-        )
-        .map_err(|e| e.to_string())?;
+    store.record(
+        "request",
+        &req.serial,
+        Some(case_ref),
+        operator,
+        "received",
+        Some(&format!(
+            "token {:?}, request nonce {}, made {}; certificates: {}",
+            req.label,
+            req.nonce,
+            dates::rfc3339(req.created),
+            certificates.join("; ")
+        )),
+    )?;
+    store.record(
+        "approve",
+        &req.serial,
+        Some(case_ref),
+        operator,
+        "granted",
+        Some(&format!(
+            "request nonce {}, grant {id}, expires {}",
+            req.nonce,
+            dates::rfc3339(grant.body.expires)
+        )),
+    )?;
     println!(
         "grant for token {} written to {}",
         req.serial,
@@ -360,52 +354,46 @@ fn approve(
     Ok(())
 }
 
-fn close(receipt: &Path, db: &Path, operator: &str) -> Result<(), String> {
-    let bytes =
-        std::fs::read(receipt).map_err(|e| format!("cannot read {}: {e}", receipt.display()))?;
-    let r =
-        kyso_recovery::parse_receipt(&bytes).map_err(|e| format!("{}: {e}", receipt.display()))?;
+fn close(receipt: &Path, db: &Path, operator: &str) -> Result<()> {
+    let bytes = read(receipt)?;
+    let r = kyso_recovery::parse_receipt(&bytes).map_err(|source| HelpdeskError::Artefact {
+        path: receipt.to_path_buf(),
+        source,
+    })?;
     let mut store = open_store(db)?;
     let rotation = store
-        .rotation(&r.grant_sha256)
-        .map_err(|e| e.to_string())?
-        .ok_or("the receipt names no grant of this store")?;
+        .rotation(&r.grant_sha256)?
+        .ok_or(HelpdeskError::UnknownGrant)?;
     if rotation.serial != r.serial || rotation.nonce.as_deref() != Some(r.nonce.as_str()) {
-        return Err("the receipt does not match its grant (serial or nonce differ)".into());
+        return Err(HelpdeskError::ReceiptMismatch);
     }
     if rotation.state != "pending" {
-        return Err(format!("this case is {} already", rotation.state));
+        return Err(HelpdeskError::CaseState(rotation.state));
     }
-    let key = store.receipt_key(&rotation.id).map_err(|e| e.to_string())?;
+    let key = store.receipt_key(&rotation.id)?;
     if !kyso_recovery::receipt::verify(&key, &r) {
-        store
-            .record(
-                "close",
-                &r.serial,
-                rotation.case_ref.as_deref(),
-                operator,
-                "refused",
-                Some("receipt does not verify"),
-            )
-            .map_err(|e| e.to_string())?;
-        return Err("the receipt does not verify: it was not made by the workstation that applied the grant".into());
-    }
-    store
-        .rotation_done(&rotation.id)
-        .map_err(|e| e.to_string())?;
-    store
-        .record(
+        store.record(
             "close",
             &r.serial,
             rotation.case_ref.as_deref(),
             operator,
-            "closed",
-            Some(&format!(
-                "grant {} applied; new SO PIN escrowed",
-                rotation.id
-            )),
-        )
-        .map_err(|e| e.to_string())?;
+            "refused",
+            Some("receipt does not verify"),
+        )?;
+        return Err(HelpdeskError::ReceiptForged);
+    }
+    store.rotation_done(&rotation.id)?;
+    store.record(
+        "close",
+        &r.serial,
+        rotation.case_ref.as_deref(),
+        operator,
+        "closed",
+        Some(&format!(
+            "grant {} applied; new SO PIN escrowed",
+            rotation.id
+        )),
+    )?;
     println!(
         "case closed: the new SO PIN of token {} is escrowed",
         r.serial
@@ -414,13 +402,13 @@ fn close(receipt: &Path, db: &Path, operator: &str) -> Result<(), String> {
 }
 
 /// The SO PINs the escrow holds for `serial`: the confirmed one first, then the pending ones.
-fn candidates(store: &Store, serial: &str) -> Result<Vec<SoPinCandidate>, String> {
-    let (pin, generation) = store.escrowed(serial).map_err(|e| e.to_string())?;
+fn candidates(store: &Store, serial: &str) -> Result<Vec<SoPinCandidate>> {
+    let (pin, generation) = store.escrowed(serial)?;
     let mut all = vec![SoPinCandidate {
         generation,
         pin: Pin::new(&pin),
     }];
-    for (id, pin) in store.pending(serial).map_err(|e| e.to_string())? {
+    for (id, pin) in store.pending(serial)? {
         all.push(SoPinCandidate {
             generation: id,
             pin: Pin::new(&pin),
@@ -429,73 +417,73 @@ fn candidates(store: &Store, serial: &str) -> Result<Vec<SoPinCandidate>, String
     Ok(all)
 }
 
-fn unlock(on_site: OnSite, force: bool) -> Result<(), String> {
+fn unlock(on_site: OnSite, force: bool) -> Result<()> {
     let (db, serial, case_ref, operator, socket) = on_site.parts();
     let operator = &operator;
     let mut store = open_store(db)?;
     let candidates = candidates(&store, serial)?;
-    let mut kysod = Kysod::connect(socket)?;
-    let token = kysod.choose_token(Some(serial))?;
-    let info = match kysod.call(
-        Call::GetTokenInfo { slot: token.slot },
-        Some(Duration::from_secs(30)),
-    )? {
-        r if r.rv == 0 => match r.reply {
+    let mut kysod = Kysod::connect(socket).map_err(HelpdeskError::kysod)?;
+    let token = kysod
+        .choose_token(Some(serial))
+        .map_err(HelpdeskError::kysod)?;
+    let info = match kysod
+        .call(
+            Call::GetTokenInfo { slot: token.slot },
+            Some(Duration::from_secs(30)),
+        )
+        .map_err(HelpdeskError::kysod)?
+    {
+        r if r.rv == CKR_OK => match r.reply {
             Reply::TokenInfo(i) => i,
-            _ => return Err("kysod did not describe the token".into()),
+            _ => return Err(HelpdeskError::NoTokenInfo),
         },
-        r => return Err(format!("kysod cannot read the token: 0x{:x}", r.rv)),
+        r => return Err(HelpdeskError::TokenInfo(r.rv)),
     };
     let new = new_so_pin(info.min_pin_len, info.max_pin_len);
-    let id = format!(
-        "unlock-{}",
-        kyso_recovery::hex(&kyso_recovery::random::<16>())
-    );
-    store
-        .rotation_add(
-            &Rotation {
-                id: id.clone(),
-                serial: serial.into(),
-                kind: "unlock".into(),
-                nonce: None,
-                case_ref: case_ref.map(str::to_string),
-                state: "pending".into(),
-            },
-            &new,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+    let id = format!("unlock-{}", hex::encode(&kyso_recovery::random::<16>()));
+    store.rotation_add(
+        &Rotation {
+            id: id.clone(),
+            serial: serial.into(),
+            kind: "unlock".into(),
+            nonce: None,
+            case_ref: case_ref.map(str::to_string),
+            state: "pending".into(),
+        },
+        &new,
+        None,
+    )?;
     eprintln!("kyso-helpdesk: the user now chooses the new PIN in the prompt on this workstation");
     // The user types the new PIN meanwhile: no time limit. A lost connection leaves the
     // outcome unknown, and the rotation pending: both SO PINs stay in the escrow.
-    let r = kysod.call(
-        Call::Unlock(Unlock {
-            slot: token.slot,
-            candidates,
-            new_so_pin: Pin::new(&new),
-            generation: id.clone(),
-            case_ref: case_ref.unwrap_or_default().into(),
-            force,
-        }),
-        None,
-    )?;
+    let r = kysod
+        .call(
+            Call::Unlock(Unlock {
+                slot: token.slot,
+                candidates,
+                new_so_pin: Pin::new(&new),
+                generation: id.clone(),
+                case_ref: case_ref.unwrap_or_default().into(),
+                force,
+            }),
+            None,
+        )
+        .map_err(HelpdeskError::kysod)?;
     match (r.rv, r.reply) {
-        (0, reply) => {
-            store.rotation_done(&id).map_err(|e| e.to_string())?;
+        (CKR_OK, reply) => {
+            store.rotation_done(&id)?;
             let used = match reply {
                 Reply::Text(g) => g,
                 _ => String::new(),
             };
-            store
-                .record(
-                    "unlock",
-                    serial,
-                    case_ref,
-                    operator,
-                    "unlocked",
-                    Some(&format!("on site; SO PIN {used} used, rotated to {id}")),
-                )
-                .map_err(|e| e.to_string())?;
+            store.record(
+                "unlock",
+                serial,
+                case_ref,
+                operator,
+                "unlocked",
+                Some(&format!("on site; SO PIN {used} used, rotated to {id}")),
+            )?;
             println!(
                 "token {serial} unlocked with the user's new PIN; SO PIN rotated and escrowed"
             );
@@ -507,25 +495,28 @@ fn unlock(on_site: OnSite, force: bool) -> Result<(), String> {
                 _ => format!("kysod answered 0x{rv:x}"),
             };
             // kysod answered: the SO PIN rotation did not happen.
-            store.rotation_abandoned(&id).map_err(|e| e.to_string())?;
-            store
-                .record("unlock", serial, case_ref, operator, "refused", Some(&text))
-                .map_err(|e| e.to_string())?;
-            Err(format!("token {serial} not unlocked: {text}"))
+            store.rotation_abandoned(&id)?;
+            store.record("unlock", serial, case_ref, operator, "refused", Some(&text))?;
+            Err(HelpdeskError::NotUnlocked {
+                serial: serial.into(),
+                why: text,
+            })
         }
     }
 }
 
-fn wipe(on_site: OnSite, label: &str) -> Result<(), String> {
+fn wipe(on_site: OnSite, label: &str) -> Result<()> {
     let (db, serial, case_ref, operator, socket) = on_site.parts();
     let operator = &operator;
     if label.len() > 32 {
-        return Err("a token label has at most 32 bytes".into());
+        return Err(HelpdeskError::LabelTooLong);
     }
     let store = open_store(db)?;
     let candidates = candidates(&store, serial)?;
-    let mut kysod = Kysod::connect(socket)?;
-    let token = kysod.choose_token(Some(serial))?;
+    let mut kysod = Kysod::connect(socket).map_err(HelpdeskError::kysod)?;
+    let token = kysod
+        .choose_token(Some(serial))
+        .map_err(HelpdeskError::kysod)?;
     eprintln!(
         "Xóa toàn bộ khóa và chứng thư trên thiết bị {serial} ({}). Gõ số sê-ri để xác nhận:\nEverything on token {serial} ({}) will be erased. Type its serial to confirm:",
         token.label, token.label
@@ -534,57 +525,57 @@ fn wipe(on_site: OnSite, label: &str) -> Result<(), String> {
     std::io::stdin()
         .lock()
         .read_line(&mut typed)
-        .map_err(|e| format!("no confirmation: {e}"))?;
+        .map_err(HelpdeskError::NoConfirmation)?;
     if typed.trim() != serial {
-        return Err("the serial typed does not match: nothing was wiped".into());
+        return Err(HelpdeskError::SerialMismatch);
     }
-    let r = kysod.call(
-        Call::Wipe {
-            slot: token.slot,
-            candidates,
-            label: label.into(),
-            case_ref: case_ref.unwrap_or_default().into(),
-        },
-        Some(Duration::from_secs(120)),
-    )?;
+    let r = kysod
+        .call(
+            Call::Wipe {
+                slot: token.slot,
+                candidates,
+                label: label.into(),
+                case_ref: case_ref.unwrap_or_default().into(),
+            },
+            Some(Duration::from_secs(120)),
+        )
+        .map_err(HelpdeskError::kysod)?;
     let text = match r.reply {
         Reply::Text(t) => t,
         _ => format!("kysod answered 0x{:x}", r.rv),
     };
-    if r.rv == 0 {
-        store
-            .record(
-                "wipe",
-                serial,
-                case_ref,
-                operator,
-                "wiped",
-                Some(&format!("re-initialised as {label:?}; SO PIN {text}")),
-            )
-            .map_err(|e| e.to_string())?;
+    if r.rv == CKR_OK {
+        store.record(
+            "wipe",
+            serial,
+            case_ref,
+            operator,
+            "wiped",
+            Some(&format!("re-initialised as {label:?}; SO PIN {text}")),
+        )?;
         println!("token {serial} wiped");
         Ok(())
     } else {
-        store
-            .record("wipe", serial, case_ref, operator, "refused", Some(&text))
-            .map_err(|e| e.to_string())?;
-        Err(format!("token {serial} not wiped: {text}"))
+        store.record("wipe", serial, case_ref, operator, "refused", Some(&text))?;
+        Err(HelpdeskError::NotWiped {
+            serial: serial.into(),
+            why: text,
+        })
     }
 }
 
-/// A Unix time in RFC 3339 UTC.
-fn day_time(t: i64) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
-    kyso_proto::audit::rfc3339_utc(time)
+/// The whole of a file the operator named.
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| HelpdeskError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn cases(db: &Path, json: bool) -> Result<(), String> {
-    let all = Store::cases_of(db).map_err(|e| e.to_string())?;
+fn cases(db: &Path, json: bool) -> Result<()> {
+    let all = Store::cases_of(db)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     println!(

@@ -8,12 +8,36 @@ use zeroize::Zeroizing;
 
 pub const ENV: &str = "KYSO_HELPDESK_PASSPHRASE";
 
+/// Why no passphrase was had.
+#[derive(Debug, thiserror::Error)]
+pub enum PassphraseError {
+    #[error("{ENV} is empty")]
+    EmptyVariable,
+    #[error("the two passphrases differ")]
+    Differ,
+    #[error("an empty passphrase is not accepted")]
+    Empty,
+    #[error("no passphrase: set {ENV} or install a pinentry program ({program}: {source})")]
+    NoPinentry {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("pinentry: no {0}")]
+    NoPipe(&'static str),
+    #[error("pinentry: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("pinentry ended the conversation")]
+    Ended,
+    #[error("no passphrase was given (cancelled)")]
+    Cancelled,
+}
+
 /// The passphrase; `confirm` asks twice (a new store).
-pub fn passphrase(description: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>, String> {
+pub fn passphrase(description: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>, PassphraseError> {
     if let Some(p) = std::env::var_os(ENV) {
         let p = Zeroizing::new(p.into_encoded_bytes());
         if p.is_empty() {
-            return Err(format!("{ENV} is empty"));
+            return Err(PassphraseError::EmptyVariable);
         }
         return Ok(p);
     }
@@ -21,11 +45,11 @@ pub fn passphrase(description: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>
     if confirm {
         let again = ask(description, Some("Nhập lại / again"))?;
         if *again != *first {
-            return Err("the two passphrases differ".into());
+            return Err(PassphraseError::Differ);
         }
     }
     if first.is_empty() {
-        return Err("an empty passphrase is not accepted".into());
+        return Err(PassphraseError::Empty);
     }
     Ok(first)
 }
@@ -41,7 +65,7 @@ fn unescape(data: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut i = 0;
     while i < data.len() {
         if data[i] == b'%' && i + 2 < data.len() {
-            if let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(&data[i + 1..i + 3]), 16) {
+            if let Some(b) = kyso_proto::hex::byte(data[i + 1], data[i + 2]) {
                 out.push(b);
                 i += 3;
                 continue;
@@ -53,18 +77,16 @@ fn unescape(data: &[u8]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-fn ask(description: &str, prompt: Option<&str>) -> Result<Zeroizing<Vec<u8>>, String> {
+fn ask(description: &str, prompt: Option<&str>) -> Result<Zeroizing<Vec<u8>>, PassphraseError> {
     let program = std::env::var_os("KYSO_PINENTRY").unwrap_or_else(|| "pinentry".into());
     let mut child = Command::new(&program)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| {
-            format!(
-                "no passphrase: set {ENV} or install a pinentry program ({}: {e})",
-                program.to_string_lossy()
-            )
+        .map_err(|source| PassphraseError::NoPinentry {
+            program: program.to_string_lossy().into_owned(),
+            source,
         })?;
     let result = converse(&mut child, description, prompt);
     let _ = child.kill();
@@ -76,18 +98,23 @@ fn converse(
     child: &mut std::process::Child,
     description: &str,
     prompt: Option<&str>,
-) -> Result<Zeroizing<Vec<u8>>, String> {
-    let mut input = child.stdin.take().ok_or("pinentry: no stdin")?;
-    let mut output = BufReader::new(child.stdout.take().ok_or("pinentry: no stdout")?);
+) -> Result<Zeroizing<Vec<u8>>, PassphraseError> {
+    let mut input = child.stdin.take().ok_or(PassphraseError::NoPipe("stdin"))?;
+    let mut output = BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or(PassphraseError::NoPipe("stdout"))?,
+    );
     let mut line = Zeroizing::new(Vec::new());
     let expect_ok = |output: &mut BufReader<_>,
                      line: &mut Vec<u8>|
-     -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+     -> Result<Option<Zeroizing<Vec<u8>>>, PassphraseError> {
         let mut data = None;
         loop {
             line.clear();
-            if output.read_until(b'\n', line).map_err(|e| e.to_string())? == 0 {
-                return Err("pinentry ended the conversation".into());
+            if output.read_until(b'\n', line)? == 0 {
+                return Err(PassphraseError::Ended);
             }
             if line.starts_with(b"OK") {
                 return Ok(data);
@@ -96,7 +123,7 @@ fn converse(
                 let d = d.strip_suffix(b"\n").unwrap_or(d);
                 data = Some(unescape(d));
             } else if line.starts_with(b"ERR") {
-                return Err("no passphrase was given (cancelled)".into());
+                return Err(PassphraseError::Cancelled);
             }
         }
     };
@@ -107,10 +134,10 @@ fn converse(
         format!("SETPROMPT {}", escape(prompt.unwrap_or("Passphrase:"))),
     ];
     for c in commands {
-        writeln!(input, "{c}").map_err(|e| e.to_string())?;
+        writeln!(input, "{c}")?;
         expect_ok(&mut output, &mut line)?;
     }
-    writeln!(input, "GETPIN").map_err(|e| e.to_string())?;
+    writeln!(input, "GETPIN")?;
     let pin = expect_ok(&mut output, &mut line)?.unwrap_or_default();
     let _ = writeln!(input, "BYE");
     Ok(pin)

@@ -154,7 +154,7 @@ pub struct Store {
 }
 
 fn now_text() -> String {
-    kyso_proto::audit::rfc3339_utc(std::time::SystemTime::now())
+    kyso_proto::dates::rfc3339(kyso_proto::dates::now())
 }
 
 fn open_db(path: &Path) -> Result<Connection, StoreError> {
@@ -281,7 +281,7 @@ impl Store {
         }
         let generation = format!(
             "escrow-{}",
-            kyso_recovery::hex(&kyso_recovery::random::<8>())
+            kyso_proto::hex::encode(&kyso_recovery::random::<8>())
         );
         self.db.execute(
             "INSERT INTO escrow (serial, so_pin, generation, updated) VALUES (?1, ?2, ?3, ?4)",
