@@ -136,6 +136,15 @@ impl Journal {
         let _ = self.append(e);
     }
 
+    /// Records a certificate on a token that arrived: what the expiry report lists, whether
+    /// or not the certificate ever signs.
+    pub fn certificate_seen(&self, token: TokenRef<'_>, cert: &SigningCert) {
+        let mut e = AuditEntry::new(AuditEvent::CertificateSeen, SystemTime::now());
+        set_token(&mut e, token);
+        set_cert(&mut e, Some(cert));
+        let _ = self.append(e);
+    }
+
     /// Records the outcome of a `C_Login` (`CKR_PIN_LOCKED` is a lockout).
     pub fn login(&self, who: &Actor<'_>, token: TokenRef<'_>, rv: Rv, detail: Option<&str>) {
         let mut e = entry(login_event(rv), who, token, rv);

@@ -11,9 +11,7 @@ use crate::config::CertClass;
 use crate::error::Rv;
 use crate::module::Module;
 
-pub const DAY: i64 = 86_400;
-/// Renewal must be asked for this many days before expiry (the renewal cut-off).
-pub const RENEWAL_CUTOFF_DAYS: i64 = 30;
+pub use kyso_proto::dates::{date, now};
 /// `UID` (0.9.2342.19200300.100.1.1).
 const OID_UID: &str = "0.9.2342.19200300.100.1.1";
 /// Most certificates one search looks at for one `CKA_ID`.
@@ -45,9 +43,9 @@ impl CertFacts {
             .join(", ")
     }
 
-    /// The last day a renewal may be asked for.
+    /// The last instant a renewal may be asked for.
     pub fn renew_by(&self) -> i64 {
-        self.not_after - RENEWAL_CUTOFF_DAYS * DAY
+        kyso_proto::standing::renew_by(self.not_after)
     }
 }
 
@@ -98,31 +96,8 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertFacts, String> {
     })
 }
 
-/// `YYYY-MM-DD` (UTC) of a Unix time.
-pub fn date(t: i64) -> String {
-    // Howard Hinnant's civil-from-days.
-    let z = t.div_euclid(DAY) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 pub fn hex(bytes: &[u8]) -> String {
-    kyso_proto::audit::hex(bytes)
+    kyso_proto::hex::encode(bytes)
 }
 
 /// The class a subject `UID` gives, as Vietnamese CA profiles write it.
@@ -309,17 +284,12 @@ mod tests {
         assert_eq!(facts.uid.as_deref(), Some("MST:0101234567"));
         assert_eq!(facts.not_before, 1_735_689_600);
         assert_eq!(facts.not_after, 1_798_761_600);
-        assert_eq!(facts.renew_by(), 1_798_761_600 - 30 * DAY);
+        assert_eq!(
+            facts.renew_by(),
+            1_798_761_600 - 30 * kyso_proto::dates::DAY
+        );
         assert_eq!(class_of_uid(facts.uid.as_deref()), CertClass::Organisation);
         assert!(parse_certificate(&der[..der.len() - 1]).is_err());
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(951_782_400), "2000-02-29");
-        assert_eq!(date(1_800_000_000), "2027-01-15");
-        assert_eq!(date(-DAY), "1969-12-31");
     }
 
     #[test]

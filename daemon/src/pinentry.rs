@@ -400,26 +400,19 @@ pub fn parse_response(line: &[u8]) -> Result<Response, PinentryError> {
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Decodes Assuan `%XX` escapes into a zeroizing buffer.
 fn percent_decode(s: &[u8]) -> Result<Zeroizing<Vec<u8>>, PinentryError> {
     let mut out = Zeroizing::new(Vec::with_capacity(s.len()));
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            let hi = s.get(i + 1).copied().and_then(hex_value);
-            let lo = s.get(i + 2).copied().and_then(hex_value);
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                _ => return Err(PinentryError::Protocol("bad percent escape")),
+            let escaped = match (s.get(i + 1), s.get(i + 2)) {
+                (Some(&hi), Some(&lo)) => kyso_proto::hex::byte(hi, lo),
+                _ => None,
+            };
+            match escaped {
+                Some(b) => out.push(b),
+                None => return Err(PinentryError::Protocol("bad percent escape")),
             }
             i += 3;
         } else {

@@ -9,35 +9,11 @@
 //! decides; the caller logs, asks and journals.
 
 use cryptoki_sys as ck;
+use kyso_proto::standing::{certificate_standing, Standing};
 
-use crate::certs::{class_of_uid, date, CertFacts, DAY};
+use crate::certs::{class_of_uid, date, CertFacts};
 use crate::config::{CertClass, PolicyConfig};
 use crate::error::Rv;
-
-/// A warning attached to an allowed signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpiryWarning {
-    /// Expiring within the warning window; renewal still possible until `renew_by`.
-    RenewBy { expires: i64, renew_by: i64 },
-    /// Expiring, and the renewal cut-off has passed: a new certificate is needed.
-    RenewalClosed { expires: i64, renew_by: i64 },
-}
-
-impl ExpiryWarning {
-    /// What the user is told (Vietnamese, then English).
-    pub fn message(&self) -> String {
-        match *self {
-            ExpiryWarning::RenewBy { expires, renew_by } => {
-                let (e, r) = (date(expires), date(renew_by));
-                format!("Chứng thư số sắp hết hạn ngày {e}: hãy gia hạn trước ngày {r} / The certificate expires on {e}: renew it by {r}")
-            }
-            ExpiryWarning::RenewalClosed { expires, renew_by } => {
-                let (e, r) = (date(expires), date(renew_by));
-                format!("Chứng thư số hết hạn ngày {e}; hạn gia hạn ({r}) đã qua, không thể gia hạn nữa — cần cấp chứng thư số mới / The certificate expires on {e}; the renew-by date ({r}) has passed, renewal is no longer possible — a new certificate is needed")
-            }
-        }
-    }
-}
 
 /// Why a signature is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,15 +47,16 @@ impl Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Refuse(Refusal),
-    /// The signature may go ahead.
+    /// The signature may go ahead; `warning` is the certificate's standing when the user
+    /// should hear of it (renew by a date, or too late to renew).
     Allow {
         class: CertClass,
-        warning: Option<ExpiryWarning>,
+        warning: Option<Standing>,
     },
     /// The signature may go ahead once the user confirms it (an organisation's seal).
     Confirm {
         class: CertClass,
-        warning: Option<ExpiryWarning>,
+        warning: Option<Standing>,
     },
 }
 
@@ -118,19 +95,10 @@ impl Policy {
             });
         }
         let class = self.class_of(cert);
-        let renew_by = cert.renew_by();
-        let expiring = cert.not_after - now <= i64::from(self.config.warn_days) * DAY;
-        let warning = expiring.then_some(if now > renew_by {
-            ExpiryWarning::RenewalClosed {
-                expires: cert.not_after,
-                renew_by,
-            }
-        } else {
-            ExpiryWarning::RenewBy {
-                expires: cert.not_after,
-                renew_by,
-            }
-        });
+        let warning = match certificate_standing(cert.not_after, now, self.config.warn_days) {
+            Standing::Valid => None,
+            standing => Some(standing),
+        };
         if class == CertClass::Organisation && self.config.confirm_organisation {
             Verdict::Confirm { class, warning }
         } else {
@@ -155,6 +123,7 @@ mod tests {
     }
 
     const NOW: i64 = 1_800_000_000;
+    const DAY: i64 = kyso_proto::dates::DAY;
 
     fn policy(warn_days: u32, confirm_organisation: bool) -> Policy {
         Policy::new(PolicyConfig {
@@ -227,21 +196,19 @@ mod tests {
     }
 
     #[test]
-    fn expiry_warnings_give_the_renew_by_date() {
+    fn expiry_warnings_follow_the_certificates_standing() {
         let expires = NOW + 45 * DAY;
         let c = cert(Some("CCCD:1"), NOW - DAY, expires);
-        let warning = ExpiryWarning::RenewBy {
-            expires,
-            renew_by: expires - 30 * DAY,
-        };
         assert_eq!(
             policy(60, false).judge(&c, NOW),
             Verdict::Allow {
                 class: CertClass::Personal,
-                warning: Some(warning)
+                warning: Some(Standing::RenewBy)
             }
         );
-        assert!(warning.message().contains(&date(expires - 30 * DAY)));
+        assert!(Standing::RenewBy
+            .text(expires)
+            .contains(&date(expires - 30 * DAY)));
         assert_eq!(
             policy(30, false).judge(&c, NOW),
             Verdict::Allow {
@@ -249,18 +216,17 @@ mod tests {
                 warning: None
             }
         );
-        let expires = NOW + 20 * DAY;
-        let c = cert(Some("CCCD:1"), NOW - DAY, expires);
-        assert_eq!(
-            policy(60, false).judge(&c, NOW),
-            Verdict::Allow {
-                class: CertClass::Personal,
-                warning: Some(ExpiryWarning::RenewalClosed {
-                    expires,
-                    renew_by: expires - 30 * DAY
-                })
-            }
-        );
+        // Inside the last 30 days renewal is closed, whatever the warning window.
+        let c = cert(Some("CCCD:1"), NOW - DAY, NOW + 20 * DAY);
+        for warn_days in [10, 60] {
+            assert_eq!(
+                policy(warn_days, false).judge(&c, NOW),
+                Verdict::Allow {
+                    class: CertClass::Personal,
+                    warning: Some(Standing::TooLateToRenew)
+                }
+            );
+        }
     }
 
     #[test]

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use cryptoki_sys as ck;
 use kyso_proto::audit::AuditEvent;
+use kyso_proto::standing::{certificate_standing, Standing};
 use kyso_proto::{CertificateStatus, TokenStatus, Ulong};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::audit::{Journal, TokenRef};
-use crate::certs::{self, CertFacts};
+use crate::certs::{self, CertFacts, SigningCert};
 use crate::error::Rv;
 use crate::events::SlotEvents;
 use crate::login::TokenLogin;
@@ -160,20 +161,18 @@ pub struct Registry {
     warn_days: u32,
 }
 
-/// Logs a certificate of an arriving token that is expired, not yet valid or within
-/// `warn_days` of its expiry, so that the user hears of it before signing.
+/// Logs a certificate of an arriving token that is not valid yet, or whose standing the user
+/// should hear of before signing (renew by, too late to renew, expired).
 fn announce(token_serial: &str, cert: &CertFacts, warn_days: u32) {
     let now = certs::now();
     let holder = cert.holder();
-    let (e, r) = (certs::date(cert.not_after), certs::date(cert.renew_by()));
-    if now > cert.not_after {
-        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số đã hết hạn ngày {e}: không còn giá trị pháp lý / The certificate expired on {e}: it has no legal value");
-    } else if now < cert.not_before {
+    if now < cert.not_before {
         tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số chưa có hiệu lực (từ ngày {d}) / The certificate is not valid before {d}", d = certs::date(cert.not_before));
-    } else if now > cert.renew_by() {
-        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số hết hạn ngày {e}, đã quá hạn gia hạn: cần xin cấp chứng thư số mới trước ngày {e} / The certificate expires on {e} and it is too late to renew: request a new certificate before {e}");
-    } else if cert.not_after - now <= i64::from(warn_days) * certs::DAY {
-        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, "Chứng thư số hết hạn ngày {e}: hãy gia hạn trước ngày {r} / The certificate expires on {e}: renew it by {r}");
+        return;
+    }
+    let standing = certificate_standing(cert.not_after, now, warn_days);
+    if standing != Standing::Valid {
+        tracing::warn!(token = %token_serial, cert_serial = %cert.serial, %holder, standing = %standing, "{}", standing.text(cert.not_after));
     }
 }
 
@@ -347,6 +346,10 @@ impl Registry {
         for cert in &certificates {
             announce(&serial, &cert.facts, self.warn_days);
         }
+        let seen: Vec<SigningCert> = certificates
+            .iter()
+            .map(|c| SigningCert::new(&c.facts, certs::class_of_uid(c.facts.uid.as_deref())))
+            .collect();
         let mut tokens = self.tokens.write();
         let token = Arc::new(Token {
             slot,
@@ -366,6 +369,9 @@ impl Registry {
         tracing::info!(slot, %serial, %label, module = %module_path, "token present");
         self.audit
             .token_event(AuditEvent::TokenPresent, token.audit_ref());
+        for cert in &seen {
+            self.audit.certificate_seen(token.audit_ref(), cert);
+        }
         self.events.publish(slot);
         slot
     }

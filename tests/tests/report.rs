@@ -558,3 +558,52 @@ fn signatures_through_the_shim_are_reported() {
     assert_eq!(report["totals"]["all"], 3);
     assert_eq!(c["expired"], false);
 }
+
+/// The expiry list covers every certificate a token brought to kysod, whether or not it ever
+/// signed: the policy fixture's expired certificate and the one expiring in 20 days are listed
+/// with their standing after kysod merely saw the token.
+#[test]
+fn certificates_kysod_saw_are_listed_though_they_never_signed() {
+    let fx = Fixture::with_policy_certs();
+    let daemon = Daemon::start(&fx);
+    let journal = fx.subdir("kysod").join("state").join("audit.jsonl");
+    let seen = std::fs::read_to_string(&journal)
+        .expect("journal")
+        .lines()
+        .filter(|l| l.contains("\"certificate_seen\""))
+        .count();
+    assert!(seen >= 5, "{seen} certificate_seen entries");
+    drop(daemon);
+
+    let today = dates::date(dates::now());
+    let out = Command::new(target_dir().join("kyso"))
+        .args([
+            "report",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--format",
+            "json",
+            "--journal",
+        ])
+        .arg(&journal)
+        .output()
+        .expect("run kyso report");
+    let report: Value = serde_json::from_str(&ok_stdout(&out)).expect("JSON report");
+    let listed = report["certificates"].as_array().unwrap();
+    let by_subject = |needle: &str| {
+        listed
+            .iter()
+            .find(|c| c["subject"].as_str().unwrap_or("").contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not listed: {report:#}"))
+    };
+    let expired = by_subject("(het han)");
+    assert_eq!(expired["status"], "expired", "{expired}");
+    assert_eq!(expired["signatures"], 0);
+    let late = by_subject("(sap het han)");
+    assert_eq!(late["status"], "too_late_to_renew", "{late}");
+    assert_eq!(late["signatures"], 0);
+    let seal = by_subject("UBND TINH DEMO");
+    assert_eq!(seal["class"], "organisation");
+}

@@ -81,8 +81,8 @@ fn admit_signature(
         Verdict::Allow { warning, .. } => (false, warning),
         Verdict::Confirm { warning, .. } => (true, warning),
     };
-    if let Some(warning) = warning {
-        tracing::warn!(token = %token.serial, cert_serial = %cert.serial, "{}", warning.message());
+    if let Some(standing) = warning {
+        tracing::warn!(token = %token.serial, cert_serial = %cert.serial, "{}", standing.text(cert.not_after));
     }
     if confirm {
         if let Err(rv) = confirm_organisation(d, c, s, &cert, &program) {
