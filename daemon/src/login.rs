@@ -1,8 +1,10 @@
 //! Virtual login. A module's login is token-wide, but kysod serves many applications: each
 //! client is logged in only if it logged in through kysod itself. The token is logged in at
 //! the module while at least one client is; a second client's PIN is checked against a salted
-//! verifier of the PIN the token accepted, so it spends no try on the token and a wrong PIN
-//! never lets it in.
+//! verifier of the PIN the token accepted. A PIN from an application that does not match logs
+//! the token out for every client: the token never counted that guess, so the next one goes to
+//! the token, and the verifier cannot be used to guess the PIN beyond the token's own tries. A
+//! PIN the user mistyped into kysod's own prompt only fails that login.
 //!
 //! With `[pin] share_login_seconds` set, a user login is also shared for that long: the user's
 //! other applications log in without being asked again, and a session of kysod's own keeps the
@@ -20,11 +22,6 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::Rv;
 use crate::module::Module;
-
-/// After this many wrong PINs checked against the verifier during one module login, further
-/// logins on the token are refused until it is logged out, so the verifier cannot be used to
-/// guess the PIN without the token counting.
-const MAX_MISMATCHES: u32 = 3;
 
 #[derive(Zeroize, ZeroizeOnDrop)]
 struct Verifier {
@@ -58,6 +55,15 @@ impl Verifier {
     }
 }
 
+/// How a second client's login went.
+enum Joined {
+    Yes,
+    /// The PIN does not match the one the token accepted.
+    WrongPin,
+    /// There was nothing to check it against.
+    Unchecked,
+}
+
 /// A user login offered to the user's other applications until `until`.
 struct SharedLogin {
     until: Instant,
@@ -73,12 +79,13 @@ pub struct TokenLogin {
     user: Option<Ulong>,
     verifier: Option<Verifier>,
     clients: HashSet<u64>,
-    mismatches: u32,
     shared: Option<SharedLogin>,
 }
 
 impl TokenLogin {
     /// Logs `client` in as `user`, through `session` (a module session on the token).
+    /// `typed` says the user typed `pin` into kysod's own prompt (rather than the application
+    /// supplying it).
     pub fn login(
         &mut self,
         module: &Module,
@@ -86,6 +93,7 @@ impl TokenLogin {
         client: u64,
         user: Ulong,
         pin: Option<&Pin>,
+        typed: bool,
     ) -> Result<(), Rv> {
         if user == ck::CKU_CONTEXT_SPECIFIC {
             // Re-authentication for one operation on an always-authenticate key.
@@ -106,14 +114,29 @@ impl TokenLogin {
         }
         match self.user {
             Some(current) if current != user => Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN)),
-            Some(_) => {
-                let joined = self.join(client, pin);
-                if joined.is_err() {
+            Some(_) => match self.join(client, pin) {
+                Joined::Yes => Ok(()),
+                Joined::Unchecked => {
                     // A failed login ends the sharing at once.
                     self.drop_shared(module);
+                    Err(Rv(ck::CKR_PIN_INCORRECT))
                 }
-                joined
-            }
+                // The user mistyped in kysod's prompt: a person's slip, not a guess an
+                // application can repeat at will.
+                Joined::WrongPin if typed => Err(Rv(ck::CKR_PIN_INCORRECT)),
+                Joined::WrongPin => {
+                    // An application's PIN does not match the one the token accepted: the guess
+                    // is not the token's to count, so it ends the module login for every client
+                    // instead. The next login goes to the token, which counts its tries itself.
+                    tracing::warn!(
+                        client,
+                        "a wrong PIN while the token is logged in: the token is logged out for every application"
+                    );
+                    self.clients.clear();
+                    self.end_module_login(module, Some(session));
+                    Err(Rv(ck::CKR_PIN_INCORRECT))
+                }
+            },
             None => {
                 match module.login(session, user, pin.map(Pin::expose)) {
                     Ok(()) => {}
@@ -127,7 +150,6 @@ impl TokenLogin {
                 }
                 self.user = Some(user);
                 self.verifier = pin.map(Verifier::new);
-                self.mismatches = 0;
                 self.clients.insert(client);
                 Ok(())
             }
@@ -136,26 +158,16 @@ impl TokenLogin {
 
     /// A second client joins a token already logged in: its PIN must match the one the token
     /// accepted.
-    fn join(&mut self, client: u64, pin: Option<&Pin>) -> Result<(), Rv> {
-        if self.mismatches >= MAX_MISMATCHES {
-            tracing::warn!(
-                client,
-                "login refused: too many wrong PINs while the token is logged in"
-            );
-            return Err(Rv(ck::CKR_PIN_INCORRECT));
-        }
-        let ok = match (&self.verifier, pin) {
-            (Some(v), Some(pin)) => v.matches(pin),
-            // Logged in through a protected authentication path: there is nothing to compare
-            // with, so a PIN-less login cannot be checked and is refused.
-            _ => false,
-        };
-        if ok {
-            self.clients.insert(client);
-            Ok(())
-        } else {
-            self.mismatches += 1;
-            Err(Rv(ck::CKR_PIN_INCORRECT))
+    fn join(&mut self, client: u64, pin: Option<&Pin>) -> Joined {
+        match (&self.verifier, pin) {
+            (Some(v), Some(pin)) if v.matches(pin) => {
+                self.clients.insert(client);
+                Joined::Yes
+            }
+            (Some(_), Some(_)) => Joined::WrongPin,
+            // Logged in through a protected authentication path, or no PIN given: there is
+            // nothing to compare, so the login cannot be checked and is refused.
+            _ => Joined::Unchecked,
         }
     }
 
@@ -189,7 +201,6 @@ impl TokenLogin {
     fn end_module_login(&mut self, module: &Module, session: Option<ck::CK_SESSION_HANDLE>) {
         self.user = None;
         self.verifier = None;
-        self.mismatches = 0;
         let keeper = self.shared.take().map(|s| s.keeper);
         if let Some(session) = session.or(keeper) {
             match module.logout(session) {
@@ -308,6 +319,5 @@ impl TokenLogin {
         self.clients.clear();
         self.user = None;
         self.verifier = None;
-        self.mismatches = 0;
     }
 }

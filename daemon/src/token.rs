@@ -641,7 +641,7 @@ mod tests {
             let m = &token.module;
             let mut login = token.login.lock();
             login
-                .login(m, session, 1, ck::CKU_USER, Some(&pin))
+                .login(m, session, 1, ck::CKU_USER, Some(&pin), false)
                 .unwrap();
             login.share(m, token.module_slot, Duration::from_secs(60));
             login.logout(m, Some(session), 1).unwrap();

@@ -131,3 +131,40 @@ fn a_failed_login_ends_the_sharing_at_once() {
     assert!(logged_in_and_saw_the_key(&out), "{}", out.text());
     assert_eq!(prompts(&dir), 2, "the shared login survived a failed login");
 }
+
+/// While one application keeps the token logged in, a wrong PIN for another one is checked by
+/// kysod, not the token: mistyped by the user into kysod's prompt, it fails only that login;
+/// supplied by an application (a guess the token never counts), it logs the token out for
+/// every application, so that the next guess is the token's to count.
+#[test]
+fn a_wrong_pin_while_logged_in_costs_the_guesser_not_the_others() {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::ObjectClass;
+
+    let fx = Fixture::new();
+    let (daemon, dir) = start(&fx, 0);
+    let shim = Module::shim(&daemon);
+    let a = shim.user_session(fx.serial_a());
+    let key = kyso_tests::util::find_one(&a, ObjectClass::PRIVATE_KEY, kyso_tests::ID_RSA);
+
+    // The user mistypes in the prompt another application raised.
+    std::fs::write(dir.join("answer"), "000000\n").unwrap();
+    let typo = other_application(&daemon, None);
+    assert!(!logged_in_and_saw_the_key(&typo), "{}", typo.text());
+    assert!(prompts(&dir) >= 1);
+    a.sign(&Mechanism::Sha256RsaPkcs, key, b"after a typo")
+        .expect("the first application still signs");
+
+    // An application guesses.
+    let guess = other_application(&daemon, Some("000000"));
+    assert!(!logged_in_and_saw_the_key(&guess), "{}", guess.text());
+    let err = a
+        .sign(&Mechanism::Sha256RsaPkcs, key, b"after a guess")
+        .expect_err("the token was logged out");
+    assert!(kyso_tests::rv_of(&err).is_some(), "{err}");
+
+    // A right PIN then logs in at the token.
+    std::fs::write(dir.join("answer"), format!("{USER_PIN}\n")).unwrap();
+    let right = other_application(&daemon, Some(USER_PIN));
+    assert!(logged_in_and_saw_the_key(&right), "{}", right.text());
+}

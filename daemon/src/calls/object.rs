@@ -77,6 +77,13 @@ pub fn copy(
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let source = c.object(s.token.slot, object)?;
+    // A copy is a token object when its source is and the template does not say otherwise.
+    if c.login_of(&s.token).is_none()
+        && bool_attr(&template, ck::CKA_TOKEN).is_none()
+        && !is_session_object(&s, source)
+    {
+        return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
+    }
     let template = admissible_template(c, &s, template)?;
     let copy = s
         .token
@@ -86,9 +93,20 @@ pub fn copy(
     Ok(Reply::Handle(c.export_made(&s, copy, is_user(c, &s))))
 }
 
+/// Token objects (`CKA_TOKEN` true) change only under the client's own login through kysod:
+/// the module may be logged in for another application, and a token object outlives them all.
+fn may_change(c: &Client, s: &Session, object: Ulong) -> Result<(), Rv> {
+    if c.login_of(&s.token).is_some() || is_session_object(s, object) {
+        Ok(())
+    } else {
+        Err(Rv(ck::CKR_USER_NOT_LOGGED_IN))
+    }
+}
+
 pub fn destroy(c: &Client, handle: Ulong, object: Ulong) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let target = c.object(s.token.slot, object)?;
+    may_change(c, &s, target)?;
     s.token.module.destroy_object(s.module_session, target)?;
     objects_changed(&s);
     c.forget_object(object);
@@ -132,6 +150,7 @@ pub fn set_attributes(
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     let target = c.object(s.token.slot, object)?;
+    may_change(c, &s, target)?;
     if !is_user(c, &s) && bool_attr(template, ck::CKA_PRIVATE) == Some(true) {
         return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
     }

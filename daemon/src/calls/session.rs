@@ -200,7 +200,7 @@ fn login_unjournaled(
     }
     let mut login = s.token.login.lock();
     let fresh = !login.is_logged_in();
-    let result = login.login(&s.token.module, s.module_session, c.id, user, pin);
+    let result = login.login(&s.token.module, s.module_session, c.id, user, pin, prompted);
     drop(login);
     let fresh_user = result.is_ok() && fresh && user == ck::CKU_USER;
     if fresh_user
