@@ -5,19 +5,23 @@
 //! History is never rewritten: at start the existing journal is checked, a broken chain is
 //! reported as an error and the new entries continue from its last line. Each entry is written
 //! and synced to disk (`fdatasync`) before the call it records returns, so a signature never
-//! leaves kysod before its entry is durable. The journal takes plain values — who asked, on
-//! which token, with which certificate — and never a PIN.
+//! leaves kysod before its entry is durable; calls that finish together share one sync. Before
+//! each entry kysod checks that the file is still the one it wrote (device, inode, length): a
+//! journal replaced, cut short or written to under it fails that entry, is logged, and the
+//! entries that follow go to the file at the path after a `journal_changed` entry. The
+//! journal takes plain values — who asked, on which token, with which certificate — and never
+//! a PIN.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kyso_proto::audit::{self, AuditEntry, AuditEvent, GENESIS};
 use kyso_proto::Ulong;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use sha2::{Digest, Sha256};
 
 use crate::certs::SigningCert;
@@ -43,12 +47,27 @@ pub struct TokenRef<'a> {
 /// The journal; clones share one file and one chain.
 #[derive(Clone)]
 pub struct Journal {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<Inner>,
+    /// Signalled when a sync ends.
+    synced: Condvar,
 }
 
 struct Inner {
     path: PathBuf,
-    file: Option<File>,
+    file: Option<Arc<File>>,
+    /// Device and inode of the open file.
+    identity: (u64, u64),
+    /// Entries written, and entries known to be on disk.
+    written: u64,
+    durable: u64,
+    /// A thread is syncing the file (outside the lock).
+    syncing: bool,
+    /// What was found changed in the file, to be journaled first once it is open again.
+    changed: Option<String>,
     /// Hash of the last line: the next entry's `prev`.
     prev: String,
     /// The file does not end with a newline (a cut line): the next write starts with one.
@@ -69,6 +88,8 @@ pub enum JournalError {
     },
     #[error("cannot encode an audit entry: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("the audit journal {path} was changed by another program: {what}")]
+    Changed { path: PathBuf, what: String },
 }
 
 /// The chain state at the end of an existing journal: last line's hash, and whether the
@@ -106,6 +127,11 @@ impl Journal {
         let mut inner = Inner {
             path: state_dir.join(audit::FILE_NAME),
             file: None,
+            identity: (0, 0),
+            written: 0,
+            durable: 0,
+            syncing: false,
+            changed: None,
             prev: GENESIS.into(),
             needs_newline: false,
             resync: true,
@@ -115,18 +141,57 @@ impl Journal {
             tracing::error!(journal = %inner.path.display(), error = %e, "cannot open the audit journal; events are lost and signatures withheld until it can be written");
         }
         Journal {
-            inner: Arc::new(Mutex::new(inner)),
+            inner: Arc::new(Shared {
+                state: Mutex::new(inner),
+                synced: Condvar::new(),
+            }),
         }
     }
 
-    /// Appends `entry` (its `prev` is set here) and syncs it to disk. A failure is logged with
-    /// the event it lost.
+    /// Appends `entry` (its `prev` is set here) and returns once it is on disk. A failure is
+    /// logged with the event it lost.
     pub fn append(&self, mut entry: AuditEntry) -> Result<(), JournalError> {
-        let result = self.inner.lock().append(&mut entry);
+        let result = self.write_and_sync(&mut entry);
         if let Err(e) = &result {
             tracing::error!(error = %e, lost = ?entry, "audit event NOT recorded");
         }
         result
+    }
+
+    /// Writes the entry, then waits until a sync covers it: the first thread to need one
+    /// syncs for every entry written so far, and the others wait for it (group commit).
+    fn write_and_sync(&self, entry: &mut AuditEntry) -> Result<(), JournalError> {
+        let mut st = self.inner.state.lock();
+        let mine = st.append(entry)?;
+        loop {
+            if st.durable >= mine {
+                return Ok(());
+            }
+            if st.syncing {
+                self.inner.synced.wait(&mut st);
+                continue;
+            }
+            let (Some(file), target) = (st.file.clone(), st.written) else {
+                return Err(JournalError::Io {
+                    path: st.path.clone(),
+                    error: std::io::ErrorKind::NotFound.into(),
+                });
+            };
+            st.syncing = true;
+            let synced = parking_lot::MutexGuard::unlocked(&mut st, || file.sync_data());
+            st.syncing = false;
+            self.inner.synced.notify_all();
+            match synced {
+                Ok(()) => st.durable = st.durable.max(target),
+                // The waiters try again themselves.
+                Err(error) => {
+                    return Err(JournalError::Io {
+                        path: st.path.clone(),
+                        error,
+                    })
+                }
+            }
+        }
     }
 
     /// Records a token arrival or removal.
@@ -252,22 +317,75 @@ impl Inner {
                 .create(true)
                 .mode(0o600)
                 .open(&self.path)?;
-            self.len = file.metadata()?.len();
+            let meta = file.metadata()?;
+            self.len = meta.len();
+            self.identity = (meta.dev(), meta.ino());
             self.prev = prev;
             self.needs_newline = cut;
-            self.file = Some(file);
+            self.file = Some(Arc::new(file));
             self.resync = false;
         }
         Ok(())
     }
 
-    /// Writes `entry` after the chain's last hash, then syncs it.
-    fn append(&mut self, entry: &mut AuditEntry) -> Result<(), JournalError> {
+    /// What changed in the journal file since kysod last wrote it, if anything: another file
+    /// at the path, or a length other than kysod left.
+    fn changed_under_us(&self) -> Option<String> {
+        if self.resync {
+            return None;
+        }
+        let file = self.file.as_ref()?;
+        let at_path = std::fs::metadata(&self.path).ok();
+        let open = file.metadata().ok()?;
+        match at_path {
+            None => Some("the file was removed".into()),
+            Some(p) if (p.dev(), p.ino()) != self.identity => Some(format!(
+                "another file was put in its place (inode {} became {})",
+                self.identity.1,
+                p.ino()
+            )),
+            Some(_) if open.len() < self.len => Some(format!(
+                "it was cut from {} to {} bytes",
+                self.len,
+                open.len()
+            )),
+            Some(_) if open.len() > self.len => Some(format!(
+                "{} bytes were written to it by another program",
+                open.len() - self.len
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Writes `entry` after the chain's last hash; returns its number, for the sync.
+    fn append(&mut self, entry: &mut AuditEntry) -> Result<u64, JournalError> {
         let io = |path: &Path, error| JournalError::Io {
             path: path.to_path_buf(),
             error,
         };
+        if let Some(what) = self.changed_under_us() {
+            tracing::error!(journal = %self.path.display(), what, "the audit journal was changed by another program; this entry is not recorded, and the entries that follow go to the file now at its path");
+            self.resync = true;
+            self.changed = Some(what.clone());
+            return Err(JournalError::Changed {
+                path: self.path.clone(),
+                what,
+            });
+        }
         self.prepare().map_err(|e| io(&self.path, e))?;
+        if let Some(what) = self.changed.take() {
+            let mut note = AuditEntry::new(AuditEvent::JournalChanged, SystemTime::now());
+            note.detail = Some(what);
+            self.write_entry(&mut note)?;
+        }
+        self.write_entry(entry)
+    }
+
+    fn write_entry(&mut self, entry: &mut AuditEntry) -> Result<u64, JournalError> {
+        let io = |path: &Path, error| JournalError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
         entry.prev = self.prev.clone();
         let line = entry.to_line()?;
         let hash = audit::line_hash(line.as_bytes());
@@ -277,10 +395,10 @@ impl Inner {
         }
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        let Some(file) = self.file.as_mut() else {
+        let Some(file) = self.file.as_deref() else {
             return Err(io(&self.path, std::io::ErrorKind::NotFound.into()));
         };
-        if let Err(e) = file.write_all(&bytes) {
+        if let Err(e) = (&*file).write_all(&bytes) {
             // Part of the line may be in the file (a full disk): cut it off so the journal
             // stays a valid chain, and read its end again before the next entry.
             // (Never lengthened: someone else may have shortened the file meanwhile.)
@@ -296,9 +414,8 @@ impl Inner {
         self.len += bytes.len() as u64;
         self.needs_newline = false;
         self.prev = hash;
-        // The line is in the file and the chain goes on from it; an entry that is not on disk
-        // yet is still reported, so that its signature is withheld.
-        file.sync_data().map_err(|e| io(&self.path, e))
+        self.written += 1;
+        Ok(self.written)
     }
 }
 
@@ -437,6 +554,80 @@ mod tests {
         assert_eq!(e.site.as_deref(), Some("https://vpdt.example.gov.vn"));
         assert_eq!(e.document.as_deref(), Some("hash"));
         assert_eq!(e.prev, GENESIS);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn entries_written_together_are_all_synced_and_chained() {
+        let d = dir("together");
+        let j = Journal::open(&d);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let j = j.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        j.append(entry(t * 100 + i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let st = j.inner.state.lock();
+        assert_eq!((st.written, st.durable), (200, 200));
+        drop(st);
+        let bytes = std::fs::read(d.join(audit::FILE_NAME)).unwrap();
+        assert_eq!(audit::verify_bytes(&bytes).unwrap().entries, 200);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A journal replaced, cut short or written to by another program fails the next entry,
+    /// and the entries after it follow a `journal_changed` entry in the file at the path.
+    #[test]
+    fn a_journal_changed_under_kysod_is_noticed() {
+        let d = dir("changed");
+        let path = d.join(audit::FILE_NAME);
+        let j = Journal::open(&d);
+        for change in ["replaced", "cut", "written"] {
+            j.append(entry(1)).unwrap();
+            j.append(entry(2)).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            match change {
+                "replaced" => {
+                    let other = d.join("forged");
+                    std::fs::write(&other, text.lines().next().unwrap().to_string() + "\n")
+                        .unwrap();
+                    std::fs::rename(&other, &path).unwrap();
+                }
+                "cut" => {
+                    let first = text.lines().next().unwrap().len() + 1;
+                    let f = OpenOptions::new().write(true).open(&path).unwrap();
+                    f.set_len(first as u64).unwrap();
+                }
+                _ => {
+                    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+                    f.write_all(b"{}\n").unwrap();
+                }
+            }
+            let err = j.append(entry(3)).unwrap_err();
+            assert!(
+                matches!(err, JournalError::Changed { .. }),
+                "{change}: {err}"
+            );
+            j.append(entry(4)).unwrap();
+            let after = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = after.lines().collect();
+            let note: AuditEntry = serde_json::from_str(lines[lines.len() - 2]).unwrap();
+            assert_eq!(note.event, AuditEvent::JournalChanged, "{change}");
+            assert!(note.detail.is_some(), "{change}");
+            let last: AuditEntry = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+            assert_eq!(last.pid, Some(4), "{change}");
+            assert_eq!(
+                last.prev,
+                audit::line_hash(lines[lines.len() - 2].as_bytes())
+            );
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 

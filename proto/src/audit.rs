@@ -42,6 +42,10 @@ pub enum AuditEvent {
     TokenPresent,
     /// A token went away.
     TokenRemoved,
+    /// kysod found the journal file changed under it (replaced, cut short or written to by
+    /// another program); `detail` says what it saw. The entries before this one are the
+    /// changed file's, not necessarily kysod's.
+    JournalChanged,
     /// A certificate on a token: one entry per certificate when the token arrives and when
     /// kysod starts with it present, with the token's and the certificate's fields and no
     /// `result`. The expiry list of `kyso report` covers every certificate seen.

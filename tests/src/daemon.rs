@@ -32,6 +32,8 @@ pub struct DaemonConfig {
     pub dir: String,
     /// Environment variables for `kysod` besides `SOFTHSM2_CONF`.
     pub env: Vec<(String, String)>,
+    /// The state directory (journal, slot table), when not the fixture subdirectory's.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -44,6 +46,7 @@ impl Default for DaemonConfig {
             program: None,
             dir: "kysod".into(),
             env: Vec::new(),
+            state_dir: None,
         }
     }
 }
@@ -83,7 +86,7 @@ impl Daemon {
     pub fn start_with(fx: &Fixture, cfg: DaemonConfig) -> Daemon {
         let root = fx.subdir(&cfg.dir);
         let run = root.join("run");
-        let state = root.join("state");
+        let state = cfg.state_dir.clone().unwrap_or_else(|| root.join("state"));
         fs::create_dir_all(&run).expect("create run dir");
         fs::create_dir_all(&state).expect("create state dir");
         fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).expect("chmod run dir");

@@ -129,6 +129,23 @@ fn bench(options: &Options) {
             ..DaemonConfig::default()
         },
     );
+    // The same kysod with its audit journal in memory (tmpfs): kyso's transport and work
+    // without the disk's sync, which kysod waits for before it hands out each signature.
+    let shm = tempfile::Builder::new()
+        .prefix("kyso-bench-")
+        .tempdir_in("/dev/shm")
+        .ok();
+    let in_memory = shm.as_ref().map(|shm| {
+        Daemon::start_with(
+            &fx,
+            DaemonConfig {
+                log: "info".into(),
+                dir: "kysod-tmpfs".into(),
+                state_dir: Some(shm.path().to_path_buf()),
+                ..DaemonConfig::default()
+            },
+        )
+    });
     let p11kit = P11KitServer::start(&fx, "p11-kit", Path::new(SOFTHSM_MODULE), &[]);
     if p11kit.is_none() {
         println!("(p11-kit server or {P11KIT_CLIENT} not found: no p11-kit figures)");
@@ -152,8 +169,22 @@ fn bench(options: &Options) {
             env: vec![("P11_KIT_SERVER_ADDRESS", server.address().into())],
         });
     }
+    if let Some(in_memory) = &in_memory {
+        // A copy of the shim: the same file would be the same library, already initialised.
+        let copy = fx.subdir("shim-copy").join("libkyso_pkcs11.so");
+        std::fs::copy(shim_path(), &copy).expect("copy the shim");
+        contenders.push(Contender {
+            name: "kyso, journal on tmpfs",
+            module: copy,
+            env: vec![("KYSO_SOCKET", in_memory.socket().into())],
+        });
+    }
     // The process serving each contender, whose wake-ups are counted.
-    let servers = [None, daemon.pid(), p11kit.as_ref().map(|s| s.child.id())];
+    let mut servers = vec![None, daemon.pid()];
+    if let Some(server) = &p11kit {
+        servers.push(Some(server.child.id()));
+    }
+    servers.extend(in_memory.iter().map(Daemon::pid));
 
     progress(&format!("idle daemons, no client ({:?})", options.idle));
     let idle_alone = wakeups_per_second(&servers, options.idle);
@@ -698,7 +729,7 @@ fn report(results: &Results, options: &Options) {
 }
 
 fn calls_table(r: &Results) {
-    let has_p11kit = r.names.len() > P11KIT;
+    let has_p11kit = r.names.get(P11KIT) == Some(&"p11-kit");
     let mut header = format!("| call | {} | kyso / in process |", r.names.join(" | "));
     let mut rule = format!("|---|{}---:|", "---:|".repeat(r.names.len()));
     if has_p11kit {
@@ -749,7 +780,7 @@ fn blocked_table(r: &Results) {
 }
 
 fn targets(r: &Results) {
-    if r.names.len() > P11KIT {
+    if r.names.get(P11KIT) == Some(&"p11-kit") {
         // The ratio, with both figures.
         let versus = |f: usize| {
             let (kyso, p11kit) = (r.calls[KYSO][f], r.calls[P11KIT][f]);
@@ -776,6 +807,15 @@ fn targets(r: &Results) {
                     ahead > 1.0,
                     &text,
                 );
+                if let Some(memory) = r.names.iter().position(|n| *n == "kyso, journal on tmpfs") {
+                    let (kyso, p11kit) = (r.calls[memory][f], r.calls[P11KIT][f]);
+                    println!(
+                        "- the same with kysod's journal on tmpfs (no disk sync): {} ({}/s against {}/s)",
+                        ratio(kyso / p11kit),
+                        number(kyso),
+                        number(p11kit)
+                    );
+                }
             }
         }
     }
