@@ -286,3 +286,108 @@ fn a_signature_is_journaled_and_synced_before_it_is_handed_out() {
         lines[entry..=answered.max(synced)].join("\n")
     );
 }
+
+/// A same-user program deletes signatures from the journal and recomputes the chain, putting
+/// the forged file in place of the one kysod writes. The chain alone looks intact, but the
+/// head a report pinned is gone, and kysod notices the file changed under it: the next
+/// signature is withheld and the journal says what happened.
+#[test]
+fn a_journal_rewritten_by_another_program_is_found_out() {
+    use kyso_proto::audit::{line_hash, AuditEntry, GENESIS};
+
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let shim = Module::shim(&daemon);
+    let s = shim.user_session(fx.serial_a());
+    let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+    for i in 0..6u8 {
+        s.sign(&Mechanism::Sha256RsaPkcs, key, &[b'd', i])
+            .expect("C_Sign");
+    }
+    let journal = journal_of(&fx);
+
+    // The report pins the journal's head.
+    let today = kyso_proto::dates::date(kyso_proto::dates::now());
+    let out = Command::new(target_dir().join("kyso"))
+        .args([
+            "report", "--from", &today, "--to", &today, "--format", "json",
+        ])
+        .arg("--journal")
+        .arg(&journal)
+        .output()
+        .expect("kyso report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let head = report["journal"]["head"].as_str().unwrap().to_string();
+    assert_eq!(report["journal"]["entries"], entries(&journal).len());
+
+    // Five signatures go, the chain is recomputed, the forgery replaces the file.
+    let mut kept = Vec::new();
+    let mut dropped = 0;
+    for line in std::fs::read_to_string(&journal).unwrap().lines() {
+        let e: AuditEntry = serde_json::from_str(line).unwrap();
+        if e.event == kyso_proto::audit::AuditEvent::Signature && dropped < 5 {
+            dropped += 1;
+            continue;
+        }
+        kept.push(e);
+    }
+    let mut prev = GENESIS.to_string();
+    let mut forged = String::new();
+    for mut e in kept {
+        e.prev = prev;
+        let line = e.to_line().unwrap();
+        prev = line_hash(line.as_bytes());
+        forged.push_str(&line);
+        forged.push('\n');
+    }
+    let tmp = journal.with_extension("forged");
+    std::fs::write(&tmp, forged).unwrap();
+    std::fs::rename(&tmp, &journal).unwrap();
+
+    let plain = verify(&["--journal".as_ref(), journal.as_os_str()]);
+    assert!(plain.status.success(), "the recomputed chain is intact");
+    let pinned = verify(&[
+        "--journal".as_ref(),
+        journal.as_os_str(),
+        "--head".as_ref(),
+        head.as_ref(),
+    ]);
+    assert_eq!(
+        pinned.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&pinned.stdout)
+    );
+
+    // kysod withholds the signature it can no longer record where it wrote, says why, and
+    // goes on in the file now at the path after a journal_changed entry.
+    let err = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, b"after the forgery")
+        .expect_err("a signature kysod cannot record is withheld");
+    assert_eq!(
+        kyso_tests::rv_of(&err),
+        Some(cryptoki::error::RvError::FunctionFailed),
+        "{err}"
+    );
+    assert!(
+        daemon.log().contains("changed by another program"),
+        "{}",
+        daemon.log()
+    );
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"next")
+        .expect("signing goes on");
+    let after = entries(&journal);
+    let n = after.len();
+    assert_eq!(
+        after[n - 2]["event"],
+        "journal_changed",
+        "{:?}",
+        &after[n - 2]
+    );
+    assert_eq!(after[n - 1]["event"], "signature");
+}

@@ -180,6 +180,9 @@ enum AuditCommand {
         /// The journal file itself.
         #[arg(long, value_name = "FILE")]
         journal: Option<PathBuf>,
+        /// A chain head a report printed: the journal must still hold it (exit 1 if not).
+        #[arg(long, value_name = "HASH")]
+        head: Option<String>,
     },
 }
 
@@ -212,7 +215,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit(AuditCommand::Verify { config, journal }) => audit::verify(config, journal),
+        Command::Audit(AuditCommand::Verify {
+            config,
+            journal,
+            head,
+        }) => audit::verify(config, journal, head),
         Command::Pin(PinCommand::Change { token, socket }) => {
             match change_pin(socket, token) {
                 Ok(serial) => {

@@ -141,6 +141,16 @@ pub struct Report {
     pub certificates: Vec<CertificateUse>,
     pub totals: Totals,
     pub recoveries: Vec<Recovery>,
+    /// The journal this report was made from, pinned by its chain's head: handed in with the
+    /// report, `kyso audit verify --head` later shows the journal still holds it.
+    pub journal: JournalHead,
+}
+
+/// A journal's chain head: how many entries, and the hash of the last line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalHead {
+    pub entries: usize,
+    pub head: String,
 }
 
 /// The classes a report counts; anything else, or none, counts as `other`.
@@ -160,7 +170,7 @@ pub fn build(
     today: Date,
     warn_days: u32,
 ) -> Result<Report, ReportError> {
-    audit::verify_bytes(journal).map_err(|e| ReportError::BrokenChain {
+    let verified = audit::verify_bytes(journal).map_err(|e| ReportError::BrokenChain {
         line: e.line,
         problem: e.problem.to_string(),
     })?;
@@ -274,6 +284,10 @@ pub fn build(
         certificates,
         totals,
         recoveries,
+        journal: JournalHead {
+            entries: verified.entries,
+            head: verified.last_hash,
+        },
     })
 }
 
@@ -290,7 +304,8 @@ pub fn to_json(report: &Report) -> String {
 }
 
 /// The report as one CSV table: the `record` column says what a row is (`certificate`,
-/// `application`, `total`, `recovery`) and each kind fills its own columns.
+/// `application`, `total`, `recovery`, `journal`) and each kind fills its own columns (the
+/// journal row: its entries under `signatures`, its chain head under `detail`).
 pub fn to_csv(report: &Report) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -394,6 +409,24 @@ pub fn to_csv(report: &Report) -> Result<String, csv::Error> {
             &o(&r.result),
         ])?;
     }
+    let entries = report.journal.entries.to_string();
+    w.write_record([
+        "journal",
+        "",
+        "",
+        "",
+        "",
+        &entries,
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        &report.journal.head,
+        "",
+    ])?;
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -558,6 +591,15 @@ pub fn to_table(report: &Report) -> String {
             let _ = writeln!(out, "  {}", cell(case, TABLE_WIDTH - 3).trim_end());
         }
     }
+    let _ = writeln!(out);
+    let entries = report.journal.entries;
+    let _ = writeln!(out, "5. Nhật ký kiểm toán: {entries} mục, mã băm cuối");
+    let _ = writeln!(out, "   Audit journal: {entries} entries, chain head");
+    let _ = writeln!(out, "  {}", report.journal.head);
+    let _ = writeln!(
+        out,
+        "  (kyso audit verify --head <mã băm / head> kiểm tra lại / checks it later)"
+    );
     out
 }
 
