@@ -7,12 +7,12 @@
 //! threads and every other client go on.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kyso_proto::frame::{self, FrameError};
 use kyso_proto::{Call, Hello, HelloReply, Refusal, Request, Response, Welcome, PROTOCOL_VERSION};
@@ -26,8 +26,15 @@ use crate::client::Client;
 use crate::error::Rv;
 use crate::state::State;
 
-/// How long a new connection may take to say hello.
+/// How long a new connection may take to say hello, from `accept`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a frame may take to arrive once its first byte has (a frame of the largest size
+/// takes milliseconds over a local socket).
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes of frames being read that all connections together may hold.
+const FRAME_BYTES: usize = 64 << 20;
+/// A buffer that grew past this for one large frame is let go afterwards.
+const BUFFER_KEEP: usize = 64 << 10;
 
 pub struct Server {
     state: Arc<State>,
@@ -37,6 +44,8 @@ pub struct Server {
     /// Open connections per process, counted from `accept` (before the handshake), so one
     /// process cannot hold more than `connections_per_client`, whatever its `Hello` says.
     per_process: Mutex<HashMap<i32, usize>>,
+    /// Bytes of frames being read, across all connections (at most [`FRAME_BYTES`]).
+    frame_bytes: AtomicUsize,
 }
 
 impl Server {
@@ -47,7 +56,26 @@ impl Server {
             next_client: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             per_process: Mutex::new(HashMap::new()),
+            frame_bytes: AtomicUsize::new(0),
         }
+    }
+
+    /// Reads one frame from a client into `buf`: waiting for its first byte as long as it
+    /// takes unless `deadline` is given, then the whole frame by `deadline` or within
+    /// [`FRAME_TIMEOUT`], its bytes counted against [`FRAME_BYTES`] while it is read.
+    fn read_frame(
+        &self,
+        stream: &UnixStream,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<(), FrameError> {
+        let mut incoming = Incoming {
+            stream,
+            deadline,
+            counted: 0,
+            total: &self.frame_bytes,
+        };
+        frame::read_payload(&mut incoming, buf)
     }
 
     /// Adds a connection to the client `(pid, instance)`, creating the client on its first.
@@ -176,8 +204,8 @@ impl Server {
             return;
         }
         let mut buf = Vec::new();
-        let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
-        if let Err(e) = frame::read_payload(&mut stream, &mut buf) {
+        let hello_by = Instant::now() + HELLO_TIMEOUT;
+        if let Err(e) = self.read_frame(&stream, &mut buf, Some(hello_by)) {
             tracing::warn!(pid, error = %e, "bad handshake; connection closed");
             return;
         }
@@ -215,10 +243,7 @@ impl Server {
         let welcome: HelloReply = Ok(Welcome {
             version: PROTOCOL_VERSION,
         });
-        let welcomed = stream
-            .set_read_timeout(None)
-            .map_err(FrameError::from)
-            .and_then(|()| frame::write(&mut stream, &welcome, &mut buf));
+        let welcomed = frame::write(&mut stream, &welcome, &mut buf);
         match welcomed {
             Ok(()) => self.requests(&client, &mut stream, &mut buf),
             Err(e) => tracing::debug!(pid, error = %e, "handshake not completed"),
@@ -230,7 +255,16 @@ impl Server {
     fn requests(&self, client: &Client, stream: &mut UnixStream, buf: &mut Vec<u8>) {
         let mut out = Vec::new();
         loop {
-            let request: Request = match frame::read(stream, buf) {
+            if buf.capacity() > BUFFER_KEEP {
+                *buf = Vec::new();
+            }
+            if out.capacity() > BUFFER_KEEP {
+                out = Vec::new();
+            }
+            let request: Request = match self
+                .read_frame(stream, buf, None)
+                .and_then(|()| frame::decode(buf))
+            {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
                 Err(e) => {
@@ -292,6 +326,48 @@ impl Server {
             }
             doorbell.clear();
         }
+    }
+}
+
+/// A connection's input while one frame is read: a deadline for the frame, set when its first
+/// byte arrives (or given, for the hello), and the frame's bytes counted against the bytes
+/// all connections may hold.
+struct Incoming<'a> {
+    stream: &'a UnixStream,
+    deadline: Option<Instant>,
+    counted: usize,
+    total: &'a AtomicUsize,
+}
+
+impl Read for Incoming<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline {
+            None => None,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(io::ErrorKind::TimedOut.into()),
+            },
+        };
+        self.stream.set_read_timeout(timeout)?;
+        let n = (&mut &*self.stream).read(out)?;
+        if n > 0 {
+            self.deadline
+                .get_or_insert_with(|| Instant::now() + FRAME_TIMEOUT);
+            let before = self.total.fetch_add(n, Ordering::Relaxed);
+            self.counted += n;
+            if before + n > FRAME_BYTES {
+                return Err(io::Error::other(
+                    "kysod holds too many bytes of unfinished frames",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.counted, Ordering::Relaxed);
     }
 }
 

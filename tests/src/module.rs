@@ -76,6 +76,17 @@ impl Module {
     }
 
     /// The slot holding the token with serial number `serial` (panics if there is none).
+    /// A read-only session on the token with serial `serial`, if the module lists it now.
+    pub fn session_if_present(&self, serial: &str) -> Option<Session> {
+        let slots = self.ctx().get_slots_with_token().ok()?;
+        let slot = slots.into_iter().find(|slot| {
+            self.ctx()
+                .get_token_info(*slot)
+                .is_ok_and(|i| i.serial_number().trim() == serial)
+        })?;
+        self.ctx().open_ro_session(slot).ok()
+    }
+
     pub fn slot_with_serial(&self, serial: &str) -> Slot {
         let slots = self.ctx().get_slots_with_token().expect("C_GetSlotList");
         for slot in slots {

@@ -582,3 +582,69 @@ impl Drop for Release {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// 17 processes × 64 connections each announce an 8 MiB frame and send a byte of it every
+/// 2 s: kysod's buffers grow with the bytes that come, not the announced length, each frame
+/// has one deadline, and the bytes held across connections are capped. kysod stays small, the
+/// slow frames are closed, and an application connecting during the flood signs.
+#[test]
+fn a_slow_flood_of_large_frames_neither_bloats_kysod_nor_shuts_applications_out() {
+    let fx = Fixture::new();
+    let daemon = Daemon::start(&fx);
+    let pid = daemon.pid().expect("kysod pid");
+    let rss0 = rss_kib(pid);
+    let flood: Vec<ClientProcess> = (0..17)
+        .map(|_| ClientProcess::start(&daemon, &["slowflood", "64"]))
+        .collect();
+    for f in &flood {
+        assert_eq!(f.line(), "ready");
+    }
+    let started = Instant::now();
+    let mut rss_max = rss_kib(pid);
+    // The application comes while the flood holds its connections.
+    let shim = Module::shim(&daemon);
+    let mut signed = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        rss_max = rss_max.max(rss_kib(pid));
+        let s = shim.session_if_present(fx.serial_a());
+        if let Some(s) = s {
+            if login(&s, USER_PIN).is_ok() {
+                let key = find_one(&s, ObjectClass::PRIVATE_KEY, ID_RSA);
+                if s.sign(&Mechanism::Sha256RsaPkcs, key, b"during the flood")
+                    .is_ok()
+                {
+                    signed = Some(started.elapsed());
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The flood's connections do not outlive their frames' deadline.
+    let open: Vec<String> = flood
+        .iter()
+        .map(|f| {
+            let mut last = String::new();
+            while let Ok(line) = f.lines.recv_timeout(Duration::from_millis(100)) {
+                last = line;
+            }
+            last
+        })
+        .collect();
+    rss_max = rss_max.max(rss_kib(pid));
+    eprintln!(
+        "slow flood: kysod RSS {rss0} -> at most {rss_max} KiB; signed after {signed:?}; {open:?}"
+    );
+    assert!(
+        rss_max < 200 * 1024,
+        "kysod grew to {rss_max} KiB under the flood"
+    );
+    assert!(
+        signed.is_some(),
+        "no signature within 30 s of the flood:\n{}",
+        daemon.log()
+    );
+    assert!(daemon.pid().is_some());
+    drop(flood);
+    signs_within(&shim, &fx, Duration::from_secs(5), "after the flood");
+}

@@ -17,6 +17,10 @@
 //! kyso-test-client flood N hello|silent
 //!     opens N connections to kysod and keeps them: `hello` ones shake hands (prints how many
 //!     kysod welcomed and refused), `silent` ones never say a word; prints `ready`, then waits
+//! kyso-test-client slowflood N
+//!     opens N connections, each announcing a frame of 8 MiB and sending one byte of it every
+//!     2 s (half before the handshake, half after it); prints `ready`, then every 2 s
+//!     `open=K` (connections kysod has not closed yet)
 //! kyso-test-client noread N
 //!     shakes hands, sends N requests without ever reading a reply (as far as the socket
 //!     takes them), prints `written=K`, `ready`, then waits
@@ -56,6 +60,10 @@ fn main() -> ExitCode {
             soak(serial, pin, Path::new(pubkey), seconds, seed)
         }
         ["signloop", serial, pin] => signloop(serial, pin),
+        ["slowflood", n] => match n.parse() {
+            Ok(n) => slowflood(n),
+            Err(_) => ExitCode::from(2),
+        },
         ["flood", n, mode] => match (n.parse(), mode) {
             (Ok(n), "hello" | "silent") => flood(n, mode == "hello"),
             _ => ExitCode::from(2),
@@ -165,6 +173,32 @@ fn flood(n: usize, hello: bool) -> ExitCode {
     }
     println!("welcomed={welcomed} refused={refused}");
     wait_forever()
+}
+
+fn slowflood(n: usize) -> ExitCode {
+    let path = socket();
+    let announce = (8u32 << 20).to_le_bytes();
+    let mut held: Vec<UnixStream> = Vec::new();
+    for i in 0..n {
+        let stream = if i % 2 == 0 {
+            UnixStream::connect(&path).ok()
+        } else {
+            Connection::open(&path, 2000 + i as u64)
+                .ok()
+                .and_then(|c| c.socket().try_clone().ok())
+        };
+        if let Some(mut stream) = stream {
+            if stream.write_all(&announce).is_ok() {
+                held.push(stream);
+            }
+        }
+    }
+    println!("ready");
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        held.retain(|mut s| s.write_all(&[0x55]).is_ok());
+        println!("open={}", held.len());
+    }
 }
 
 fn noread(n: usize) -> ExitCode {
