@@ -316,6 +316,7 @@ impl Inner {
                 .append(true)
                 .create(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&self.path)?;
             let meta = file.metadata()?;
             self.len = meta.len();

@@ -1,7 +1,7 @@
 //! kysod: serves the user's PKCS#11 tokens to local applications over a Unix socket.
 
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ mod calls;
 mod certs;
 mod client;
 mod events;
+mod files;
 mod hotplug;
 mod login;
 mod module;
@@ -151,16 +152,7 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     raise_descriptor_limit(config.limits.connections_total);
 
     let state_dir = config.state_path().map_err(|e| e.to_string())?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&state_dir)
-        .map_err(|e| {
-            format!(
-                "cannot create the state directory {}: {e}",
-                state_dir.display()
-            )
-        })?;
+    files::private_dir(&state_dir, "state directory")?;
 
     // Checked at start so a typo in a `[[token]]` entry is reported at once; USB detection
     // matches plugged devices against it.
@@ -270,13 +262,7 @@ fn listen(config: &Config) -> Result<(UnixListener, Option<PathBuf>), String> {
     }
     let path = config.socket_path().map_err(|e| e.to_string())?;
     if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
+        files::private_dir(dir, "socket directory")?;
     }
     if path.exists() {
         if UnixStream::connect(&path).is_ok() {

@@ -2,7 +2,6 @@
 //! given, across re-plugging and daemon restarts, because Java SunPKCS11 and NSS bind to slot
 //! ids. The table lives in `state_dir/slots.toml`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kyso_proto::Ulong;
@@ -79,15 +78,11 @@ impl SlotTable {
         id
     }
 
-    /// Writes the table atomically (temporary file, fsync, rename).
+    /// Writes the table atomically (see [`crate::files::replace`]).
     fn save(&self) -> std::io::Result<()> {
         let text = toml::to_string(&self.file).map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("toml.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(b"# kysod's stable slot ids; one entry per token ever seen.\n")?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+        let file = format!("# kysod's stable slot ids; one entry per token ever seen.\n{text}");
+        crate::files::replace(&self.path, file.as_bytes())
     }
 }
 

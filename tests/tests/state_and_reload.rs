@@ -306,3 +306,45 @@ fn sighup_reloads_run_time_settings_and_a_malformed_file_changes_nothing() {
         .lines()
         .any(|l| l.contains("takes effect when kysod restarts") && l.contains("log")));
 }
+
+/// A state or socket directory that other users may write (a misconfiguration another user
+/// could exploit with planted links or files) is refused at start with a clear message.
+#[test]
+fn a_state_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let root = fx.subdir("shared-state");
+    for (name, state_mode, run_mode, complaint) in [
+        ("state", 0o777, 0o700, "state directory"),
+        ("socket", 0o700, 0o775, "socket directory"),
+    ] {
+        let state = root.join(format!("{name}-state"));
+        let run = root.join(format!("{name}-run"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(state_mode)).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(run_mode)).unwrap();
+        let config = root.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "socket = {}\nstate_dir = {}\n",
+                kyso_tests::toml_str(&run.join("kysod.sock").to_string_lossy()),
+                kyso_tests::toml_str(&state.to_string_lossy())
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(kyso_tests::kysod_path())
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run kysod");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(complaint) && stderr.contains("may be written by other users"),
+            "{name}: {stderr}"
+        );
+        assert!(!run.join("kysod.sock").exists(), "{name}: kysod listened");
+    }
+}
