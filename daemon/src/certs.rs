@@ -31,6 +31,29 @@ pub struct CertFacts {
     /// Validity, seconds since the Unix epoch.
     pub not_before: i64,
     pub not_after: i64,
+    /// The certified public key, when of a kind tokens hold (RSA, EC).
+    pub public_key: Option<PublicKey>,
+}
+
+/// The public half of a key, as a certificate and a token both show it: an RSA modulus and
+/// exponent (without leading zero bytes), or an EC point (uncompressed, as SEC 1 writes it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PublicKey {
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+    Ec { point: Vec<u8> },
+}
+
+impl PublicKey {
+    fn rsa(modulus: &[u8], exponent: &[u8]) -> PublicKey {
+        let trim = |b: &[u8]| {
+            let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+            b[start..].to_vec()
+        };
+        PublicKey::Rsa {
+            modulus: trim(modulus),
+            exponent: trim(exponent),
+        }
+    }
 }
 
 impl CertFacts {
@@ -93,6 +116,15 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertFacts, String> {
         uid,
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
+        public_key: match cert.public_key().parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+                Some(PublicKey::rsa(rsa.modulus, rsa.exponent))
+            }
+            Ok(x509_parser::public_key::PublicKey::EC(point)) => Some(PublicKey::Ec {
+                point: point.data().to_vec(),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -149,6 +181,72 @@ pub fn key_id(module: &Module, session: Ulong, key: Ulong) -> Option<Vec<u8>> {
 
 /// A certificate object's `CKA_ID` and DER.
 type IdAndDer = (Vec<u8>, Vec<u8>);
+
+/// The public half of the private key `key`, read through the module `session`: an RSA key's
+/// modulus and exponent from the key itself; an EC key's point from the key when the module
+/// shows it there, else from the token's public key of the same `CKA_ID` (searched in a
+/// session of kysod's own on `module_slot`, so that a search the client has under way is not
+/// disturbed). `None` when the module shows neither.
+pub fn public_key_of(
+    module: &Module,
+    module_slot: Ulong,
+    session: Ulong,
+    key: Ulong,
+) -> Option<PublicKey> {
+    let key_type = read_attribute(module, session, key, ck::CKA_KEY_TYPE)?;
+    if key_type == ck::CKK_RSA.to_ne_bytes() {
+        let modulus = read_attribute(module, session, key, ck::CKA_MODULUS)?;
+        let exponent = read_attribute(module, session, key, ck::CKA_PUBLIC_EXPONENT)?;
+        return Some(PublicKey::rsa(&modulus, &exponent));
+    }
+    if key_type != ck::CKK_EC.to_ne_bytes() {
+        return None;
+    }
+    let point = read_attribute(module, session, key, ck::CKA_EC_POINT).or_else(|| {
+        let id = read_attribute(module, session, key, ck::CKA_ID)?;
+        let own = module
+            .open_session(module_slot, ck::CKF_SERIAL_SESSION)
+            .ok()?;
+        let template = [
+            Attribute {
+                kind: ck::CKA_CLASS,
+                value: Some(ck::CKO_PUBLIC_KEY.to_ne_bytes().to_vec()),
+            },
+            Attribute {
+                kind: ck::CKA_ID,
+                value: Some(id),
+            },
+        ];
+        let point = module.find_init(own, &template).ok().and_then(|()| {
+            let found = module.find(own, MAX_CANDIDATES);
+            let _ = module.find_final(own);
+            found
+                .ok()?
+                .into_iter()
+                .find_map(|public| read_attribute(module, own, public, ck::CKA_EC_POINT))
+        });
+        let _ = module.close_session(own);
+        point
+    })?;
+    Some(PublicKey::Ec {
+        point: unwrap_octet_string(&point).to_vec(),
+    })
+}
+
+/// `CKA_EC_POINT` is a DER OCTET STRING holding the point (some modules give the bare point).
+fn unwrap_octet_string(der: &[u8]) -> &[u8] {
+    let (len, header) = match der {
+        [0x04, n, ..] if *n < 0x80 => (usize::from(*n), 2),
+        [0x04, 0x81, n, ..] => (usize::from(*n), 3),
+        [0x04, 0x82, a, b, ..] => (usize::from(*a) << 8 | usize::from(*b), 4),
+        _ => return der,
+    };
+    if der.len() == header + len {
+        &der[header..]
+    } else {
+        der
+    }
+}
 
 /// The certificate objects of a search with `template` in a short-lived session of kysod's
 /// own on `module_slot` (so that a search a client has under way is not disturbed): their
@@ -290,6 +388,32 @@ mod tests {
         );
         assert_eq!(class_of_uid(facts.uid.as_deref()), CertClass::Organisation);
         assert!(parse_certificate(&der[..der.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn an_ec_point_is_read_wrapped_or_bare() {
+        let point: Vec<u8> = std::iter::once(4).chain(1..=64).collect();
+        let mut wrapped = vec![0x04, 65];
+        wrapped.extend_from_slice(&point);
+        assert_eq!(unwrap_octet_string(&wrapped), &point[..]);
+        assert_eq!(unwrap_octet_string(&point), &point[..]);
+    }
+
+    #[test]
+    fn a_certificates_public_key_is_read() {
+        let der = hex::decode(ORG_CERT_HEX).unwrap();
+        let facts = parse_certificate(&der).unwrap();
+        match facts.public_key {
+            Some(PublicKey::Ec { point }) => {
+                assert_eq!(point.len(), 65);
+                assert_eq!(point[0], 4);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            PublicKey::rsa(&[0, 0xc1, 2], &[0, 1, 0, 1]),
+            PublicKey::rsa(&[0xc1, 2], &[1, 0, 1])
+        );
     }
 
     #[test]

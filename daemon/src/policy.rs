@@ -119,6 +119,7 @@ mod tests {
             uid: uid.map(str::to_string),
             not_before,
             not_after,
+            public_key: None,
         }
     }
 

@@ -83,6 +83,9 @@ pub struct Token {
     /// readable certificate), read at the key's first signature and forgotten when a client
     /// changes the token's objects.
     signing_certs: Mutex<HashMap<Ulong, Option<Arc<CertFacts>>>>,
+    /// The public keys that had a certificate on the token while kysod served it: one whose
+    /// certificate is gone no longer signs.
+    certified: Mutex<HashSet<certs::PublicKey>>,
 }
 
 impl Token {
@@ -99,8 +102,12 @@ impl Token {
         }
     }
 
-    /// The certificate of the signing key `key`, looked up through the module `session`. A
-    /// failed look-up is an error and is not remembered; a key without certificate is.
+    /// The certificate of the signing key `key`, looked up through the module `session`: the
+    /// one whose public key is the key's, among the token's certificates read now (one with the
+    /// same `CKA_ID` but another key is not the key's). A key whose certificate kysod has seen
+    /// and is gone is refused; a key that never had one signs as a device key. When the module
+    /// shows nothing of the key's public half, the certificate of the same `CKA_ID` is taken.
+    /// A failed look-up is an error and is not remembered; a key without certificate is.
     pub fn signing_cert(
         &self,
         session: ck::CK_SESSION_HANDLE,
@@ -109,26 +116,59 @@ impl Token {
         if let Some(hit) = self.signing_certs.lock().get(&key) {
             return Ok(hit.clone());
         }
-        let found = match certs::key_id(&self.module, session, key) {
-            None => None,
-            Some(id) => match certs::certificate_der(&self.module, self.module_slot, &id)
-                .inspect_err(|rv| tracing::warn!(%rv, token = %self.serial, "cannot look up the signing certificate: signature refused"))?
-            {
-                None => {
-                    tracing::debug!(slot = self.slot, id = %certs::hex(&id), "no certificate for the signing key (a device key)");
-                    None
-                }
-                Some(der) => match certs::parse_certificate(&der) {
-                    Ok(facts) => Some(Arc::new(facts)),
-                    Err(e) => {
-                        tracing::warn!(slot = self.slot, id = %certs::hex(&id), error = %e, "the signing key's certificate cannot be parsed: signed as a key without certificate");
+        let found = match certs::public_key_of(&self.module, self.module_slot, session, key) {
+            Some(public) => {
+                let on_token = certs::token_certificates(&self.module, self.module_slot);
+                let id = certs::key_id(&self.module, session, key).map(|id| certs::hex(&id));
+                let mut matching: Vec<_> = on_token
+                    .into_iter()
+                    .filter(|c| c.facts.public_key.as_ref() == Some(&public))
+                    .collect();
+                // Several certificates of one key (a renewal): the one of the key's CKA_ID.
+                matching.sort_by_key(|c| Some(&c.status.id) != id.as_ref());
+                match matching.into_iter().next() {
+                    Some(cert) => {
+                        self.certified.lock().insert(public);
+                        Some(Arc::new(cert.facts))
+                    }
+                    None if self.certified.lock().contains(&public) => {
+                        tracing::warn!(token = %self.serial, slot = self.slot, "Từ chối ký: chứng thư số của khóa này không còn trên thiết bị / Signature refused: the certificate of this key is no longer on the token");
+                        return Err(Rv(ck::CKR_KEY_FUNCTION_NOT_PERMITTED));
+                    }
+                    None => {
+                        tracing::debug!(
+                            slot = self.slot,
+                            "no certificate for the signing key (a device key)"
+                        );
                         None
                     }
-                },
-            },
+                }
+            }
+            None => self.certificate_by_id(session, key)?,
         };
         self.signing_certs.lock().insert(key, found.clone());
         Ok(found)
+    }
+
+    /// The certificate of the same `CKA_ID` as `key`, for a key whose public half the module
+    /// does not show.
+    fn certificate_by_id(
+        &self,
+        session: ck::CK_SESSION_HANDLE,
+        key: Ulong,
+    ) -> Result<Option<Arc<CertFacts>>, Rv> {
+        let Some(id) = certs::key_id(&self.module, session, key) else {
+            return Ok(None);
+        };
+        let der = certs::certificate_der(&self.module, self.module_slot, &id)
+            .inspect_err(|rv| tracing::warn!(%rv, token = %self.serial, "cannot look up the signing certificate: signature refused"))?;
+        Ok(der.and_then(|der| match certs::parse_certificate(&der) {
+            Ok(facts) => Some(Arc::new(facts)),
+            Err(e) => {
+                tracing::warn!(slot = self.slot, id = %certs::hex(&id), error = %e, "the signing key's certificate cannot be parsed: signed as a key without certificate");
+                None
+            }
+        }))
     }
 
     /// A client changed the token's objects: certificates are read again when next needed.
@@ -361,6 +401,12 @@ impl Registry {
             manufacturer: field_text(&info.manufacturerID),
             present: AtomicBool::new(true),
             login: Mutex::new(Default::default()),
+            certified: Mutex::new(
+                certificates
+                    .iter()
+                    .filter_map(|c| c.facts.public_key.clone())
+                    .collect(),
+            ),
             certificates: certificates.into_iter().map(|c| c.status).collect(),
             signing_certs: Default::default(),
         });

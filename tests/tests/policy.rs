@@ -331,3 +331,81 @@ fn a_certificate_replaced_through_kysod_is_judged_afresh() {
     let err = sign_ec(&s, 2).expect_err("the replaced certificate is expired");
     assert_eq!(rv_of(&err), Some(RvError::KeyFunctionNotPermitted));
 }
+
+/// A same-user program tries to change which certificate a key signs under: without a login
+/// it can neither destroy the certificate nor plant one; logged in, a planted certificate with
+/// the key's `CKA_ID` but another key is not the key's, and once the real certificate is gone
+/// the key is refused, not signed with as a key without certificate.
+#[test]
+fn a_keys_certificate_is_the_one_of_its_public_key() {
+    use cryptoki::object::{Attribute, CertificateType};
+    use kyso_tests::util::pem_cert_to_der;
+
+    let fx = Fixture::with_policy_certs();
+    let (daemon, _) = start(&fx, "");
+    let shim = Module::shim(&daemon);
+    let planted = |s: &Session| {
+        // SoftHSM2 wants the subject: that of the expired certificate already on the token.
+        let expired = find_one(s, ObjectClass::CERTIFICATE, &[3]);
+        let subject = s
+            .get_attributes(expired, &[cryptoki::object::AttributeType::Subject])
+            .expect("the expired certificate's subject")
+            .pop()
+            .expect("a subject");
+        s.create_object(&[
+            subject,
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Id(ID_RSA.to_vec()),
+            Attribute::Label(b"planted".to_vec()),
+            // The expired certificate of another key.
+            Attribute::Value(pem_cert_to_der(&fx.cert_pem(3))),
+        ])
+    };
+
+    // Not logged in: token objects do not change.
+    let rw = shim
+        .ctx()
+        .open_rw_session(shim.slot_with_serial(fx.serial_a()))
+        .expect("C_OpenSession");
+    let cert = find_one(&rw, ObjectClass::CERTIFICATE, ID_RSA);
+    let err = rw
+        .destroy_object(cert)
+        .expect_err("destroyed without a login");
+    assert_eq!(rv_of(&err), Some(RvError::UserNotLoggedIn), "{err}");
+    let err = planted(&rw).expect_err("planted without a login");
+    assert_eq!(rv_of(&err), Some(RvError::UserNotLoggedIn), "{err}");
+
+    // Logged in: the planted certificate is ignored, the key signs under its own.
+    kyso_tests::login(&rw, kyso_tests::USER_PIN).expect("C_Login");
+    planted(&rw).expect("a logged-in client may add a certificate");
+    let key = find_one(&rw, ObjectClass::PRIVATE_KEY, ID_RSA);
+    rw.sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect("the key signs under its own certificate");
+    let journal = fx.subdir("kysod").join("state").join("audit.jsonl");
+    let last_signature = || {
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"event\":\"signature\""))
+            .last()
+            .map(str::to_string)
+            .unwrap()
+    };
+    let entry = last_signature();
+    assert!(entry.contains("NGUYEN VAN A, UBND Tinh Demo"), "{entry}");
+    assert!(!entry.contains("het han"), "{entry}");
+
+    // The real certificate destroyed: the key had one, so it no longer signs at all.
+    rw.destroy_object(cert).expect("C_DestroyObject");
+    let err = rw
+        .sign(&Mechanism::Sha256RsaPkcs, key, DOCUMENT)
+        .expect_err("a key whose certificate is gone signed");
+    assert_eq!(rv_of(&err), Some(RvError::KeyFunctionNotPermitted), "{err}");
+    assert!(
+        log(&daemon).contains("the certificate of this key is no longer on the token"),
+        "{}",
+        log(&daemon)
+    );
+}
