@@ -388,8 +388,7 @@ fn a_keys_certificate_is_the_one_of_its_public_key() {
         std::fs::read_to_string(&journal)
             .unwrap()
             .lines()
-            .filter(|l| l.contains("\"event\":\"signature\""))
-            .last()
+            .rfind(|l| l.contains("\"event\":\"signature\""))
             .map(str::to_string)
             .unwrap()
     };
