@@ -158,6 +158,10 @@ impl Default for Limits {
     }
 }
 
+fn shown(path: Option<&Path>) -> String {
+    path.map_or("pinentry".into(), |p| p.display().to_string())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -172,6 +176,122 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// This configuration (the user's) under the administrator's `admin`: the settings that
+    /// protect the user — the pinentry program, `[pin]`, `[policy]`, `[recovery]` — are the
+    /// administrator's, made stricter where the user's file is stricter and never looser.
+    /// Returns the configuration in force and the settings the user's file could not loosen.
+    pub fn bound_by(mut self, admin: &Config) -> (Config, Vec<&'static str>) {
+        let mut held = Vec::new();
+        if self.pinentry != admin.pinentry {
+            if self.pinentry.is_some() {
+                held.push("pinentry");
+            }
+            self.pinentry = admin.pinentry.clone();
+        }
+        if admin.pin.protected_path && !self.pin.protected_path {
+            held.push("pin.protected_path");
+            self.pin.protected_path = true;
+        }
+        if self.pin.share_login_seconds > admin.pin.share_login_seconds {
+            held.push("pin.share_login_seconds");
+            self.pin.share_login_seconds = admin.pin.share_login_seconds;
+        }
+        if admin.policy.confirm_organisation && !self.policy.confirm_organisation {
+            held.push("policy.confirm_organisation");
+            self.policy.confirm_organisation = true;
+        }
+        if self.policy.warn_days < admin.policy.warn_days {
+            held.push("policy.warn_days");
+            self.policy.warn_days = admin.policy.warn_days;
+        }
+        // The user may only mark more certificates as the organisation's (confirmed).
+        let mut classes = admin.policy.classes.clone();
+        for (serial, class) in &self.policy.classes {
+            let set_by_admin =
+                admin.policy.classes.keys().any(|k| {
+                    kyso_proto::normalise_serial(k) == kyso_proto::normalise_serial(serial)
+                });
+            if *class == CertClass::Organisation && !set_by_admin {
+                classes.insert(serial.clone(), *class);
+            } else if admin.policy.classes.get(serial) != Some(class) {
+                held.push("policy.classes");
+            }
+        }
+        self.policy.classes = classes;
+        // Helpdesks the administrator trusts, less those the user's file leaves out.
+        let keys = if self.recovery.helpdesk_keys.is_empty() {
+            admin.recovery.helpdesk_keys.clone()
+        } else {
+            admin
+                .recovery
+                .helpdesk_keys
+                .iter()
+                .filter(|k| self.recovery.helpdesk_keys.contains(k))
+                .cloned()
+                .collect()
+        };
+        if self
+            .recovery
+            .helpdesk_keys
+            .iter()
+            .any(|k| !admin.recovery.helpdesk_keys.contains(k))
+        {
+            held.push("recovery.helpdesk_keys");
+        }
+        self.recovery.helpdesk_keys = keys;
+        held.dedup();
+        (self, held)
+    }
+
+    /// The settings that protect the user and that `new` makes looser than `self`, each with
+    /// its old and new value, for a person to confirm.
+    pub fn loosened(&self, new: &Config) -> Vec<String> {
+        let mut changes = Vec::new();
+        if new.pinentry != self.pinentry {
+            changes.push(format!(
+                "pinentry: {} → {}",
+                shown(self.pinentry.as_deref()),
+                shown(new.pinentry.as_deref())
+            ));
+        }
+        if self.pin.protected_path && !new.pin.protected_path {
+            changes.push("pin.protected_path: true → false".into());
+        }
+        if new.pin.share_login_seconds > self.pin.share_login_seconds {
+            changes.push(format!(
+                "pin.share_login_seconds: {} → {}",
+                self.pin.share_login_seconds, new.pin.share_login_seconds
+            ));
+        }
+        if self.policy.confirm_organisation && !new.policy.confirm_organisation {
+            changes.push("policy.confirm_organisation: true → false".into());
+        }
+        if new.policy.warn_days < self.policy.warn_days {
+            changes.push(format!(
+                "policy.warn_days: {} → {}",
+                self.policy.warn_days, new.policy.warn_days
+            ));
+        }
+        for (serial, class) in &new.policy.classes {
+            let before = self.policy.classes.get(serial);
+            if before != Some(class) && *class != CertClass::Organisation {
+                changes.push(format!(
+                    "policy.classes.{serial}: {} → {}",
+                    before.map_or("(from the certificate)", |c| c.name()),
+                    class.name()
+                ));
+            }
+        }
+        for (serial, class) in &self.policy.classes {
+            if *class == CertClass::Organisation && !new.policy.classes.contains_key(serial) {
+                changes.push(format!(
+                    "policy.classes.{serial}: organisation → (from the certificate)"
+                ));
+            }
+        }
+        changes
+    }
+
     /// The settings read only at start, each with whether `new` differs from `self` there.
     pub fn start_only_changes(&self, new: &Config) -> [(&'static str, bool); 6] {
         [
@@ -240,6 +360,66 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_administrators_settings_bind_the_users_file() {
+        let admin = Config::parse(
+            "pinentry = \"/usr/bin/pinentry-gnome3\"\n[pin]\nshare_login_seconds = 60\n[policy]\nconfirm_organisation = true\nwarn_days = 60\nclasses = { \"0a\" = \"organisation\" }\n[recovery]\nhelpdesk_keys = [\"/etc/kyso/a.pub\", \"/etc/kyso/b.pub\"]\n",
+        )
+        .unwrap();
+        let user = Config::parse(
+            "pinentry = \"/home/u/evil\"\n[pin]\nprotected_path = false\nshare_login_seconds = 86400\n[policy]\nconfirm_organisation = false\nwarn_days = 90\nclasses = { \"0a\" = \"personal\", \"0b\" = \"organisation\" }\n[recovery]\nhelpdesk_keys = [\"/etc/kyso/b.pub\", \"/home/u/mine.pub\"]\n",
+        )
+        .unwrap();
+        let (c, held) = user.bound_by(&admin);
+        assert_eq!(
+            c.pinentry.as_deref(),
+            Some(Path::new("/usr/bin/pinentry-gnome3"))
+        );
+        assert!(c.pin.protected_path);
+        assert_eq!(c.pin.share_login_seconds, 60);
+        assert!(c.policy.confirm_organisation);
+        // Stricter in the user's file: kept.
+        assert_eq!(c.policy.warn_days, 90);
+        assert_eq!(c.policy.classes["0a"], CertClass::Organisation);
+        assert_eq!(c.policy.classes["0b"], CertClass::Organisation);
+        assert_eq!(
+            c.recovery.helpdesk_keys,
+            vec![PathBuf::from("/etc/kyso/b.pub")]
+        );
+        for setting in [
+            "pinentry",
+            "pin.protected_path",
+            "pin.share_login_seconds",
+            "policy.confirm_organisation",
+            "policy.classes",
+            "recovery.helpdesk_keys",
+        ] {
+            assert!(held.contains(&setting), "{setting}: {held:?}");
+        }
+        // A user's file that says nothing takes the administrator's settings.
+        let (c, _) = Config::default().bound_by(&admin);
+        assert!(c.policy.confirm_organisation);
+        assert_eq!(c.recovery.helpdesk_keys.len(), 2);
+        // Sharing no login is stricter than the administrator's minute.
+        assert_eq!(c.pin.share_login_seconds, 0);
+    }
+
+    #[test]
+    fn a_looser_setting_is_named() {
+        let before = Config::parse("[policy]\nconfirm_organisation = true\n").unwrap();
+        let after = Config::parse(
+            "[pin]\nshare_login_seconds = 86400\nprotected_path = false\n[policy]\nwarn_days = 10\n",
+        )
+        .unwrap();
+        let changes = before.loosened(&after);
+        assert_eq!(changes.len(), 4, "{changes:?}");
+        assert!(changes
+            .iter()
+            .any(|c| c.contains("share_login_seconds: 0 → 86400")));
+        assert!(!after.loosened(&before).iter().any(|c| c.contains("share")));
+        assert!(before.loosened(&before).is_empty());
+    }
 
     #[test]
     fn full_config_parses() {

@@ -36,10 +36,14 @@ use config::Config;
 #[derive(Parser)]
 #[command(name = "kysod", version)]
 struct Args {
-    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists,
-    /// else /etc/kyso/kysod.toml when it exists.
+    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/kyso/kysod.toml when it exists.
+    /// The administrator's /etc/kyso/kysod.toml, when it exists, binds the pinentry program,
+    /// [pin], [policy] and [recovery]: this file may only make them stricter.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The administrator's configuration file (for tests).
+    #[arg(long, hide = true, value_name = "FILE", default_value = ADMIN_CONFIG)]
+    admin_config: PathBuf,
     /// Writes the man page of kysod (roff) into DIR and exits; used when packaging.
     #[arg(long, hide = true, value_name = "DIR")]
     man_page: Option<PathBuf>,
@@ -56,7 +60,11 @@ fn main() {
         }
         return;
     }
-    let config = match load_config(args.config.as_deref()) {
+    let sources = Sources {
+        user: args.config,
+        admin: args.admin_config,
+    };
+    let (config, held) = match sources.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kysod: {e}");
@@ -64,7 +72,8 @@ fn main() {
         }
     };
     init_logging(&config);
-    if let Err(e) = run(config, args.config) {
+    report_held(&held);
+    if let Err(e) = run(config, sources) {
         tracing::error!("{e}");
         eprintln!("kysod: {e}");
         std::process::exit(1);
@@ -84,22 +93,52 @@ fn keep_out_other_programs() {
     }
 }
 
-/// The configuration the package installs, used by users who have none of their own.
-const SYSTEM_CONFIG: &str = "/etc/kyso/kysod.toml";
+/// The administrator's configuration, which the package installs.
+const ADMIN_CONFIG: &str = "/etc/kyso/kysod.toml";
 
-fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
-    if let Some(path) = path {
-        return Config::load(path);
+/// Where the configuration comes from: the user's file and the administrator's.
+struct Sources {
+    /// `--config`, else the user's default file if it exists.
+    user: Option<PathBuf>,
+    admin: PathBuf,
+}
+
+impl Sources {
+    /// The configuration in force: the user's file under the administrator's (see
+    /// [`Config::bound_by`]), either alone when the other is missing, the defaults when both
+    /// are. Also the settings the user's file could not loosen.
+    fn load(&self) -> Result<(Config, Vec<&'static str>), config::ConfigError> {
+        let admin = if self.admin.exists() {
+            Some(Config::load(&self.admin)?)
+        } else {
+            None
+        };
+        let user_path = self.user.clone().or_else(|| {
+            std::env::var_os("XDG_CONFIG_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+                .map(|d| d.join("kyso/kysod.toml"))
+                .filter(|p| p.exists())
+        });
+        let user = match user_path {
+            Some(p) if p != self.admin => Some(Config::load(&p)?),
+            _ => None,
+        };
+        Ok(match (user, admin) {
+            (Some(user), Some(admin)) => user.bound_by(&admin),
+            (Some(only), None) | (None, Some(only)) => (only, Vec::new()),
+            (None, None) => (Config::default(), Vec::new()),
+        })
     }
-    let default = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|d| d.join("kyso/kysod.toml"));
-    match default {
-        Some(p) if p.exists() => Config::load(&p),
-        _ if Path::new(SYSTEM_CONFIG).exists() => Config::load(Path::new(SYSTEM_CONFIG)),
-        _ => Ok(Config::default()),
+}
+
+fn report_held(held: &[&str]) {
+    for setting in held {
+        tracing::warn!(
+            setting,
+            "the user's configuration would loosen the administrator's setting; the administrator's is in force"
+        );
     }
 }
 
@@ -139,7 +178,7 @@ fn raise_descriptor_limit(connections: usize) {
     }
 }
 
-fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
+fn run(config: Config, sources: Sources) -> Result<(), String> {
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
@@ -210,7 +249,7 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let mut running = config;
     let signal = loop {
         match signals.wait().map_err(|e| format!("sigwait: {e}"))? {
-            Signal::SIGHUP => reload(&state, &mut running, config_path.as_deref()),
+            Signal::SIGHUP => reload(&state, &mut running, &sources),
             signal => break signal,
         }
     };
@@ -221,18 +260,29 @@ fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP: reads the configuration file again and puts its run-time part in force (see
+/// SIGHUP: reads the configuration files again and puts their run-time part in force (see
 /// [`state::Settings`]: limits, PIN collection, pinentry, policy). A file that does not parse
-/// changes nothing: the running configuration stays in force. Changes to what is read only at
-/// start are reported as waiting for a restart.
-fn reload(state: &state::State, running: &mut Config, path: Option<&Path>) {
-    let config = match load_config(path) {
-        Ok(c) => c,
+/// changes nothing: the running configuration stays in force. A reload that would loosen a
+/// setting that protects the user (a longer shared login, no confirmation of seal
+/// signatures, another pinentry …) takes effect only once the user confirms it in the running
+/// pinentry: a program of the user's could have written the file. Changes to what is read
+/// only at start are reported as waiting for a restart.
+fn reload(state: &state::State, running: &mut Config, sources: &Sources) {
+    let config = match sources.load() {
+        Ok((c, held)) => {
+            report_held(&held);
+            c
+        }
         Err(e) => {
             tracing::error!(error = %e, "configuration NOT reloaded; the running configuration stays in force");
             return;
         }
     };
+    let loosened = running.loosened(&config);
+    if !loosened.is_empty() && !loosening_confirmed(running, &loosened) {
+        tracing::warn!(changes = ?loosened, "configuration NOT reloaded: it loosens settings that protect the user, and the user did not confirm it");
+        return;
+    }
     for (setting, changed) in running.start_only_changes(&config) {
         if changed {
             tracing::warn!(
@@ -252,6 +302,30 @@ fn reload(state: &state::State, running: &mut Config, path: Option<&Path>) {
         ..running.clone()
     };
     *running = start_only;
+}
+
+/// Asks the user, through the pinentry in force, to confirm settings made looser.
+fn loosening_confirmed(running: &Config, changes: &[String]) -> bool {
+    let program = running
+        .pinentry
+        .clone()
+        .unwrap_or_else(|| "pinentry".into());
+    let prompt = pinentry::PinPrompt {
+        title: "kyso — cấu hình / configuration".into(),
+        description: format!(
+            "Tệp cấu hình của kyso vừa được sửa, nới lỏng các thiết lập bảo vệ bạn:\n{list}\nChỉ đồng ý nếu chính bạn đã sửa.\n\nkyso's configuration file was changed to loosen settings that protect you:\n{list}\nAgree only if you made this change yourself.",
+            list = changes.join("\n")
+        ),
+        prompt: String::new(),
+        error: None,
+    };
+    match pinentry::confirm(&pinentry::PinentrySettings::new(program), &prompt) {
+        Ok(confirmed) => confirmed,
+        Err(e) => {
+            tracing::warn!(error = %e, "no confirmation from the pinentry");
+            false
+        }
+    }
 }
 
 /// The listening socket: passed by systemd (socket activation) or created here. Returns the

@@ -238,7 +238,20 @@ fn reload(daemon: &Daemon, expect: &str) {
 #[test]
 fn sighup_reloads_run_time_settings_and_a_malformed_file_changes_nothing() {
     let fx = Fixture::new();
-    let mut daemon = Daemon::start(&fx);
+    let dir = fx.subdir("pinentry");
+    let pinentry = kyso_tests::pinentry::scripted_pinentry(&dir);
+    // The user confirms the loosening below.
+    fs::write(dir.join("answer"), "yes\n").unwrap();
+    let mut daemon = Daemon::start_with(
+        &fx,
+        kyso_tests::DaemonConfig {
+            extra: format!(
+                "pinentry = {}\n",
+                kyso_tests::toml_str(&pinentry.to_string_lossy())
+            ),
+            ..Default::default()
+        },
+    );
     let shim = Module::shim(&daemon);
     let slot = shim.slot_with_serial(fx.serial_a());
     let protected = || {
@@ -255,6 +268,11 @@ fn sighup_reloads_run_time_settings_and_a_malformed_file_changes_nothing() {
     fs::write(daemon.config_path(), &tightened).expect("write config");
     reload(&daemon, "configuration reloaded");
     assert!(!protected(), "[pin] protected_path = false not in force");
+    let seen = fs::read_to_string(dir.join("seen")).unwrap_or_default();
+    assert!(
+        seen.contains("CONFIRM") && seen.contains("protected_path"),
+        "the loosening was not put to the user: {seen}"
+    );
     let first = shim.session(fx.serial_a());
     let second = shim.session(fx.serial_a());
     let e = shim
@@ -346,5 +364,93 @@ fn a_state_directory_others_can_write_is_refused() {
             "{name}: {stderr}"
         );
         assert!(!run.join("kysod.sock").exists(), "{name}: kysod listened");
+    }
+}
+
+/// A program of the user's appends `[pin] share_login_seconds = 86400` to the user's file and
+/// sends SIGHUP: the loosening is put to the user, who did not make it, and nothing changes.
+/// An administrator's file binds the same settings: the user's file cannot loosen them at all.
+#[test]
+fn a_loosening_nobody_confirmed_is_not_reloaded_and_the_administrator_binds() {
+    let fx = Fixture::new();
+    let dir = fx.subdir("pinentry");
+    let pinentry = kyso_tests::pinentry::scripted_pinentry(&dir);
+    fs::write(dir.join("answer"), "no\n").unwrap();
+    let daemon = Daemon::start_with(
+        &fx,
+        kyso_tests::DaemonConfig {
+            extra: format!(
+                "pinentry = {}\n",
+                kyso_tests::toml_str(&pinentry.to_string_lossy())
+            ),
+            ..Default::default()
+        },
+    );
+    let original = fs::read_to_string(daemon.config_path()).expect("config");
+    fs::write(
+        daemon.config_path(),
+        format!("{original}\n[pin]\nshare_login_seconds = 86400\n"),
+    )
+    .unwrap();
+    reload(&daemon, "configuration NOT reloaded");
+    assert!(
+        daemon.log().contains("share_login_seconds: 0 → 86400"),
+        "{}",
+        daemon.log()
+    );
+    let seen = fs::read_to_string(dir.join("seen")).unwrap_or_default();
+    assert!(seen.contains("CONFIRM"), "{seen}");
+    drop(daemon);
+
+    // The administrator's file: the user's cannot loosen what it sets.
+    let admin = fx.subdir("etc").join("kysod.toml");
+    fs::write(
+        &admin,
+        format!(
+            "pinentry = {}\n[pin]\nshare_login_seconds = 0\n[policy]\nconfirm_organisation = true\n",
+            kyso_tests::toml_str(&pinentry.to_string_lossy())
+        ),
+    )
+    .unwrap();
+    let user = fx.subdir("user").join("kysod.toml");
+    fs::write(
+        &user,
+        format!(
+            "socket = {}\nstate_dir = {}\npinentry = \"/tmp/another-pinentry\"\n[pin]\nshare_login_seconds = 86400\n[policy]\nconfirm_organisation = false\n",
+            kyso_tests::toml_str(&fx.subdir("user").join("kysod.sock").to_string_lossy()),
+            kyso_tests::toml_str(&fx.subdir("user").join("state").to_string_lossy())
+        ),
+    )
+    .unwrap();
+    let mut kysod = std::process::Command::new(kyso_tests::kysod_path())
+        .arg("--config")
+        .arg(&user)
+        .arg("--admin-config")
+        .arg(&admin)
+        .env("SOFTHSM2_CONF", fx.softhsm_conf())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kysod");
+    let mut log = String::new();
+    let mut err = std::io::BufReader::new(kysod.stderr.take().unwrap());
+    while !log.contains("kysod ready") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut err, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        log.push_str(&line);
+    }
+    let _ = kysod.kill();
+    let _ = kysod.wait();
+    for setting in [
+        "pinentry",
+        "pin.share_login_seconds",
+        "policy.confirm_organisation",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("the administrator's is in force") && l.contains(setting)),
+            "{setting} not held:\n{log}"
+        );
     }
 }
