@@ -161,6 +161,40 @@ impl WireClient {
         (resp.rv, resp.reply)
     }
 
+    /// Opens a session on `slot`, logs the user in with the fixture's PIN and finds the RSA
+    /// private key: (session, key).
+    fn logged_in_key(&mut self, slot: u64) -> (u64, u64) {
+        use cryptoki_sys::*;
+        use kyso_proto::{Attribute, Call, Pin, Reply};
+        let session = self.handle(Call::OpenSession {
+            slot,
+            flags: CKF_SERIAL_SESSION,
+        });
+        let login = Call::Login {
+            session,
+            user_type: CKU_USER,
+            pin: Some(Pin::new(USER_PIN.as_bytes())),
+        };
+        assert_eq!(self.call(login).0, CKR_OK);
+        let template = vec![
+            Attribute {
+                kind: CKA_CLASS,
+                value: Some(CKO_PRIVATE_KEY.to_ne_bytes().to_vec()),
+            },
+            Attribute {
+                kind: CKA_ID,
+                value: Some(vec![0x01]),
+            },
+        ];
+        assert_eq!(self.call(Call::FindObjectsInit { session, template }).0, CKR_OK);
+        let key = match self.call(Call::FindObjects { session, max: 10 }) {
+            (0, Reply::Handles(h)) if h.len() == 1 => h[0],
+            other => panic!("the key: {other:?}"),
+        };
+        assert_eq!(self.call(Call::FindObjectsFinal { session }).0, CKR_OK);
+        (session, key)
+    }
+
     fn handle(&mut self, call: kyso_proto::Call) -> u64 {
         match self.call(call) {
             (0, kyso_proto::Reply::Handle(h)) => h,
@@ -443,40 +477,12 @@ fn session_objects_are_the_applications_own() {
 fn the_site_a_client_acts_for_is_journaled_with_its_signatures() {
     use cryptoki_sys::*;
     use kyso_proto::mechanism::Mechanism;
-    use kyso_proto::{Attribute, Call, Operation, Pin, Purpose, Reply};
+    use kyso_proto::{Call, Operation, Purpose, Reply};
 
     let fx = Fixture::new();
     let daemon = Daemon::start(&fx);
     let (mut a, _b, slot) = WireClient::two(&daemon);
-    let session = a.handle(Call::OpenSession {
-        slot,
-        flags: CKF_SERIAL_SESSION,
-    });
-    let login = Call::Login {
-        session,
-        user_type: CKU_USER,
-        pin: Some(Pin::new(USER_PIN.as_bytes())),
-    };
-    assert_eq!(a.call(login).0, CKR_OK);
-    let template = vec![
-        Attribute {
-            kind: CKA_CLASS,
-            value: Some(CKO_PRIVATE_KEY.to_ne_bytes().to_vec()),
-        },
-        Attribute {
-            kind: CKA_ID,
-            value: Some(vec![0x01]),
-        },
-    ];
-    assert_eq!(
-        a.call(Call::FindObjectsInit { session, template }).0,
-        CKR_OK
-    );
-    let key = match a.call(Call::FindObjects { session, max: 1 }) {
-        (0, Reply::Handles(h)) if h.len() == 1 => h[0],
-        other => panic!("the key: {other:?}"),
-    };
-    assert_eq!(a.call(Call::FindObjectsFinal { session }).0, CKR_OK);
+    let (session, key) = a.logged_in_key(slot);
     let purpose = Purpose {
         site: "https://vpdt.example.gov.vn".into(),
         document: "to-trinh-15.pdf".into(),
@@ -529,23 +535,8 @@ fn public_session_objects_need_no_login() {
     let fx = Fixture::new();
     let daemon = Daemon::start(&fx);
     // Another client keeps the module logged in.
-    let mut other = WireClient::connect(&daemon, 99);
-    let slot = match other.call(kyso_proto::Call::GetSlotList {
-        token_present: true,
-    }) {
-        (0, kyso_proto::Reply::SlotList(s)) => s[0],
-        other => panic!("{other:?}"),
-    };
-    let os = other.handle(kyso_proto::Call::OpenSession {
-        slot,
-        flags: cryptoki_sys::CKF_SERIAL_SESSION,
-    });
-    let login = kyso_proto::Call::Login {
-        session: os,
-        user_type: cryptoki_sys::CKU_USER,
-        pin: Some(kyso_proto::Pin::new(USER_PIN.as_bytes())),
-    };
-    assert_eq!(other.call(login).0, cryptoki_sys::CKR_OK);
+    let (mut other, _b, slot) = WireClient::two(&daemon);
+    other.logged_in_key(slot);
 
     let shim = Module::shim(&daemon);
     let s = shim.session(fx.serial_a());
