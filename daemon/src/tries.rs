@@ -49,11 +49,19 @@ impl PinKind {
         }
     }
 
-    /// How a person is told which PIN (Vietnamese / English).
+    /// The PIN's name in English (logs, messages).
     pub fn name(self) -> &'static str {
         match self {
-            PinKind::User => "mã PIN người dùng / user PIN",
-            PinKind::So => "mã PIN quản trị (SO PIN) / SO PIN",
+            PinKind::User => "user PIN",
+            PinKind::So => "SO PIN",
+        }
+    }
+
+    /// The PIN's name in Vietnamese (prompts).
+    pub fn name_vi(self) -> &'static str {
+        match self {
+            PinKind::User => "mã PIN người dùng",
+            PinKind::So => "mã PIN quản trị (SO PIN)",
         }
     }
 }

@@ -167,18 +167,18 @@ fn guard_refusal(token: &Token, rv: Rv) -> Refusal {
     }
 }
 
-/// SO login with `so_pin`, the user's new PIN through the pinentry, `C_InitPIN`, then the SO
-/// PIN becomes `new_so_pin`, recorded as `generation`. The SO PIN's state is checked before
+/// Applies the opened grant `g` to `token`: SO login with its current SO PIN, the user's new
+/// PIN through the pinentry, `C_InitPIN`, then the SO PIN becomes the grant's new one,
+/// recorded under the grant's digest as the token's generation. The SO PIN's state is checked before
 /// anyone is asked, and again under the token's login lock by the guard; there too kysod
-/// checks that the SO PIN generation it installed is still `installed` (no other recovery
-/// changed the SO PIN meanwhile), so a grant made stale spends no try.
+/// checks that the grant's SO PIN (its `so_generation`) is the generation it installed, and
+/// that no other recovery changed the SO PIN meanwhile, so a stale grant spends no try.
 fn unlock_token(
     d: &State,
     c: &Client,
     token: &Token,
-    so_pin: &[u8],
-    new_so_pin: &[u8],
-    generation: &str,
+    g: &kyso_recovery::Grant,
+    secrets: &grant::GrantSecrets,
     force: bool,
 ) -> Result<(), Refusal> {
     let info = token
@@ -186,6 +186,8 @@ fn unlock_token(
         .token_info(token.module_slot)
         .map_err(|rv| Refusal(rv, "cannot read the token's state".into()))?;
     so_usable(d, token, force)?;
+    let (so_pin, new_so_pin) = (&secrets.current_so_pin, &secrets.new_so_pin);
+    let (sealed_generation, generation) = (g.body.so_generation.as_deref(), g.body.digest());
     let installed = d.recovery.generation(&token.serial);
     let (min, max) = (info.ulMinPinLen as usize, info.ulMaxPinLen as usize);
     if new_so_pin.len() < min || new_so_pin.len() > max {
@@ -231,7 +233,16 @@ fn unlock_token(
                     "the token is in use (logged in): close the applications using it and try again; nothing was changed",
                 ));
             }
-            if d.recovery.generation(&token.serial) != installed {
+            let now_installed = d.recovery.generation(&token.serial);
+            if let (Some(sealed), Some(installed)) = (sealed_generation, &now_installed) {
+                if sealed != installed {
+                    return Err(Refusal::new(
+                        ck::CKR_FUNCTION_FAILED,
+                        format!("the grant carries the SO PIN of generation {sealed}, but kysod installed generation {installed} on this token; nothing was tried (the helpdesk approves the request again with --so-generation {installed})"),
+                    ));
+                }
+            }
+            if now_installed != installed {
                 return Err(Refusal::new(
                     ck::CKR_FUNCTION_FAILED,
                     "another recovery changed this token's SO PIN meanwhile: this grant's SO PIN is no longer the token's; nothing was tried (ask the helpdesk for a new grant)",
@@ -248,7 +259,7 @@ fn unlock_token(
             let _ = token.module.logout(session);
             let _ = token.module.close_session(session);
             if result.is_ok() {
-                d.recovery.set_generation(&token.serial, generation);
+                d.recovery.set_generation(&token.serial, &generation);
             }
             result
         },
@@ -391,15 +402,7 @@ fn open_and_apply(
     })?;
     let token = token_by_serial(d, &pending.serial).map_err(|r| (None, r))?;
     let generation = g.body.digest();
-    match unlock_token(
-        d,
-        c,
-        &token,
-        &secrets.current_so_pin,
-        &secrets.new_so_pin,
-        &generation,
-        force,
-    ) {
+    match unlock_token(d, c, &token, g, &secrets, force) {
         Ok(()) => Ok((token, secrets, generation)),
         Err(r) => Err((Some(token), r)),
     }

@@ -385,7 +385,8 @@ fn confirm_last_try(d: &State, c: &Client, token: &Token, kind: PinKind) -> Resu
     prompt.title = "kyso — lần thử cuối / last try".into();
     prompt.error = None;
     prompt.description.push_str(&format!(
-        "\n\nCòn 1 lần thử {kind} của thiết bị \"{label}\" (số sê-ri {serial}): mã sai sẽ khóa thiết bị. Tiếp tục?\nOne try of the {kind} of token \"{label}\" (serial {serial}) is left: a wrong one locks the token. Go on?",
+        "\n\nCòn 1 lần thử {kind_vi} của thiết bị \"{label}\" (số sê-ri {serial}): mã sai sẽ khóa thiết bị. Tiếp tục?\nOne try of the {kind} of token \"{label}\" (serial {serial}) is left: a wrong one locks the token. Go on?",
+        kind_vi = kind.name_vi(),
         kind = kind.name(),
         label = token.label,
         serial = token.serial,

@@ -59,6 +59,10 @@ enum Command {
         /// Who approves (default: $USER).
         #[arg(long)]
         operator: Option<String>,
+        /// The SO PIN to seal as the token's current one, by generation (a pending grant's
+        /// digest, as kysod names it when it refuses a grant); default: the confirmed escrow.
+        #[arg(long, value_name = "ID")]
+        so_generation: Option<String>,
         /// How long the grant is valid, in minutes.
         #[arg(long, default_value_t = 24 * 60, value_parser = clap::value_parser!(u32).range(0..=7 * 24 * 60))]
         valid_minutes: u32,
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
             case_ref,
             out,
             operator,
+            so_generation,
             valid_minutes,
         } => approve(
             &request,
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             &case_ref,
             &out,
             &operator_name(operator),
+            so_generation.as_deref(),
             valid_minutes,
         ),
         Command::Close {
@@ -268,6 +274,7 @@ fn approve(
     case_ref: &str,
     out: &Path,
     operator: &str,
+    so_generation: Option<&str>,
     valid_minutes: u32,
 ) -> Result<()> {
     if case_ref.trim().is_empty() {
@@ -285,7 +292,17 @@ fn approve(
         return Err(HelpdeskError::Exists(out.to_path_buf()));
     }
     let store = open_store(db)?;
-    let (current, _) = store.escrowed(&req.serial)?;
+    let (confirmed, confirmed_generation) = store.escrowed(&req.serial)?;
+    let (current, generation) = match so_generation {
+        None => (confirmed, confirmed_generation),
+        Some(g) if g == confirmed_generation => (confirmed, confirmed_generation),
+        Some(g) => store
+            .pending(&req.serial)?
+            .into_iter()
+            .find(|(id, _)| id == g)
+            .map(|(id, pin)| (pin, id))
+            .ok_or_else(|| HelpdeskError::UnknownGeneration(g.into()))?,
+    };
     let secrets = GrantSecrets {
         current_so_pin: current,
         new_so_pin: new_so_pin(req.min_pin_len, req.max_pin_len),
@@ -296,6 +313,7 @@ fn approve(
         case_ref,
         operator,
         lifetime_secs: i64::from(valid_minutes) * 60,
+        so_generation: &generation,
     };
     let grant = kyso_recovery::grant::issue(&req, &bytes, &secrets, &approval, &key)?;
     let id = grant.body.digest();
