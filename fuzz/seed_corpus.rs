@@ -522,6 +522,7 @@ fn recovery_artefact(dir: &Path) {
         expires: 1_780_087_000,
         enc: encode_b64(&[0x17; 32]),
         sealed: encode_b64(&[0x5a; 98]),
+        so_generation: Some("escrow".into()),
     };
     let helpdesk = kyso_recovery::grant::signing_key(&[0x21; 32]);
     let grant = Grant {

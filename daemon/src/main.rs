@@ -25,6 +25,7 @@ mod slots;
 mod state;
 mod token;
 mod tokentable;
+mod tries;
 
 // The parsers that take outside text (configuration, pinentry answers) live in the library
 // so that the fuzz targets can reach them.
@@ -228,6 +229,7 @@ fn run(config: Config, sources: Sources) -> Result<(), String> {
         state::Settings::from_config(&config),
         journal,
         recovery,
+        tries::PinFailures::open(&state_dir),
         nix::unistd::getuid().as_raw(),
     ));
     let ending = state.clone();

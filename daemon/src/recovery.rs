@@ -1,18 +1,18 @@
-//! What kysod keeps for token recovery in `state_dir/recovery/` (directory 0700, files 0600):
-//! the private halves of pending requests' ephemeral keys (`requests/NONCE.json`, deleted when
-//! the grant is applied or the request expires, so a grant works once), and the SO PIN
-//! generation it last installed on each token (`so-generations.json`), by which it picks the
-//! right escrowed SO PIN while a rotation is not yet confirmed to the helpdesk.
+//! What kysod keeps for token recovery. The private halves of pending requests' ephemeral
+//! keys live in kysod's memory only (kysod is not dumpable), so nothing the user's other
+//! programs can read opens a grant or makes a receipt: a request lasts until its grant is
+//! applied, it expires (72 h), or kysod stops. On disk, in `state_dir/recovery/` (directory
+//! 0700, files 0600), is only the SO PIN generation kysod last installed on each token
+//! (`so-generations.json`, no secret).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use kyso_proto::SoPinCandidate;
-use kyso_recovery::artefact::{decode_fixed, encode_b64};
-use serde::{Deserialize, Serialize};
+use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 /// A request waiting for its grant.
@@ -21,6 +21,7 @@ pub struct PendingRequest {
     /// SHA-256 (hex) of the request file kysod made: the grant must answer that very file.
     pub request_sha256: String,
     pub private_key: Zeroizing<[u8; 32]>,
+    pub expires: i64,
 }
 
 impl PendingRequest {
@@ -33,30 +34,19 @@ impl PendingRequest {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct RequestFile {
-    serial: String,
-    request_sha256: String,
-    private_key: String,
-    expires: i64,
-}
-
-impl Drop for RequestFile {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.private_key);
-    }
-}
-
 pub struct RecoveryState {
     dir: PathBuf,
     /// The helpdesk keys grants must be signed with (`[recovery] helpdesk_keys`).
     pub trusted: Vec<VerifyingKey>,
+    /// Pending requests by nonce. A grant being applied is taken out, so a second apply of
+    /// it finds nothing and spends nothing.
+    pending: Mutex<HashMap<String, PendingRequest>>,
 }
 
 /// Why a pending request cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestLookup {
-    #[error("no pending recovery request on this workstation matches the grant: it was already used (a grant works once), or the request was made elsewhere")]
+    #[error("no pending recovery request on this workstation matches the grant: it was already used (a grant works once) or is being applied now, kysod was restarted since the request was made (a request lasts until kysod stops; make a new one), or the request was made elsewhere")]
     Unknown,
     #[error("the recovery request expired; make a new one with `kyso recover request`")]
     Expired,
@@ -74,9 +64,18 @@ impl RecoveryState {
                     .map_err(|e| format!("helpdesk key {}: {e}", p.display()))
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let dir = state_dir.join("recovery");
+        // Request keys never belong on disk: any found there are deleted.
+        let stale = dir.join("requests");
+        if stale.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&stale) {
+                tracing::error!(dir = %stale.display(), error = %e, "cannot delete recovery keys left on disk");
+            }
+        }
         Ok(RecoveryState {
-            dir: state_dir.join("recovery"),
+            dir,
             trusted,
+            pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -86,13 +85,8 @@ impl RecoveryState {
         RecoveryState {
             dir: state_dir.join("recovery"),
             trusted: Vec::new(),
+            pending: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn request_path(&self, nonce: &str) -> Option<PathBuf> {
-        // The nonce comes from a file the user was given: only hex names a request.
-        (nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| self.dir.join("requests").join(format!("{nonce}.json")))
     }
 
     fn write_private(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -114,70 +108,30 @@ impl RecoveryState {
         std::fs::rename(&tmp, path)
     }
 
-    pub fn save_request(
-        &self,
-        nonce: &str,
-        serial: &str,
-        request_sha256: &str,
-        private_key: &[u8; 32],
-        expires: i64,
-    ) -> std::io::Result<()> {
-        let path = self
-            .request_path(nonce)
-            .ok_or_else(|| std::io::Error::other("bad nonce"))?;
-        let file = RequestFile {
-            serial: serial.into(),
-            request_sha256: request_sha256.into(),
-            private_key: encode_b64(private_key),
-            expires,
-        };
-        let bytes = Zeroizing::new(serde_json::to_vec(&file).map_err(std::io::Error::other)?);
-        self.write_private(&path, &bytes)
+    /// Keeps a new request (and lets go of the expired ones).
+    pub fn add_request(&self, nonce: &str, request: PendingRequest, now: i64) {
+        let mut pending = self.pending.lock();
+        pending.retain(|_, r| now < r.expires);
+        pending.insert(nonce.into(), request);
     }
 
-    pub fn load_request(&self, nonce: &str, now: i64) -> Result<PendingRequest, RequestLookup> {
-        let path = self.request_path(nonce).ok_or(RequestLookup::Unknown)?;
-        let bytes = Zeroizing::new(std::fs::read(&path).map_err(|_| RequestLookup::Unknown)?);
-        let file: RequestFile =
-            serde_json::from_slice(&bytes).map_err(|_| RequestLookup::Unknown)?;
-        if now >= file.expires {
-            self.forget_request(nonce);
+    /// Takes the request `nonce` out for its grant to be applied: no one else can use it
+    /// meanwhile. [`Self::put_back`] returns it when the grant was not applied.
+    pub fn take_request(&self, nonce: &str, now: i64) -> Result<PendingRequest, RequestLookup> {
+        let request = self
+            .pending
+            .lock()
+            .remove(nonce)
+            .ok_or(RequestLookup::Unknown)?;
+        if now >= request.expires {
             return Err(RequestLookup::Expired);
         }
-        let key = decode_fixed::<32>(&file.private_key, "private_key")
-            .map_err(|_| RequestLookup::Unknown)?;
-        Ok(PendingRequest {
-            serial: file.serial.clone(),
-            request_sha256: file.request_sha256.clone(),
-            private_key: Zeroizing::new(key),
-        })
+        Ok(request)
     }
 
-    /// Deletes the keys of requests past their 72 hours (run when a new request is made).
-    pub fn purge_expired(&self, now: i64) {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("requests")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let expired = std::fs::read(&path)
-                .ok()
-                .map(Zeroizing::new)
-                .and_then(|b| serde_json::from_slice::<RequestFile>(&b).ok())
-                .is_none_or(|f| now >= f.expires);
-            if expired && path.extension().is_some_and(|e| e == "json") {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-
-    /// Deletes a request's key: its grant can no longer be opened.
-    pub fn forget_request(&self, nonce: &str) {
-        if let Some(path) = self.request_path(nonce) {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::error!(error = %e, file = %path.display(), "cannot delete a used recovery key");
-            }
-        }
+    /// Returns a request taken out whose grant was not applied.
+    pub fn put_back(&self, nonce: &str, request: PendingRequest) {
+        self.pending.lock().insert(nonce.into(), request);
     }
 
     fn generations_path(&self) -> PathBuf {
@@ -235,32 +189,44 @@ mod tests {
         (RecoveryState::none(&dir), dir)
     }
 
+    fn pending(serial: &str, key: u8, expires: i64) -> PendingRequest {
+        PendingRequest {
+            serial: serial.into(),
+            request_sha256: format!("d-{serial}"),
+            private_key: Zeroizing::new([key; 32]),
+            expires,
+        }
+    }
+
     #[test]
-    fn an_expired_request_key_is_refused_and_deleted() {
+    fn a_request_is_taken_once_and_expires() {
         let (s, dir) = state();
         let (n1, n2) = ("a".repeat(32), "b".repeat(32));
-        s.save_request(&n1, "S1", "d1", &[1; 32], 100).unwrap();
-        s.save_request(&n2, "S2", "d2", &[2; 32], 300).unwrap();
-        let pending = s.load_request(&n1, 99).unwrap();
-        assert_eq!(*pending.private_key, [1; 32]);
-        assert_eq!(pending.request_sha256, "d1");
+        s.add_request(&n1, pending("S1", 1, 100), 0);
+        s.add_request(&n2, pending("S2", 2, 300), 0);
+        let taken = s.take_request(&n1, 99).unwrap();
+        assert_eq!(*taken.private_key, [1; 32]);
+        // Taken: a second apply finds nothing until it is put back.
         assert!(matches!(
-            s.load_request(&n1, 100),
+            s.take_request(&n1, 99),
+            Err(RequestLookup::Unknown)
+        ));
+        s.put_back(&n1, taken);
+        assert!(matches!(
+            s.take_request(&n1, 100),
             Err(RequestLookup::Expired)
         ));
         assert!(matches!(
-            s.load_request(&n1, 50),
+            s.take_request(&n1, 50),
             Err(RequestLookup::Unknown)
         ));
-        s.purge_expired(300);
+        // A new request lets go of the expired ones.
+        s.add_request(&"c".repeat(32), pending("S3", 3, 900), 300);
         assert!(matches!(
-            s.load_request(&n2, 10),
+            s.take_request(&n2, 10),
             Err(RequestLookup::Unknown)
         ));
-        assert!(matches!(
-            s.load_request("../x", 10),
-            Err(RequestLookup::Unknown)
-        ));
+        assert!(!dir.join("recovery").exists(), "no key is written to disk");
         let _ = std::fs::remove_dir_all(dir);
     }
 

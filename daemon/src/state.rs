@@ -1,6 +1,6 @@
 //! What every call may need beyond its client: the tokens, the settings in force, the audit
-//! journal and the recovery state. Built complete at start; only the settings change, when
-//! the configuration is reloaded.
+//! journal, the recovery state and the count of wrong PINs. Built complete at start; only the
+//! settings change, when the configuration is reloaded.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use crate::config::{Config, Limits, PinConfig};
 use crate::policy::Policy;
 use crate::recovery::RecoveryState;
 use crate::token::Registry;
+use crate::tries::PinFailures;
 
 /// The part of the configuration that a reload (SIGHUP) replaces while kysod runs: each call
 /// takes the settings in force when it starts. Everything else in the file (socket, state
@@ -43,6 +44,8 @@ pub struct State {
     pub audit: Journal,
     /// Remote recovery: pending requests' keys, SO PIN generations, trusted helpdesk keys.
     pub recovery: RecoveryState,
+    /// kysod's count of wrong PINs per token, for tokens that do not report their tries.
+    pub pin_failures: PinFailures,
     /// The only uid served.
     pub uid: u32,
 }
@@ -53,6 +56,7 @@ impl State {
         settings: Settings,
         audit: Journal,
         recovery: RecoveryState,
+        pin_failures: PinFailures,
         uid: u32,
     ) -> State {
         State {
@@ -60,6 +64,7 @@ impl State {
             settings: RwLock::new(Arc::new(settings)),
             audit,
             recovery,
+            pin_failures,
             uid,
         }
     }

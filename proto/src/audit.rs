@@ -57,7 +57,8 @@ pub enum AuditEvent {
     /// A recovery grant was applied (`kyso recover apply`): SO login, new user PIN, SO PIN
     /// rotated. `case_ref` names the agency's case; a refused grant is recorded with its result.
     RecoveryApply,
-    /// A locked token was unlocked on site by the helpdesk (`kyso-helpdesk unlock`).
+    /// A locked token was unlocked on site by the helpdesk (`kyso-helpdesk unlock`, which is
+    /// gone: found in older journals only).
     Unlock,
     /// A returned token was re-initialised (`kyso-helpdesk wipe`).
     Wipe,

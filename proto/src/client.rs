@@ -1,6 +1,6 @@
-//! The blocking client of kysod: one connection over its Unix socket, the handshake, and one
-//! request and its response at a time. The shim keeps a pool of these; the `kyso` tools and
-//! the tests use one each.
+//! The blocking client of kysod: one connection over its Unix socket, the check that kysod is
+//! the one listening, the handshake, and one request and its response at a time. The shim
+//! keeps a pool of these; the `kyso` tools and the tests use one each.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{send, MsgFlags};
+use nix::sys::socket::{getsockopt, send, sockopt::PeerCredentials, MsgFlags};
 use zeroize::Zeroize;
 
 use crate::frame::{self, FrameError};
@@ -29,6 +29,14 @@ pub enum ConnectError {
     Refused(String),
     #[error("kysod's answer to the hello: {0}")]
     Handshake(#[from] FrameError),
+    /// The socket's server is not kysod as this user runs it: nothing was sent to it.
+    #[error("the program listening on {path} runs as uid {uid} (pid {pid}), not as this user (uid {expected}): it is not your kysod, and nothing was sent to it; check the socket path (KYSO_SOCKET) and who created it")]
+    NotKysod {
+        path: PathBuf,
+        uid: u32,
+        pid: i32,
+        expected: u32,
+    },
 }
 
 /// The socket kysod listens on: `KYSO_SOCKET`, else `$XDG_RUNTIME_DIR/kyso/kysod.sock`, else
@@ -53,12 +61,35 @@ pub struct Connection {
 
 impl Connection {
     /// Connects to `socket` and says hello as the client `instance` (connections of one
-    /// process that present the same instance are one client to kysod).
+    /// process that present the same instance are one client to kysod). kysod serves only
+    /// its own user, so a server running as anyone else is refused before a byte is sent.
     pub fn open(socket: &Path, instance: u64) -> Result<Connection, ConnectError> {
+        Self::open_expecting(socket, instance, nix::unistd::getuid().as_raw())
+    }
+
+    /// As [`Connection::open`], with the server required to run as `uid`.
+    pub fn open_expecting(
+        socket: &Path,
+        instance: u64,
+        uid: u32,
+    ) -> Result<Connection, ConnectError> {
         let stream = UnixStream::connect(socket).map_err(|source| ConnectError::Unreachable {
             path: socket.to_path_buf(),
             source,
         })?;
+        // SO_PEERCRED: who created the listening socket, as the kernel recorded it.
+        let peer = getsockopt(&stream, PeerCredentials).map_err(|e| ConnectError::Unreachable {
+            path: socket.to_path_buf(),
+            source: e.into(),
+        })?;
+        if peer.uid() != uid {
+            return Err(ConnectError::NotKysod {
+                path: socket.to_path_buf(),
+                uid: peer.uid(),
+                pid: peer.pid(),
+                expected: uid,
+            });
+        }
         let mut conn = Connection {
             stream,
             scratch: Vec::with_capacity(256),
@@ -158,9 +189,6 @@ fn secret_room(call: &Call) -> usize {
         Call::InitToken { so_pin, label, .. } => pin(so_pin) + label.len(),
         Call::InitPin { pin: p, .. } | Call::Login { pin: p, .. } => pin(p),
         Call::SetPin { old, new, .. } => pin(old) + pin(new),
-        Call::Unlock(u) => {
-            candidates(&u.candidates) + u.new_so_pin.len() + u.generation.len() + u.case_ref.len()
-        }
         Call::Wipe {
             candidates: c,
             label,
@@ -234,6 +262,26 @@ mod tests {
         let err = Connection::open(&path, 7).err().unwrap();
         assert!(err.to_string().contains("too many connections"), "{err}");
         server.join().unwrap();
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_server_of_another_user_is_refused_before_anything_is_sent() {
+        let (listener, path) = socket("other-user");
+        let me = nix::unistd::getuid().as_raw();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut stream, &mut got).unwrap();
+            got
+        });
+        let err = Connection::open_expecting(&path, 7, me + 1).err().unwrap();
+        assert!(
+            matches!(err, ConnectError::NotKysod { uid, expected, .. } if uid == me && expected == me + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not your kysod"), "{err}");
+        assert!(server.join().unwrap().is_empty(), "no byte was sent");
         let _ = std::fs::remove_file(path);
     }
 

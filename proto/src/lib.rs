@@ -24,7 +24,7 @@ pub use pin::Pin;
 
 /// Version spoken by this build; the handshake refuses any other. Raised whenever a message
 /// changes shape.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// A serial number as written in the configuration or by tools (`0A:1B`, `0x0a1b`, `A1B`)
 /// in the form used for comparison: lowercase hex, no separators, no leading zeros.

@@ -377,9 +377,9 @@ pub enum Call {
     ChangePin {
         slot: Ulong,
     },
-    /// kyso: start a remote recovery of the token in `slot`: kysod makes an ephemeral X25519
-    /// key pair, keeps the private half in its state directory and answers with the request
-    /// file ([`Reply::Bytes`]).
+    /// kyso: start a recovery of the token in `slot`: kysod makes an ephemeral X25519 key
+    /// pair, keeps the private half in its memory (until the grant is applied, the request
+    /// expires or kysod stops) and answers with the request file ([`Reply::Bytes`]).
     RecoveryRequest {
         slot: Ulong,
     },
@@ -392,10 +392,8 @@ pub enum Call {
         grant: Vec<u8>,
         force: bool,
     },
-    /// kyso-helpdesk: unlock a token on site (see [`Unlock`]).
-    Unlock(Unlock),
-    /// kyso-helpdesk: re-initialise a returned token (`C_InitToken` with the SO PIN chosen
-    /// among `candidates`), with a new label.
+    /// kyso-helpdesk, on the helpdesk's own machine: re-initialise a returned token
+    /// (`C_InitToken` with the SO PIN chosen among `candidates`), with a new label.
     Wipe {
         slot: Ulong,
         candidates: Vec<SoPinCandidate>,
@@ -417,25 +415,10 @@ pub struct Purpose {
     pub document: String,
 }
 
-/// kyso-helpdesk: unlock the token in `slot` on site: SO login with the escrowed SO PIN
-/// (chosen among `candidates`, see [`SoPinCandidate`]), the user types the new PIN through the
-/// pinentry, `C_InitPIN`, then the SO PIN becomes `new_so_pin` (named `generation`). `force`
-/// allows spending the SO PIN's final try.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Unlock {
-    pub slot: Ulong,
-    pub candidates: Vec<SoPinCandidate>,
-    pub new_so_pin: Pin,
-    pub generation: String,
-    pub case_ref: String,
-    pub force: bool,
-}
-
 /// An SO PIN the helpdesk's escrow holds for a token, named by its generation: the grant digest
-/// or unlock id that installed it (`escrow` for one recorded by hand). Until a rotation is
-/// confirmed the escrow holds both the old and the new SO PIN; kysod records the generation it
-/// installed on each token, so it picks the right one without spending an SO PIN try on the
-/// wrong one.
+/// that installed it (`escrow` for one recorded by hand). Until a rotation is confirmed the
+/// escrow holds both the old and the new SO PIN; kysod records the generation it installed on
+/// each token, so it picks the right one without spending an SO PIN try on the wrong one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoPinCandidate {
     pub generation: String,
@@ -453,7 +436,6 @@ impl Call {
             } | Call::InitPin { pin: Some(_), .. }
                 | Call::SetPin { .. }
                 | Call::Login { pin: Some(_), .. }
-                | Call::Unlock(_)
                 | Call::Wipe { .. }
         )
     }

@@ -128,6 +128,11 @@ pub struct GrantBody {
     pub enc: String,
     /// HPKE ciphertext of the SO PINs and the receipt key (base64).
     pub sealed: String,
+    /// The generation of the SO PIN sealed as current (the grant digest that installed it, or
+    /// `escrow`): kysod refuses, without a try, a grant whose SO PIN is not the generation it
+    /// installed on the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub so_generation: Option<String>,
 }
 
 /// `kyso-helpdesk approve`: read by `kyso recover apply`.

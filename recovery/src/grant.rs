@@ -109,6 +109,8 @@ pub struct Approval<'a> {
     pub case_ref: &'a str,
     pub operator: &'a str,
     pub lifetime_secs: i64,
+    /// The generation of the current SO PIN in the secrets.
+    pub so_generation: &'a str,
 }
 
 /// The helpdesk's side: seals `secrets` to the request's key and signs the grant.
@@ -132,6 +134,7 @@ pub fn issue(
         expires: issued + approval.lifetime_secs,
         enc: String::new(),
         sealed: String::new(),
+        so_generation: Some(approval.so_generation.into()),
     };
     let mut rng = rand_core::OsRng.unwrap_err();
     let (enc, sealed) =
@@ -274,6 +277,7 @@ mod tests {
             case_ref: "12/CV",
             operator: "op",
             lifetime_secs: 60,
+            so_generation: "escrow",
         };
         let grant = issue(&request(&pk), b"req", &secrets(), &approval, &key).unwrap();
         let trusted = [key.verifying_key()];

@@ -186,7 +186,10 @@ impl WireClient {
                 value: Some(vec![0x01]),
             },
         ];
-        assert_eq!(self.call(Call::FindObjectsInit { session, template }).0, CKR_OK);
+        assert_eq!(
+            self.call(Call::FindObjectsInit { session, template }).0,
+            CKR_OK
+        );
         let key = match self.call(Call::FindObjects { session, max: 10 }) {
             (0, Reply::Handles(h)) if h.len() == 1 => h[0],
             other => panic!("the key: {other:?}"),

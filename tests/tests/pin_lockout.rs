@@ -96,7 +96,7 @@ fn at_the_final_try_an_application_pin_needs_the_users_confirmation() {
     assert_eq!(shown.matches("CONFIRM").count(), 1, "{shown}");
     assert!(shown.contains("Còn 1 lần thử"), "{shown}");
     assert!(
-        shown.contains("The application supplied the PIN itself"),
+        shown.contains("One try of the user PIN") && shown.contains("Go on?"),
         "{shown}"
     );
     assert_eq!(tries(&shim, slot), (false, true, false), "a try was spent");

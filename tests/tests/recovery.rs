@@ -1,6 +1,7 @@
-//! Token recovery on SoftHSM2 tokens: diagnosis, the helpdesk store, on-site unlock with SO PIN
-//! rotation, remote grants refused when they are not right, an interrupted apply, and wipe.
-//! (Locked tokens are in `recovery_locked.rs`.)
+//! Token recovery on SoftHSM2 tokens: diagnosis, the helpdesk store, recovery with SO PIN
+//! rotation, grants refused when they are not right, an interrupted apply, and wipe. (Locked
+//! tokens are in `recovery_locked.rs`, attacks by the user's own programs in
+//! `recovery_attacks.rs`.)
 
 use std::path::Path;
 
@@ -209,7 +210,7 @@ fn the_passphrase_is_asked_through_pinentry_without_the_environment() {
 }
 
 #[test]
-fn on_site_unlock_rotates_the_so_pin_and_works_again_from_the_escrow() {
+fn recovery_on_site_rotates_the_so_pin_and_works_again_from_the_escrow() {
     let fx = Fixture::new();
     let h = Helpdesk::new(&fx, "helpdesk");
     h.escrow(fx.serial_a(), SO_PIN);
@@ -219,19 +220,24 @@ fn on_site_unlock_rotates_the_so_pin_and_works_again_from_the_escrow() {
         &h,
         &format!("{NEW_PIN}\n{NEW_PIN}\n13572468\n13572468\n"),
     );
-    let unlock = |case: &str| {
-        h.run(&[
-            "unlock",
-            "--token",
-            fx.serial_a(),
-            "--case",
-            case,
-            "--socket",
-            &daemon.socket().to_string_lossy(),
-        ])
+    let d = fx.subdir("files");
+    // On site as remotely: request on the workstation, grant on the helpdesk's machine,
+    // apply on the workstation, close with the receipt.
+    let recover = |n: u32| {
+        let (req, grant, receipt) = (
+            d.join(format!("req{n}.json")),
+            d.join(format!("grant{n}.json")),
+            d.join(format!("receipt{n}.json")),
+        );
+        request(&daemon, fx.serial_a(), &req);
+        let out = approve(&h, &req, &grant, &[]);
+        assert!(out.status.success(), "approve: {}", out.text());
+        let out = apply(&daemon, &grant, &receipt);
+        assert!(out.status.success(), "apply: {}", out.text());
+        let out = h.run(&["close", receipt.to_str().unwrap()]);
+        assert!(out.status.success(), "close: {}", out.text());
     };
-    let out = unlock("45/SNV-CNTT");
-    assert!(out.status.success(), "unlock: {}", out.text());
+    recover(1);
     assert_eq!(pins_asked(&dir), 2, "the user typed the new PIN twice");
     assert_eq!(
         direct_login(&fx, fx.serial_a(), UserType::User, NEW_PIN),
@@ -247,28 +253,18 @@ fn on_site_unlock_rotates_the_so_pin_and_works_again_from_the_escrow() {
         token_status(&daemon, fx.serial_a())["so_pin_count_low"],
         true
     );
-    // A second unlock finds the rotated SO PIN in the escrow.
-    let out = unlock("46/SNV-CNTT");
-    assert!(out.status.success(), "second unlock: {}", out.text());
+    // A second recovery finds the rotated SO PIN in the escrow.
+    recover(2);
     assert_eq!(
         direct_login(&fx, fx.serial_a(), UserType::User, "13572468"),
         None
     );
-
-    let cases = h.cases();
-    let unlocks: Vec<_> = cases
+    let closed = h
+        .cases()
         .iter()
-        .filter(|c| c["action"] == "unlock" && c["outcome"] == "unlocked")
-        .collect();
-    assert_eq!(unlocks.len(), 2, "{cases:?}");
-    assert_eq!(unlocks[0]["case_ref"], "45/SNV-CNTT");
-    assert_eq!(unlocks[0]["operator"], "can-bo-ho-tro");
-    let journal =
-        std::fs::read_to_string(fx.dir().join("kysod/state/audit.jsonl")).expect("journal");
-    assert!(
-        journal.contains("\"event\":\"unlock\"") && journal.contains("45/SNV-CNTT"),
-        "{journal}"
-    );
+        .filter(|c| c["action"] == "close" && c["outcome"] == "closed")
+        .count();
+    assert_eq!(closed, 2);
     assert_absent(
         &[SO_PIN, NEW_PIN, "13572468"],
         &[&h.db, &fx.dir().join("kysod")],
@@ -415,7 +411,7 @@ fn bad_grants_are_refused_with_a_reason_and_change_nothing() {
 }
 
 #[test]
-fn an_apply_never_closed_is_still_recoverable_on_site() {
+fn an_apply_never_closed_is_still_recoverable_without_a_wasted_so_try() {
     let fx = Fixture::new();
     let h = Helpdesk::new(&fx, "helpdesk");
     h.escrow(fx.serial_a(), SO_PIN);
@@ -443,33 +439,37 @@ fn an_apply_never_closed_is_still_recoverable_on_site() {
     assert_eq!(pins_asked(&dir), 3);
     std::fs::remove_file(&receipt).unwrap();
 
-    // The escrow still has the old SO PIN as confirmed and the grant's as pending; kysod knows
-    // which one it installed, so the unlock spends no SO try on the wrong one.
-    let out = h.run(&[
-        "unlock",
-        "--token",
-        fx.serial_a(),
-        "--socket",
-        &daemon.socket().to_string_lossy(),
-    ]);
-    assert!(out.status.success(), "unlock: {}", out.text());
+    // The escrow still has the old SO PIN as confirmed and the grant's as pending. A grant
+    // sealing the old one is refused by kysod without a try, naming the one it installed.
+    let req2 = d.join("req2.json");
+    request(&daemon, fx.serial_a(), &req2);
+    let stale = d.join("stale.json");
+    assert!(approve(&h, &req2, &stale, &[]).status.success());
+    let out = apply(&daemon, &stale, &d.join("r3.json"));
+    assert!(!out.status.success(), "{}", out.text());
+    assert!(out.stderr.contains("nothing was tried"), "{}", out.text());
     let t = token_status(&daemon, fx.serial_a());
     assert_eq!(t["so_pin_count_low"], false, "an SO try was wasted: {t}");
+    let installed = out
+        .stderr
+        .split("--so-generation ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_hexdigit()).next())
+        .expect("kysod names the generation it installed")
+        .to_string();
+
+    // Approved again with that generation, the same request is answered and applied.
+    let fresh = d.join("fresh.json");
+    let out = approve(&h, &req2, &fresh, &["--so-generation", &installed]);
+    assert!(out.status.success(), "approve: {}", out.text());
+    let out = apply(&daemon, &fresh, &d.join("r4.json"));
+    assert!(out.status.success(), "apply: {}", out.text());
+    let t = token_status(&daemon, fx.serial_a());
+    assert_eq!(t["so_pin_count_low"], false, "{t}");
     assert_eq!(
         direct_login(&fx, fx.serial_a(), UserType::User, "11223399"),
         None
     );
-    // And the escrow follows: another unlock works.
-    let out = h.run(&[
-        "unlock",
-        "--token",
-        fx.serial_a(),
-        "--socket",
-        &daemon.socket().to_string_lossy(),
-    ]);
-    assert!(out.status.success(), "unlock after unlock: {}", out.text());
-    let t = token_status(&daemon, fx.serial_a());
-    assert_eq!(t["so_pin_count_low"], false, "{t}");
 }
 
 #[test]

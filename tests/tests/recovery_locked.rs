@@ -1,7 +1,7 @@
 //! Recovery of tokens that really lock (opencryptoki's soft token): a user PIN locked by three
 //! wrong PINs is recovered remotely and the original key signs with the user's new PIN; an SO
-//! PIN at its final try is not spent without --force; an SO-locked token is diagnosed and left
-//! alone.
+//! PIN at its final try is not spent without --force and the user's yes; wrong SO logins
+//! through kysod stop before the last try; an SO-locked token is diagnosed and left alone.
 
 use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
@@ -16,6 +16,7 @@ use kyso_tests::{
     login, rv_of, DaemonConfig, Fixture, Module, OCK_ID_RSA, OCK_SO_PIN, OCK_USER_PIN,
     OPENCRYPTOKI_MODULE,
 };
+use std::path::{Path, PathBuf};
 
 const NEW_PIN: &str = "55667788";
 const DOCUMENT: &[u8] = b"Quyet dinh so 7/QD-UBND: ky lai sau khi khoi phuc thiet bi.\n";
@@ -158,33 +159,98 @@ fn a_locked_token_is_recovered_remotely_and_signs_with_the_new_pin() {
     );
 }
 
+/// `kyso recover request` for `serial`, approved by `h`: the grant's path.
+fn granted(daemon: &kyso_tests::Daemon, h: &Helpdesk, serial: &str, d: &Path, n: u32) -> PathBuf {
+    let (req, grant) = (
+        d.join(format!("req{n}.json")),
+        d.join(format!("grant{n}.json")),
+    );
+    let out = kyso(
+        daemon,
+        &[
+            "recover",
+            "request",
+            "--token",
+            serial,
+            "--out",
+            req.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "request: {}", out.text());
+    let out = h.run(&[
+        "approve",
+        req.to_str().unwrap(),
+        "--case",
+        "90/STTTT-CNTT",
+        "--out",
+        grant.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "approve: {}", out.text());
+    grant
+}
+
+fn apply(
+    daemon: &kyso_tests::Daemon,
+    grant: &Path,
+    out: &Path,
+    force: bool,
+) -> kyso_tests::util::Output {
+    let mut args = vec![
+        "recover",
+        "apply",
+        grant.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if force {
+        args.push("--force");
+    }
+    kyso(daemon, &args)
+}
+
 #[test]
-fn so_pin_final_try_needs_force_and_an_so_locked_token_is_left_to_the_ca() {
+fn so_pin_final_try_needs_force_and_the_users_word_and_an_so_locked_token_is_left_to_the_ca() {
     let fx = Fixture::with_opencryptoki();
     let serial = fx.opencryptoki().serial().to_string();
     let h = Helpdesk::new(&fx, "helpdesk");
     h.escrow(&serial, OCK_SO_PIN);
+    // GETPINs take lines 2 on (the first is the answer to CONFIRM: not "yes" yet).
     let (daemon, dir) = kysod_trusting(
         &fx,
         DaemonConfig::with_opencryptoki(),
         &h,
-        &format!("{NEW_PIN}\n{NEW_PIN}\n"),
+        &format!("no\n{NEW_PIN}\n{NEW_PIN}\n{NEW_PIN}\n{NEW_PIN}\n"),
     );
-    let socket = daemon.socket().to_string_lossy().into_owned();
+    std::fs::write(dir.join("count"), "1\n").unwrap();
     for _ in 0..2 {
         direct_login(&serial, UserType::So, "00000000");
     }
     assert_eq!(token_status(&daemon, &serial)["so_pin_final_try"], true);
-    let out = h.run(&["unlock", "--token", &serial, "--socket", &socket]);
+    let d = fx.subdir("files");
+    let grant = granted(&daemon, &h, &serial, &d, 1);
+    let out = apply(&daemon, &grant, &d.join("r0.json"), false);
     assert!(!out.status.success());
     assert!(out.stderr.contains("final try"), "{}", out.text());
-    assert_eq!(pins_asked(&dir), 0);
+    assert_eq!(pins_asked(&dir), 1, "nothing was asked");
+
+    // --force: the user still has the last word, and says no.
+    let out = apply(&daemon, &grant, &d.join("r1.json"), true);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("did not agree"), "{}", out.text());
     let t = token_status(&daemon, &serial);
     assert_eq!(t["so_pin_final_try"], true, "no SO try was spent: {t}");
     assert_eq!(t["so_pin_locked"], false, "{t}");
+    let seen = std::fs::read_to_string(dir.join("seen")).unwrap();
+    assert!(
+        seen.contains("CONFIRM") && seen.contains("SO PIN"),
+        "{seen}"
+    );
 
-    let out = h.run(&["unlock", "--token", &serial, "--force", "--socket", &socket]);
-    assert!(out.status.success(), "forced unlock: {}", out.text());
+    // With the user's yes, the grant (put back after the refusal) is applied.
+    let answers = std::fs::read_to_string(dir.join("answer")).unwrap();
+    std::fs::write(dir.join("answer"), answers.replacen("no", "yes", 1)).unwrap();
+    let out = apply(&daemon, &grant, &d.join("r2.json"), true);
+    assert!(out.status.success(), "forced apply: {}", out.text());
     assert_eq!(token_status(&daemon, &serial)["so_pin_final_try"], false);
 
     for _ in 0..3 {
@@ -198,12 +264,66 @@ fn so_pin_final_try_needs_force_and_an_so_locked_token_is_left_to_the_ca() {
             .contains("certification authority"),
         "{t}"
     );
-    let out = h.run(&["unlock", "--token", &serial, "--force", "--socket", &socket]);
+    let out = kyso(
+        &daemon,
+        &[
+            "recover",
+            "request",
+            "--token",
+            &serial,
+            "--out",
+            d.join("req9.json").to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
     assert!(out.stderr.contains("locked too"), "{}", out.text());
-    assert_eq!(
-        pins_asked(&dir),
-        2,
-        "only the forced unlock asked for a PIN"
+}
+
+/// Malware holding a session through the shim tries SO PINs: kysod stops it before the try
+/// that would lock the SO PIN for good, and C_InitToken is guarded alike.
+#[test]
+fn wrong_so_logins_through_kysod_stop_before_the_last_try() {
+    let fx = Fixture::with_opencryptoki();
+    let serial = fx.opencryptoki().serial().to_string();
+    let h = Helpdesk::new(&fx, "helpdesk");
+    let (daemon, dir) = kysod_trusting(&fx, DaemonConfig::with_opencryptoki(), &h, "no\n");
+    let shim = Module::shim(&daemon);
+    let slot = shim.slot_with_serial(&serial);
+    let s = shim.ctx().open_rw_session(slot).expect("C_OpenSession");
+    let so_login = |pin: &str| {
+        s.login(UserType::So, Some(&AuthPin::new(pin.into())))
+            .err()
+            .and_then(|e| rv_of(&e))
+    };
+    assert_eq!(so_login("00000000"), Some(RvError::PinIncorrect));
+    assert_eq!(so_login("00000001"), Some(RvError::PinIncorrect));
+    // The third would lock the SO PIN: the user is asked, and declines.
+    assert_eq!(so_login("00000002"), Some(RvError::FunctionCanceled));
+    let seen = std::fs::read_to_string(dir.join("seen")).unwrap();
+    assert!(
+        seen.contains("CONFIRM") && seen.contains("SO PIN"),
+        "{seen}"
     );
+    let init = shim
+        .ctx()
+        .init_token(slot, &AuthPin::new("00000003".into()), "WIPED")
+        .err()
+        .and_then(|e| rv_of(&e));
+    assert_eq!(init, Some(RvError::FunctionCanceled));
+    let t = token_status(&daemon, &serial);
+    assert_eq!(t["so_pin_locked"], false, "{t}");
+    assert_eq!(t["so_pin_final_try"], true, "{t}");
+
+    // kysod counted the two wrong SO PINs in its state directory.
+    let counts = std::fs::read_to_string(fx.dir().join("kysod/state/pin-failures.json")).unwrap();
+    let counts: serde_json::Value = serde_json::from_str(&counts).unwrap();
+    assert_eq!(counts[&serial]["so"], 2, "{counts}");
+
+    // With the user's yes, the right SO PIN gets its try and the count starts over.
+    std::fs::write(dir.join("answer"), "yes\n").unwrap();
+    assert_eq!(so_login(OCK_SO_PIN), None);
+    s.logout().expect("C_Logout");
+    assert_eq!(token_status(&daemon, &serial)["so_pin_final_try"], false);
+    let counts = std::fs::read_to_string(fx.dir().join("kysod/state/pin-failures.json")).unwrap();
+    assert!(!counts.contains(&serial), "{counts}");
 }

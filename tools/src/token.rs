@@ -113,7 +113,7 @@ fn next_steps(d: &Diagnosis<'_>, certs: &[CertificateStatus]) -> Vec<String> {
         ));
         if d.so_pin_final_try {
             steps.push(
-                "SO PIN at its final try: the helpdesk must be sure of the SO PIN before unlocking"
+                "SO PIN at its final try: the helpdesk must be sure of the SO PIN before recovering"
                     .into(),
             );
         }

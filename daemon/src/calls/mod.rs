@@ -30,7 +30,7 @@ pub fn handle(d: &State, c: &Client, call: Call) -> (Rv, Reply) {
             slot,
             so_pin,
             label,
-        } => slot::init_token(d, slot, so_pin.as_ref(), &label),
+        } => slot::init_token(d, c, slot, so_pin.as_ref(), &label),
         Call::Status => Ok(Reply::Status(d.registry.status())),
         Call::Purpose(purpose) => {
             c.set_purpose(purpose);
@@ -39,7 +39,6 @@ pub fn handle(d: &State, c: &Client, call: Call) -> (Rv, Reply) {
         Call::ChangePin { slot } => session::change_pin(d, c, slot),
         Call::RecoveryRequest { slot } => return recovery::request(d, c, slot),
         Call::RecoveryApply { grant, force } => return recovery::apply(d, c, &grant, force),
-        Call::Unlock(order) => return recovery::unlock(d, c, &order),
         Call::Wipe {
             slot,
             candidates,
@@ -56,9 +55,9 @@ pub fn handle(d: &State, c: &Client, call: Call) -> (Rv, Reply) {
             pin,
         } => session::login(d, c, session, user_type, pin.as_ref()),
         Call::Logout { session } => session::logout(c, session),
-        Call::InitPin { session, pin } => session::init_pin(c, session, pin.as_ref()),
+        Call::InitPin { session, pin } => session::init_pin(d, c, session, pin.as_ref()),
         Call::SetPin { session, old, new } => {
-            session::set_pin(c, session, old.as_ref(), new.as_ref())
+            session::set_pin(d, c, session, old.as_ref(), new.as_ref())
         }
         Call::CreateObject { session, template } => object::create(c, session, template),
         Call::CopyObject {

@@ -1,19 +1,22 @@
-//! Token recovery: the remote request and grant (`kyso recover`), the helpdesk's on-site
-//! unlock and the wipe of a returned token (`kyso-helpdesk`). Every outcome, refusals
+//! Token recovery: the request and grant (`kyso recover`; on site or remote alike) and the
+//! wipe of a returned token on the helpdesk's own machine (`kyso-helpdesk wipe`). Every SO PIN
+//! try goes through the guard of [`super::session::guarded_try`]. Every outcome, refusals
 //! included, goes to the audit journal; no PIN is ever logged or journaled.
 
 use std::sync::Arc;
 
 use cryptoki_sys as ck;
 use kyso_proto::audit::AuditEvent;
-use kyso_proto::{Pin, Reply, SoPinCandidate, Ulong, Unlock};
+use kyso_proto::{Pin, Reply, SoPinCandidate, Ulong};
 use kyso_recovery::artefact::{encode_b64, RequestCertificate, REQUEST_KIND, VERSION};
 use kyso_recovery::{grant, receipt, RecoveryRequest};
 
 use crate::client::Client;
 use crate::error::Rv;
+use crate::recovery::PendingRequest;
 use crate::state::State;
 use crate::token::Token;
+use crate::tries::{NextTry, PinKind};
 
 /// A refusal: the PKCS#11 code and a message for a person.
 struct Refusal(Rv, String);
@@ -70,7 +73,7 @@ fn make_request(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
         .module
         .token_info(token.module_slot)
         .map_err(|rv| Refusal(rv, "cannot read the token's state".into()))?;
-    so_usable(&token, info.flags, true)?;
+    so_usable(d, &token, true)?;
     // The certificates themselves go with their description (the helpdesk checks one against
     // the other); one that cannot be read again now is left out.
     let ders = crate::certs::certificates_der(&token.module, token.module_slot);
@@ -81,7 +84,6 @@ fn make_request(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
     let (private_key, public_key) = grant::ephemeral_keypair();
     let nonce = kyso_recovery::hex(&kyso_recovery::random::<16>());
     let created = kyso_recovery::now();
-    d.recovery.purge_expired(created);
     let request = RecoveryRequest {
         kind: REQUEST_KIND.into(),
         version: VERSION,
@@ -101,21 +103,17 @@ fn make_request(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
     let mut bytes = serde_json::to_vec_pretty(&request)
         .map_err(|e| Refusal::new(ck::CKR_FUNCTION_FAILED, e.to_string()))?;
     bytes.push(b'\n');
-    d.recovery
-        .save_request(
-            &nonce,
-            &token.serial,
-            &kyso_recovery::sha256_hex(&bytes),
-            &private_key,
-            request.expires,
-        )
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot keep the recovery key");
-            Refusal::new(
-                ck::CKR_FUNCTION_FAILED,
-                format!("kysod cannot keep the request's key in its state directory: {e}"),
-            )
-        })?;
+    // The private key stays in kysod's memory, with the digest of this very file.
+    d.recovery.add_request(
+        &nonce,
+        PendingRequest {
+            serial: token.serial.clone(),
+            request_sha256: kyso_recovery::sha256_hex(&bytes),
+            private_key,
+            expires: request.expires,
+        },
+        created,
+    );
     d.audit.recovery(
         AuditEvent::RecoveryRequest,
         &c.actor(),
@@ -128,45 +126,69 @@ fn make_request(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
     Ok(Reply::Bytes(bytes))
 }
 
-/// Refuses when the SO PIN cannot be used: locked, or at its final try without `force`.
-fn so_usable(token: &Token, flags: Ulong, force: bool) -> Result<(), Refusal> {
-    if flags & ck::CKF_SO_PIN_LOCKED != 0 {
-        return Err(Refusal::new(
-            ck::CKR_PIN_LOCKED,
-            format!(
-                "the SO PIN of token {} is locked too: the device must go back to the certification authority (thiết bị phải gửi về tổ chức cung cấp dịch vụ chứng thực)",
-                token.serial
-            ),
-        ));
-    }
-    if flags & ck::CKF_SO_PIN_FINAL_TRY != 0 && !force {
-        return Err(Refusal::new(
+/// Refuses when the SO PIN cannot be used: locked, or at its final try (by the token's flags
+/// or kysod's count) without `force`. With `force` the guard still asks the user.
+fn so_usable(d: &State, token: &Token, force: bool) -> Result<(), Refusal> {
+    match super::session::next_try_of(d, token, PinKind::So) {
+        NextTry::Locked => Err(so_locked(token)),
+        NextTry::Last if !force => Err(Refusal::new(
             ck::CKR_FUNCTION_CANCELED,
             format!(
-                "the SO PIN of token {} is at its final try: a wrong SO PIN would lock the device for good; nothing was tried (use --force only with an SO PIN you are sure of)",
+                "the SO PIN of token {} is at its final try: a wrong SO PIN would lock the device for good; nothing was tried (use --force only with an SO PIN you are sure of; the user is asked too)",
                 token.serial
             ),
-        ));
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-/// SO login with `so_pin`, the user's new PIN through the pinentry, `C_InitPIN`, then the SO
-/// PIN becomes `new_so_pin`. The SO flags are checked before any try is spent; the user is
-/// asked before the SO logs in, so a cancelled prompt spends nothing.
+fn so_locked(token: &Token) -> Refusal {
+    Refusal::new(
+        ck::CKR_PIN_LOCKED,
+        format!(
+            "the SO PIN of token {} is locked too: the device must go back to the certification authority (thiết bị phải gửi về tổ chức cung cấp dịch vụ chứng thực)",
+            token.serial
+        ),
+    )
+}
+
+/// The guard's refusal as a message for a person.
+fn guard_refusal(token: &Token, rv: Rv) -> Refusal {
+    match rv.0 {
+        ck::CKR_PIN_LOCKED => so_locked(token),
+        ck::CKR_FUNCTION_CANCELED | ck::CKR_FUNCTION_REJECTED => Refusal(
+            rv,
+            "the user did not agree to spend the SO PIN's last try; nothing was tried".into(),
+        ),
+        _ => Refusal(
+            rv,
+            "the user could not be asked about the SO PIN's last try; nothing was tried".into(),
+        ),
+    }
+}
+
+/// Applies the opened grant `g` to `token`: SO login with its current SO PIN, the user's new
+/// PIN through the pinentry, `C_InitPIN`, then the SO PIN becomes the grant's new one,
+/// recorded under the grant's digest as the token's generation. The SO PIN's state is checked before
+/// anyone is asked, and again under the token's login lock by the guard; there too kysod
+/// checks that the grant's SO PIN (its `so_generation`) is the generation it installed, and
+/// that no other recovery changed the SO PIN meanwhile, so a stale grant spends no try.
 fn unlock_token(
     d: &State,
     c: &Client,
     token: &Token,
-    so_pin: &[u8],
-    new_so_pin: &[u8],
+    g: &kyso_recovery::Grant,
+    secrets: &grant::GrantSecrets,
     force: bool,
 ) -> Result<(), Refusal> {
     let info = token
         .module
         .token_info(token.module_slot)
         .map_err(|rv| Refusal(rv, "cannot read the token's state".into()))?;
-    so_usable(token, info.flags, force)?;
+    so_usable(d, token, force)?;
+    let (so_pin, new_so_pin) = (&secrets.current_so_pin, &secrets.new_so_pin);
+    let (sealed_generation, generation) = (g.body.so_generation.as_deref(), g.body.digest());
+    let installed = d.recovery.generation(&token.serial);
     let (min, max) = (info.ulMinPinLen as usize, info.ulMaxPinLen as usize);
     if new_so_pin.len() < min || new_so_pin.len() > max {
         return Err(Refusal::new(
@@ -198,38 +220,66 @@ fn unlock_token(
             )
         })?;
 
-    let login = token.login.lock();
-    if login.is_logged_in() {
-        return Err(Refusal::new(
-            ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
-            "the token is in use (logged in): close the applications using it and try again; nothing was changed",
-        ));
-    }
-    let session = token
-        .module
-        .open_session(
-            token.module_slot,
-            ck::CKF_SERIAL_SESSION | ck::CKF_RW_SESSION,
-        )
-        .map_err(|rv| Refusal(rv, "cannot open a session on the token".into()))?;
-    let result = so_steps(token, session, so_pin, &new_user_pin, new_so_pin);
-    let _ = token.module.logout(session);
-    let _ = token.module.close_session(session);
-    drop(login);
-    result
+    super::session::guarded_try(
+        d,
+        c,
+        token,
+        false,
+        |_| Some(PinKind::So),
+        |login, tally| {
+            if login.is_logged_in() {
+                return Err(Refusal::new(
+                    ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
+                    "the token is in use (logged in): close the applications using it and try again; nothing was changed",
+                ));
+            }
+            let now_installed = d.recovery.generation(&token.serial);
+            if let (Some(sealed), Some(installed)) = (sealed_generation, &now_installed) {
+                if sealed != installed {
+                    return Err(Refusal::new(
+                        ck::CKR_FUNCTION_FAILED,
+                        format!("the grant carries the SO PIN of generation {sealed}, but kysod installed generation {installed} on this token; nothing was tried (the helpdesk approves the request again with --so-generation {installed})"),
+                    ));
+                }
+            }
+            if now_installed != installed {
+                return Err(Refusal::new(
+                    ck::CKR_FUNCTION_FAILED,
+                    "another recovery changed this token's SO PIN meanwhile: this grant's SO PIN is no longer the token's; nothing was tried (ask the helpdesk for a new grant)",
+                ));
+            }
+            let session = token
+                .module
+                .open_session(
+                    token.module_slot,
+                    ck::CKF_SERIAL_SESSION | ck::CKF_RW_SESSION,
+                )
+                .map_err(|rv| Refusal(rv, "cannot open a session on the token".into()))?;
+            let result = so_steps(d, token, session, tally, so_pin, &new_user_pin, new_so_pin);
+            let _ = token.module.logout(session);
+            let _ = token.module.close_session(session);
+            if result.is_ok() {
+                d.recovery.set_generation(&token.serial, &generation);
+            }
+            result
+        },
+    )
+    .map_err(|rv| guard_refusal(token, rv))
+    .and_then(|r| r)
 }
 
 fn so_steps(
+    d: &State,
     token: &Token,
     session: ck::CK_SESSION_HANDLE,
+    tally: &super::session::Tally,
     so_pin: &[u8],
     user_pin: &Pin,
     new_so_pin: &[u8],
 ) -> Result<(), Refusal> {
-    token
-        .module
-        .login(session, ck::CKU_SO, Some(so_pin))
-        .map_err(|rv| {
+    let login = token.module.login(session, ck::CKU_SO, Some(so_pin));
+    tally.record(login);
+    login.map_err(|rv| {
             let text = if rv == Rv(ck::CKR_PIN_INCORRECT) {
                 "the token refused the SO PIN (one SO try was spent); check the escrow with the helpdesk before trying again"
             } else {
@@ -241,6 +291,7 @@ fn so_steps(
         .module
         .init_pin(session, Some(user_pin.expose()))
         .map_err(|rv| Refusal(rv, "C_InitPIN failed: the user PIN was not set".into()))?;
+    d.pin_failures.succeeded(&token.serial, PinKind::User);
     tracing::info!(serial = %token.serial, "recovery: new user PIN set");
     token
         .module
@@ -293,31 +344,22 @@ fn apply_grant(d: &State, c: &Client, grant_bytes: &[u8], force: bool) -> Result
         ))
     })?;
     let now = kyso_recovery::now();
-    let pending = d.recovery.load_request(&g.body.nonce, now).map_err(|e| {
+    // Taken out while the grant is applied: a second apply of it finds nothing to use.
+    let pending = d.recovery.take_request(&g.body.nonce, now).map_err(|e| {
         refuse(Refusal::new(
             ck::CKR_FUNCTION_FAILED,
             format!("grant refused: {e}"),
         ))
     })?;
-    let secrets = grant::open(&g, &d.recovery.trusted, &pending.made(), now).map_err(|e| {
-        refuse(Refusal::new(
-            ck::CKR_FUNCTION_FAILED,
-            format!("grant refused: {e}"),
-        ))
-    })?;
-    let token = token_by_serial(d, &pending.serial).map_err(&refuse)?;
-    let generation = g.body.digest();
-    unlock_token(
-        d,
-        c,
-        &token,
-        &secrets.current_so_pin,
-        &secrets.new_so_pin,
-        force,
-    )
-    .map_err(|r| refused(Some(&token), case, r))?;
-    d.recovery.set_generation(&token.serial, &generation);
-    d.recovery.forget_request(&g.body.nonce);
+    let applied = open_and_apply(d, c, &g, &pending, now, force);
+    let (token, secrets, generation) = match applied {
+        Ok(done) => done,
+        Err((token, r)) => {
+            // Not applied: the request can still be answered (by this grant, or a new one).
+            d.recovery.put_back(&g.body.nonce, pending);
+            return Err(refused(token.as_deref().or(named.as_deref()), case, r));
+        }
+    };
     let r = receipt::make(
         &secrets.receipt_key,
         &token.serial,
@@ -340,50 +382,34 @@ fn apply_grant(d: &State, c: &Client, grant_bytes: &[u8], force: bool) -> Result
     Ok(Reply::Bytes(bytes))
 }
 
-/// `kyso-helpdesk unlock`.
-pub fn unlock(d: &State, c: &Client, order: &Unlock) -> (Rv, Reply) {
-    let generation = &order.generation;
-    let result = present_token(d, order.slot).and_then(|token| {
-        let case = Some(order.case_ref.as_str()).filter(|c| !c.is_empty());
-        let used = d
-            .recovery
-            .choose(&token.serial, &order.candidates)
-            .ok_or_else(|| Refusal::new(ck::CKR_ARGUMENTS_BAD, "no SO PIN was given"))?;
-        let (old, new) = (used.pin.expose(), order.new_so_pin.expose());
-        match unlock_token(d, c, &token, old, new, order.force) {
-            Ok(()) => {
-                d.recovery.set_generation(&token.serial, generation);
-                let detail = format!(
-                    "on site: SO PIN {} used; new user PIN set; SO PIN rotated to {generation}",
-                    used.generation
-                );
-                d.audit.recovery(
-                    AuditEvent::Unlock,
-                    &c.actor(),
-                    token.audit_ref(),
-                    case,
-                    &detail,
-                    Rv::OK,
-                );
-                Ok(Reply::Text(used.generation.clone()))
-            }
-            Err(r) => {
-                d.audit.recovery(
-                    AuditEvent::Unlock,
-                    &c.actor(),
-                    token.audit_ref(),
-                    case,
-                    &r.1,
-                    r.0,
-                );
-                Err(r)
-            }
-        }
-    });
-    answer(result)
+/// A grant applied: the token, the grant's secrets (for the receipt) and the generation.
+type Applied = (Arc<Token>, grant::GrantSecrets, String);
+
+/// Opens the grant `g` with the key of `pending` and applies it to its token.
+fn open_and_apply(
+    d: &State,
+    c: &Client,
+    g: &kyso_recovery::Grant,
+    pending: &PendingRequest,
+    now: i64,
+    force: bool,
+) -> Result<Applied, (Option<Arc<Token>>, Refusal)> {
+    let secrets = grant::open(g, &d.recovery.trusted, &pending.made(), now).map_err(|e| {
+        (
+            None,
+            Refusal::new(ck::CKR_FUNCTION_FAILED, format!("grant refused: {e}")),
+        )
+    })?;
+    let token = token_by_serial(d, &pending.serial).map_err(|r| (None, r))?;
+    let generation = g.body.digest();
+    match unlock_token(d, c, &token, g, &secrets, force) {
+        Ok(()) => Ok((token, secrets, generation)),
+        Err(r) => Err((Some(token), r)),
+    }
 }
 
-/// `kyso-helpdesk wipe`.
+/// `kyso-helpdesk wipe`: run on the helpdesk's own machine, where the returned token is
+/// plugged in; the tool checks that it talks to the kysod of its own user.
 pub fn wipe(
     d: &State,
     c: &Client,
@@ -394,7 +420,7 @@ pub fn wipe(
 ) -> (Rv, Reply) {
     let result = present_token(d, slot).and_then(|token| {
         let case = Some(case_ref).filter(|c| !c.is_empty());
-        let outcome = wipe_token(d, &token, candidates, label);
+        let outcome = wipe_token(d, c, &token, candidates, label);
         let (rv, detail) = match &outcome {
             Ok(generation) => (Rv::OK, format!("re-initialised with SO PIN {generation}")),
             Err(r) => (r.0, r.1.clone()),
@@ -414,6 +440,7 @@ pub fn wipe(
 
 fn wipe_token(
     d: &State,
+    c: &Client,
     token: &Token,
     candidates: &[SoPinCandidate],
     label: &str,
@@ -422,34 +449,43 @@ fn wipe_token(
         .recovery
         .choose(&token.serial, candidates)
         .ok_or_else(|| Refusal::new(ck::CKR_ARGUMENTS_BAD, "no SO PIN was given"))?;
-    let info = token
-        .module
-        .token_info(token.module_slot)
-        .map_err(|rv| Refusal(rv, "cannot read the token's state".into()))?;
-    so_usable(token, info.flags, false)?;
+    so_usable(d, token, false)?;
     let mut padded = [b' '; 32];
     let n = label.len().min(32);
     padded[..n].copy_from_slice(&label.as_bytes()[..n]);
-    let mut login = token.login.lock();
-    if login.is_logged_in() {
-        return Err(Refusal::new(
-            ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
-            "the token is in use (logged in): close the applications using it; nothing was changed",
-        ));
-    }
-    token
-        .module
-        .init_token(token.module_slot, Some(used.pin.expose()), &padded)
-        .map_err(|rv| {
-            let text = match rv.0 {
-                ck::CKR_PIN_INCORRECT => "the token refused the SO PIN (one SO try was spent)",
-                ck::CKR_SESSION_EXISTS => {
-                    "applications have sessions open on the token: close them and try again"
-                }
-                _ => "C_InitToken failed; the token was not wiped",
-            };
-            Refusal(rv, text.into())
-        })?;
-    login.reset(&token.module);
-    Ok(used.generation.clone())
+    super::session::guarded_try(
+        d,
+        c,
+        token,
+        false,
+        |_| Some(PinKind::So),
+        |login, tally| {
+            if login.is_logged_in() {
+                return Err(Refusal::new(
+                    ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
+                    "the token is in use (logged in): close the applications using it; nothing was changed",
+                ));
+            }
+            let result =
+                token
+                    .module
+                    .init_token(token.module_slot, Some(used.pin.expose()), &padded);
+            tally.record(result);
+            result.map_err(|rv| {
+                let text = match rv.0 {
+                    ck::CKR_PIN_INCORRECT => "the token refused the SO PIN (one SO try was spent)",
+                    ck::CKR_SESSION_EXISTS => {
+                        "applications have sessions open on the token: close them and try again"
+                    }
+                    _ => "C_InitToken failed; the token was not wiped",
+                };
+                Refusal(rv, text.into())
+            })?;
+            d.pin_failures.succeeded(&token.serial, PinKind::User);
+            login.reset(&token.module);
+            Ok(used.generation.clone())
+        },
+    )
+    .map_err(|rv| guard_refusal(token, rv))
+    .and_then(|r| r)
 }

@@ -6,7 +6,10 @@ use kyso_proto::{Pin, Reply, SessionInfo, Ulong};
 
 use crate::client::{Client, Session};
 use crate::error::Rv;
+use crate::login::TokenLogin;
 use crate::state::State;
+use crate::token::Token;
+use crate::tries::{next_try, NextTry, PinKind};
 
 pub fn open(d: &State, c: &Client, slot: Ulong, flags: Ulong) -> Result<Reply, Rv> {
     if flags & ck::CKF_SERIAL_SESSION == 0 {
@@ -136,20 +139,16 @@ fn login_unjournaled(
         return Ok(Some(SHARED_LOGIN));
     }
     // The token may count tries and lock: say so instead of spending one.
-    let mut final_try = false;
-    if user == ck::CKU_USER {
-        if let Ok(info) = s.token.module.token_info(s.token.module_slot) {
-            final_try = info.flags & ck::CKF_USER_PIN_FINAL_TRY != 0;
-            if info.flags & ck::CKF_USER_PIN_LOCKED != 0 {
-                tracing::error!(slot = s.token.slot, serial = %s.token.serial, label = %s.token.label, "the token's user PIN is locked: it must be recovered (khôi phục thiết bị) by the helpdesk or the CA with the SO PIN; kysod will not try a PIN on it");
-                // The user, not the application, would have typed the PIN: tell them why
-                // nothing will be signed, and what to do.
-                if pin.is_none() && d.settings().pin.protected_path {
-                    tell_locked(d, c, &s.token);
-                }
-                return Err(Rv(ck::CKR_PIN_LOCKED));
-            }
+    let kind = PinKind::of_user_type(user);
+    let next = next_try_of(d, &s.token, kind);
+    if next == NextTry::Locked {
+        tracing::error!(slot = s.token.slot, serial = %s.token.serial, label = %s.token.label, pin = kind.name(), "the token's PIN is locked: it must be recovered (khôi phục thiết bị) by the helpdesk or the CA with the SO PIN; kysod will not try a PIN on it");
+        // The user, not the application, would have typed the PIN: tell them why
+        // nothing will be signed, and what to do.
+        if kind == PinKind::User && pin.is_none() && d.settings().pin.protected_path {
+            tell_locked(d, c, &s.token);
         }
+        return Err(Rv(ck::CKR_PIN_LOCKED));
     }
     // Protected authentication path: no PIN from the application, so ask the user. One
     // prompt, one C_Login: a wrong PIN goes back to the application, never retried.
@@ -162,7 +161,10 @@ fn login_unjournaled(
         {
             let settings =
                 crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
-            let prompt = pin_prompt(c, &s.token);
+            let mut prompt = pin_prompt(c, &s.token);
+            if next == NextTry::Last {
+                prompt.error = Some(LAST_TRY_WARNING.into());
+            }
             let got = crate::pinentry::ask_pin(&settings, &prompt).map_err(|e| {
                 tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, error = %e, "no PIN from the pinentry");
                 e.rv()
@@ -171,26 +173,10 @@ fn login_unjournaled(
         }
         pin => pin,
     };
-    // At the token's final try, a PIN the application supplied is passed on only when the
-    // user confirms (a PIN checked against kysod's verifier spends no try and needs none).
-    let module_login_pending = !s.token.login.lock().is_logged_in();
-    if final_try && module_login_pending && !prompted && pin.is_some() {
-        let settings =
-            crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
-        let mut prompt = pin_prompt(c, &s.token);
-        prompt.description.push_str("\n\nỨng dụng đã tự cung cấp mã PIN. Tiếp tục? / The application supplied the PIN itself. Go on?");
-        match crate::pinentry::confirm(&settings, &prompt) {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %s.token.serial, "final-try login not confirmed by the user: the PIN was not passed on");
-                return Err(Rv(ck::CKR_FUNCTION_CANCELED));
-            }
-            Err(e) => {
-                tracing::warn!(client = c.id, pid = c.pid, serial = %s.token.serial, error = %e, "final-try login: no confirmation from the pinentry; the PIN was not passed on");
-                return Err(e.rv());
-            }
-        }
-    }
+    // The user typed the PIN in a prompt that said this try was the last: that is their
+    // consent. A PIN the application supplied needs the user's word at the last try (a PIN
+    // checked against kysod's verifier spends no try and needs none).
+    let agreed = prompted && pin.is_some() && next == NextTry::Last;
     if user == ck::CKU_SO
         && c.sessions_on(s.token.slot)
             .iter()
@@ -198,10 +184,23 @@ fn login_unjournaled(
     {
         return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
     }
-    let mut login = s.token.login.lock();
-    let fresh = !login.is_logged_in();
-    let result = login.login(&s.token.module, s.module_session, c.id, user, pin, prompted);
-    drop(login);
+    let mut fresh = false;
+    let result = guarded_try(
+        d,
+        c,
+        &s.token,
+        agreed,
+        |login| (user == ck::CKU_CONTEXT_SPECIFIC || !login.is_logged_in()).then_some(kind),
+        |login, tally| {
+            fresh = !login.is_logged_in();
+            let result = login.login(&s.token.module, s.module_session, c.id, user, pin, prompted);
+            if fresh || user == ck::CKU_CONTEXT_SPECIFIC {
+                tally.record(result);
+            }
+            result
+        },
+    )
+    .and_then(|r| r);
     let fresh_user = result.is_ok() && fresh && user == ck::CKU_USER;
     if fresh_user
         && s.token
@@ -235,47 +234,174 @@ pub fn logout(c: &Client, handle: Ulong) -> Result<Reply, Rv> {
     Ok(Reply::None)
 }
 
-pub fn init_pin(c: &Client, handle: Ulong, pin: Option<&Pin>) -> Result<Reply, Rv> {
+pub fn init_pin(d: &State, c: &Client, handle: Ulong, pin: Option<&Pin>) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
     if c.login_of(&s.token) != Some(ck::CKU_SO) {
         return Err(Rv(ck::CKR_USER_NOT_LOGGED_IN));
     }
+    // Needs the SO logged in, and checks no PIN: no try is spent.
     let result = s
         .token
         .module
         .init_pin(s.module_session, pin.map(Pin::expose));
+    if result.is_ok() {
+        d.pin_failures.succeeded(&s.token.serial, PinKind::User);
+    }
     tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, serial = %s.token.serial, rv = %result.err().unwrap_or(Rv::OK), "user PIN initialisation");
     result.map(|()| Reply::None)
 }
 
+/// `C_SetPIN`: the old PIN is checked, which spends a try of the PIN of whoever is logged in
+/// at the module (the user's when nobody is).
 pub fn set_pin(
+    d: &State,
     c: &Client,
     handle: Ulong,
     old: Option<&Pin>,
     new: Option<&Pin>,
 ) -> Result<Reply, Rv> {
     let s = c.session(handle)?;
-    let mut login = s.token.login.lock();
-    // Which PIN C_SetPIN changes depends on who is logged in at the module; a client that is
-    // not logged in itself must not change the PIN of whoever is.
-    let mine = login.user_of(c.id);
-    if mine.is_none() && login.is_logged_in() {
-        return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
+    let kind_of = |login: &TokenLogin| match login.module_user() {
+        Some(ck::CKU_SO) => PinKind::So,
+        _ => PinKind::User,
+    };
+    let result = guarded_try(
+        d,
+        c,
+        &s.token,
+        false,
+        |login| Some(kind_of(login)),
+        |login, tally| {
+            // Which PIN C_SetPIN changes depends on who is logged in at the module; a client
+            // that is not logged in itself must not change the PIN of whoever is.
+            let mine = login.user_of(c.id);
+            if mine.is_none() && login.is_logged_in() {
+                return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
+            }
+            let result = s.token.module.set_pin(
+                s.module_session,
+                old.map(Pin::expose),
+                new.map(Pin::expose),
+            );
+            tally.record(result);
+            if result.is_ok() {
+                if let Some(new) = new {
+                    // C_SetPIN changed the PIN of whoever is logged in (this client).
+                    if let Some(user) = mine {
+                        login.pin_changed(user, new);
+                    }
+                }
+            }
+            result
+        },
+    )
+    .and_then(|r| r);
+    tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, serial = %s.token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
+    result.map(|()| Reply::None)
+}
+
+/// Shown in a PIN prompt when a wrong PIN would lock the token.
+const LAST_TRY_WARNING: &str =
+    "Còn 1 lần thử — nhập sai sẽ khóa thiết bị / 1 try left — a wrong PIN will lock the token";
+
+/// The next try of `kind` on `token`, from its flags and kysod's count (no lock held: a
+/// first look, before anyone is asked anything; [`guarded_try`] looks again).
+pub(super) fn next_try_of(d: &State, token: &Token, kind: PinKind) -> NextTry {
+    let flags = token
+        .module
+        .token_info(token.module_slot)
+        .map_or(0, |i| i.flags);
+    next_try(flags, kind, d.pin_failures.count(&token.serial, kind))
+}
+
+/// Records what one PIN try came to in kysod's count of wrong PINs.
+pub(super) struct Tally<'a> {
+    d: &'a State,
+    serial: &'a str,
+    kind: Option<PinKind>,
+}
+
+impl Tally<'_> {
+    /// `result` is what the module answered to the call that checked the PIN.
+    pub(super) fn record(&self, result: Result<(), Rv>) {
+        let Some(kind) = self.kind else {
+            return;
+        };
+        match result {
+            Ok(()) => self.d.pin_failures.succeeded(self.serial, kind),
+            Err(Rv(ck::CKR_PIN_INCORRECT)) => self.d.pin_failures.failed(self.serial, kind),
+            Err(_) => {}
+        }
     }
-    let result =
-        s.token
-            .module
-            .set_pin(s.module_session, old.map(Pin::expose), new.map(Pin::expose));
-    if result.is_ok() {
-        if let Some(new) = new {
-            // C_SetPIN changed the PIN of whoever is logged in (this client).
-            if let Some(user) = mine {
-                login.pin_changed(user, new);
+}
+
+/// The one guard of every PIN try kysod makes (login, `C_SetPIN`, `C_InitToken`, recovery):
+/// under the token's login lock, the token's flags and kysod's count are read, a locked PIN is
+/// refused, and a try that could be the last is made only once the user agreed in the
+/// pinentry (`agreed`: they already did). The lock is let go while the user is asked, then the
+/// state is read again, so two callers can never both pass the check and both spend a try.
+/// `tried` says which PIN `attempt` would try with the login state as it is (`None`: none,
+/// as when a PIN is checked against kysod's verifier); `attempt` runs under the lock and
+/// reports the module's answer to its [`Tally`]. `Err` is the guard's refusal.
+pub(super) fn guarded_try<T>(
+    d: &State,
+    c: &Client,
+    token: &Token,
+    mut agreed: bool,
+    tried: impl Fn(&TokenLogin) -> Option<PinKind>,
+    attempt: impl FnOnce(&mut TokenLogin, &Tally) -> T,
+) -> Result<T, Rv> {
+    loop {
+        let mut login = token.login.lock();
+        let kind = tried(&login);
+        let next = kind.map_or(NextTry::Spare, |kind| next_try_of(d, token, kind));
+        match (next, kind) {
+            (NextTry::Locked, Some(kind)) => {
+                tracing::error!(client = c.id, serial = %token.serial, pin = kind.name(), "the PIN is locked: no try made");
+                return Err(Rv(ck::CKR_PIN_LOCKED));
+            }
+            (NextTry::Last, Some(kind)) if !agreed => {
+                drop(login);
+                confirm_last_try(d, c, token, kind)?;
+                agreed = true;
+            }
+            _ => {
+                let tally = Tally {
+                    d,
+                    serial: &token.serial,
+                    kind,
+                };
+                return Ok(attempt(&mut login, &tally));
             }
         }
     }
-    tracing::info!(client = c.id, pid = c.pid, slot = s.token.slot, serial = %s.token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
-    result.map(|()| Reply::None)
+}
+
+/// Asks the user whether the last try of `kind` on `token` may be spent.
+fn confirm_last_try(d: &State, c: &Client, token: &Token, kind: PinKind) -> Result<(), Rv> {
+    let settings =
+        crate::pinentry::PinentrySettings::for_client(d.settings().pinentry.clone(), c.pid);
+    let mut prompt = pin_prompt(c, token);
+    prompt.title = "kyso — lần thử cuối / last try".into();
+    prompt.error = None;
+    prompt.description.push_str(&format!(
+        "\n\nCòn 1 lần thử {kind_vi} của thiết bị \"{label}\" (số sê-ri {serial}): mã sai sẽ khóa thiết bị. Tiếp tục?\nOne try of the {kind} of token \"{label}\" (serial {serial}) is left: a wrong one locks the token. Go on?",
+        kind_vi = kind.name_vi(),
+        kind = kind.name(),
+        label = token.label,
+        serial = token.serial,
+    ));
+    match crate::pinentry::confirm(&settings, &prompt) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!(client = c.id, pid = c.pid, program = %c.program, serial = %token.serial, pin = kind.name(), "last try not confirmed by the user: no PIN was tried");
+            Err(Rv(ck::CKR_FUNCTION_CANCELED))
+        }
+        Err(e) => {
+            tracing::warn!(client = c.id, pid = c.pid, serial = %token.serial, error = %e, "last try: no confirmation from the pinentry; no PIN was tried");
+            Err(e.rv())
+        }
+    }
 }
 
 /// What the user is told when kysod asks for the PIN (Vietnamese first, English below).
@@ -291,7 +417,8 @@ pub fn change_pin(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
         return Err(Rv(ck::CKR_TOKEN_NOT_PRESENT));
     }
     let info = token.module.token_info(token.module_slot)?;
-    if info.flags & ck::CKF_USER_PIN_LOCKED != 0 {
+    let next = next_try_of(d, &token, PinKind::User);
+    if next == NextTry::Locked {
         tracing::error!(slot, serial = %token.serial, "the token's user PIN is locked: it must be recovered by the helpdesk");
         return Err(Rv(ck::CKR_PIN_LOCKED));
     }
@@ -306,18 +433,32 @@ pub fn change_pin(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Rv> {
     let mut prompt = pin_prompt(c, &token);
     prompt.title = "kyso — đổi PIN / change PIN".into();
     prompt.prompt = "PIN hiện tại / current PIN:".into();
+    if next == NextTry::Last {
+        prompt.error = Some(LAST_TRY_WARNING.into());
+    }
     let old = ask(&prompt)?;
     let new = ask_new_pin(c, &token, &info, &mut prompt, &ask)?;
-    // C_SetPIN acts on whoever is logged in at the module: with the SO logged in it would
-    // change the SO PIN.
-    let mut login = token.login.lock();
-    if login.module_user() == Some(ck::CKU_SO) {
-        return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
-    }
-    let result = set_user_pin(&token, Some(&old), &new);
-    if result.is_ok() {
-        login.pin_changed(ck::CKU_USER, &new);
-    }
+    let result = guarded_try(
+        d,
+        c,
+        &token,
+        next == NextTry::Last,
+        |_| Some(PinKind::User),
+        |login, tally| {
+            // C_SetPIN acts on whoever is logged in at the module: with the SO logged in it
+            // would change the SO PIN.
+            if login.module_user() == Some(ck::CKU_SO) {
+                return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
+            }
+            let result = set_user_pin(&token, Some(&old), &new);
+            tally.record(result);
+            if result.is_ok() {
+                login.pin_changed(ck::CKU_USER, &new);
+            }
+            result
+        },
+    )
+    .and_then(|r| r);
     tracing::info!(client = c.id, pid = c.pid, program = %c.program, slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "PIN change");
     result.map(|()| Reply::None)
 }
@@ -435,7 +576,7 @@ pub(super) fn pin_prompt(c: &Client, token: &crate::token::Token) -> crate::pine
         .map(|i| i.flags)
         .unwrap_or(0);
     let error = if tries & ck::CKF_USER_PIN_FINAL_TRY != 0 {
-        Some("Còn 1 lần thử — nhập sai sẽ khóa thiết bị / 1 try left — a wrong PIN will lock the token".to_string())
+        Some(LAST_TRY_WARNING.to_string())
     } else if tries & ck::CKF_USER_PIN_COUNT_LOW != 0 {
         Some(
             "Đã nhập sai PIN — còn ít lần thử / A wrong PIN was entered — few tries left"

@@ -7,6 +7,7 @@ use crate::client::Client;
 use crate::error::Rv;
 use crate::state::State;
 use crate::token::Token;
+use crate::tries::PinKind;
 
 fn version(v: ck::CK_VERSION) -> Version {
     Version {
@@ -112,18 +113,41 @@ pub fn mechanism_info(d: &State, slot: Ulong, mechanism: Ulong) -> Result<Reply,
     }))
 }
 
-pub fn init_token(d: &State, slot: Ulong, so_pin: Option<&Pin>, label: &[u8]) -> Result<Reply, Rv> {
+/// `C_InitToken`: checks the SO PIN, so it goes through the guard of every PIN try.
+pub fn init_token(
+    d: &State,
+    c: &Client,
+    slot: Ulong,
+    so_pin: Option<&Pin>,
+    label: &[u8],
+) -> Result<Reply, Rv> {
     let token = present_token(d, slot)?;
     let mut padded = [b' '; 32];
     let n = label.len().min(32);
     padded[..n].copy_from_slice(&label[..n]);
-    let result = token
-        .module
-        .init_token(token.module_slot, so_pin.map(Pin::expose), &padded);
+    let result = super::session::guarded_try(
+        d,
+        c,
+        &token,
+        false,
+        |_| Some(PinKind::So),
+        |login, tally| {
+            let result =
+                token
+                    .module
+                    .init_token(token.module_slot, so_pin.map(Pin::expose), &padded);
+            tally.record(result);
+            if result.is_ok() {
+                // A new token: no user PIN yet, and nobody logged in.
+                d.pin_failures.succeeded(&token.serial, PinKind::User);
+                login.reset(&token.module);
+            }
+            result
+        },
+    )
+    .and_then(|r| r);
     tracing::info!(slot, serial = %token.serial, rv = %result.err().unwrap_or(Rv::OK), "token initialisation");
-    result?;
-    token.login.lock().reset(&token.module);
-    Ok(Reply::None)
+    result.map(|()| Reply::None)
 }
 
 /// `C_WaitForSlotEvent` with `CKF_DONT_BLOCK`.

@@ -1,6 +1,7 @@
-//! `kyso-helpdesk`: the helpdesk's token-recovery tool — escrow store, remote recovery
-//! (approve a request, close with the receipt), on-site unlock and wipe through the user's
-//! kysod, and the record of cases.
+//! `kyso-helpdesk`: the helpdesk's token-recovery tool — escrow store, recovery (approve a
+//! request, close with the receipt; on site exactly as remotely), the wipe of a returned token
+//! through the helpdesk's own kysod, and the record of cases. The escrow store is opened on the
+//! helpdesk's machine only: no command sends an SO PIN to a user's kysod.
 
 #![forbid(unsafe_code)]
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use cryptoki_sys::CKR_OK;
-use kyso_proto::{dates, hex, Call, Pin, Reply, SoPinCandidate, Unlock};
+use kyso_proto::{dates, Call, Pin, Reply, SoPinCandidate};
 use kyso_recovery::grant::{Approval, GrantSecrets};
 use kyso_tools::helpdesk::error::HelpdeskError;
 use kyso_tools::helpdesk::passphrase::passphrase;
@@ -58,6 +59,10 @@ enum Command {
         /// Who approves (default: $USER).
         #[arg(long)]
         operator: Option<String>,
+        /// The SO PIN to seal as the token's current one, by generation (a pending grant's
+        /// digest, as kysod names it when it refuses a grant); default: the confirmed escrow.
+        #[arg(long, value_name = "ID")]
+        so_generation: Option<String>,
         /// How long the grant is valid, in minutes.
         #[arg(long, default_value_t = 24 * 60, value_parser = clap::value_parser!(u32).range(0..=7 * 24 * 60))]
         valid_minutes: u32,
@@ -70,17 +75,15 @@ enum Command {
         #[arg(long)]
         operator: Option<String>,
     },
-    /// Unlocks a token on site, through the user's kysod: the user types the new PIN; the SO
-    /// PIN is rotated and the escrow updated.
+    /// Gone: an on-site unlock is a recovery like a remote one (`kyso recover request` on the
+    /// user's machine, `approve` here, `kyso recover apply` there).
+    #[command(hide = true)]
     Unlock {
-        #[command(flatten)]
-        on_site: OnSite,
-        /// Allows spending the SO PIN's final try.
-        #[arg(long)]
-        force: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ignored: Vec<String>,
     },
-    /// Re-initialises a returned token (C_InitToken with the escrowed SO PIN) after the serial
-    /// is typed to confirm.
+    /// Re-initialises a returned token plugged into this (the helpdesk's) machine (C_InitToken
+    /// with the escrowed SO PIN through this user's own kysod) after the serial is typed.
     Wipe {
         #[command(flatten)]
         on_site: OnSite,
@@ -101,7 +104,7 @@ enum Command {
     ManPage { dir: PathBuf },
 }
 
-/// What the on-site commands (`unlock`, `wipe`) work on: a token at the user's kysod.
+/// What `wipe` works on: a returned token at the helpdesk's own kysod.
 #[derive(clap::Args)]
 struct OnSite {
     #[arg(long, value_name = "FILE")]
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
             case_ref,
             out,
             operator,
+            so_generation,
             valid_minutes,
         } => approve(
             &request,
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
             &case_ref,
             &out,
             &operator_name(operator),
+            so_generation.as_deref(),
             valid_minutes,
         ),
         Command::Close {
@@ -179,7 +184,7 @@ fn main() -> ExitCode {
             db,
             operator,
         } => close(&receipt, &db, &operator_name(operator)),
-        Command::Unlock { on_site, force } => unlock(on_site, force),
+        Command::Unlock { .. } => Err(HelpdeskError::UnlockGone),
         Command::Wipe { on_site, label } => wipe(on_site, &label),
         Command::Cases { db, json } => cases(&db, json),
         Command::ManPage { dir } => std::fs::create_dir_all(&dir)
@@ -269,6 +274,7 @@ fn approve(
     case_ref: &str,
     out: &Path,
     operator: &str,
+    so_generation: Option<&str>,
     valid_minutes: u32,
 ) -> Result<()> {
     if case_ref.trim().is_empty() {
@@ -286,7 +292,17 @@ fn approve(
         return Err(HelpdeskError::Exists(out.to_path_buf()));
     }
     let store = open_store(db)?;
-    let (current, _) = store.escrowed(&req.serial)?;
+    let (confirmed, confirmed_generation) = store.escrowed(&req.serial)?;
+    let (current, generation) = match so_generation {
+        None => (confirmed, confirmed_generation),
+        Some(g) if g == confirmed_generation => (confirmed, confirmed_generation),
+        Some(g) => store
+            .pending(&req.serial)?
+            .into_iter()
+            .find(|(id, _)| id == g)
+            .map(|(id, pin)| (pin, id))
+            .ok_or_else(|| HelpdeskError::UnknownGeneration(g.into()))?,
+    };
     let secrets = GrantSecrets {
         current_so_pin: current,
         new_so_pin: new_so_pin(req.min_pin_len, req.max_pin_len),
@@ -297,6 +313,7 @@ fn approve(
         case_ref,
         operator,
         lifetime_secs: i64::from(valid_minutes) * 60,
+        so_generation: &generation,
     };
     let grant = kyso_recovery::grant::issue(&req, &bytes, &secrets, &approval, &key)?;
     let id = grant.body.digest();
@@ -415,94 +432,6 @@ fn candidates(store: &Store, serial: &str) -> Result<Vec<SoPinCandidate>> {
         });
     }
     Ok(all)
-}
-
-fn unlock(on_site: OnSite, force: bool) -> Result<()> {
-    let (db, serial, case_ref, operator, socket) = on_site.parts();
-    let operator = &operator;
-    let mut store = open_store(db)?;
-    let candidates = candidates(&store, serial)?;
-    let mut kysod = Kysod::connect(socket).map_err(HelpdeskError::kysod)?;
-    let token = kysod
-        .choose_token(Some(serial))
-        .map_err(HelpdeskError::kysod)?;
-    let info = match kysod
-        .call(
-            Call::GetTokenInfo { slot: token.slot },
-            Some(Duration::from_secs(30)),
-        )
-        .map_err(HelpdeskError::kysod)?
-    {
-        r if r.rv == CKR_OK => match r.reply {
-            Reply::TokenInfo(i) => i,
-            _ => return Err(HelpdeskError::NoTokenInfo),
-        },
-        r => return Err(HelpdeskError::TokenInfo(r.rv)),
-    };
-    let new = new_so_pin(info.min_pin_len, info.max_pin_len);
-    let id = format!("unlock-{}", hex::encode(&kyso_recovery::random::<16>()));
-    store.rotation_add(
-        &Rotation {
-            id: id.clone(),
-            serial: serial.into(),
-            kind: "unlock".into(),
-            nonce: None,
-            case_ref: case_ref.map(str::to_string),
-            state: "pending".into(),
-        },
-        &new,
-        None,
-    )?;
-    eprintln!("kyso-helpdesk: the user now chooses the new PIN in the prompt on this workstation");
-    // The user types the new PIN meanwhile: no time limit. A lost connection leaves the
-    // outcome unknown, and the rotation pending: both SO PINs stay in the escrow.
-    let r = kysod
-        .call(
-            Call::Unlock(Unlock {
-                slot: token.slot,
-                candidates,
-                new_so_pin: Pin::new(&new),
-                generation: id.clone(),
-                case_ref: case_ref.unwrap_or_default().into(),
-                force,
-            }),
-            None,
-        )
-        .map_err(HelpdeskError::kysod)?;
-    match (r.rv, r.reply) {
-        (CKR_OK, reply) => {
-            store.rotation_done(&id)?;
-            let used = match reply {
-                Reply::Text(g) => g,
-                _ => String::new(),
-            };
-            store.record(
-                "unlock",
-                serial,
-                case_ref,
-                operator,
-                "unlocked",
-                Some(&format!("on site; SO PIN {used} used, rotated to {id}")),
-            )?;
-            println!(
-                "token {serial} unlocked with the user's new PIN; SO PIN rotated and escrowed"
-            );
-            Ok(())
-        }
-        (rv, reply) => {
-            let text = match reply {
-                Reply::Text(t) => t,
-                _ => format!("kysod answered 0x{rv:x}"),
-            };
-            // kysod answered: the SO PIN rotation did not happen.
-            store.rotation_abandoned(&id)?;
-            store.record("unlock", serial, case_ref, operator, "refused", Some(&text))?;
-            Err(HelpdeskError::NotUnlocked {
-                serial: serial.into(),
-                why: text,
-            })
-        }
-    }
 }
 
 fn wipe(on_site: OnSite, label: &str) -> Result<()> {

@@ -54,12 +54,12 @@ pub enum HelpdeskError {
         "the receipt does not verify: it was not made by the workstation that applied the grant"
     )]
     ReceiptForged,
-    #[error("kysod did not describe the token")]
-    NoTokenInfo,
-    #[error("kysod cannot read the token: 0x{0:x}")]
-    TokenInfo(u64),
-    #[error("token {serial} not unlocked: {why}")]
-    NotUnlocked { serial: String, why: String },
+    #[error("`kyso-helpdesk unlock` is gone: the escrow store is never opened on a user's machine. On site as remotely: the user runs `kyso recover request --token SERIAL --out req.json`, you run `kyso-helpdesk approve req.json --db FILE --case REF --out grant.json` on the helpdesk's machine, the user runs `kyso recover apply grant.json --out receipt.json`, and you close the case with `kyso-helpdesk close receipt.json --db FILE`")]
+    UnlockGone,
+    #[error(
+        "the store holds no SO PIN of generation {0} for this token (see `kyso-helpdesk cases`)"
+    )]
+    UnknownGeneration(String),
     #[error("a token label has at most 32 bytes")]
     LabelTooLong,
     #[error("no confirmation: {0}")]
