@@ -10,8 +10,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod config;
 pub mod trust;
 
+#[cfg(feature = "server")]
+pub mod c14n;
 #[cfg(feature = "server")]
 pub mod consent;
 #[cfg(feature = "server")]

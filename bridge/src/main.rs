@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use kyso_bridge::config::Config;
 use kyso_bridge::consent::ConsentStore;
 use kyso_bridge::origin::Origin;
 use kyso_bridge::prompt::Prompts;
 use kyso_bridge::server::{self, Bridge};
 use kyso_bridge::settings::SettingsPage;
 use kyso_bridge::sites::Sites;
-use kyso_daemon::config::Config;
 
 /// kyso-bridge — answers Vietnamese web applications' signing calls (wss://127.0.0.1:8987).
 #[derive(Parser)]
@@ -22,16 +22,6 @@ struct Args {
     /// else /etc/kyso/kysod.toml, else the defaults.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-}
-
-fn default_config() -> Option<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|d| d.join("kyso/kysod.toml"))
-        .filter(|p| p.exists())
-        .or_else(|| Some(PathBuf::from("/etc/kyso/kysod.toml")).filter(|p| p.exists()))
 }
 
 /// The listening socket systemd passed (socket activation), if any.
@@ -49,15 +39,12 @@ fn systemd_listener() -> Option<std::net::TcpListener> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match args.config.clone().or_else(default_config) {
-        Some(path) => match Config::load(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("kyso-bridge: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let config = match kyso_bridge::config::load(args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kyso-bridge: {e}");
+            return ExitCode::from(2);
+        }
     };
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -79,7 +66,7 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> Result<(), String> {
     let kyso_state = config.state_path().map_err(|e| e.to_string())?;
-    let dir = kyso_bridge::state_dir(&kyso_state);
+    let dir = kyso_bridge::config::bridge_dir(&config)?;
     let (paths, made) = kyso_bridge::cert::ensure(&dir).map_err(|e| e.to_string())?;
     if made {
         tracing::warn!(

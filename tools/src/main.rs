@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod bridge;
 mod recover;
 mod report;
 mod token;
@@ -57,6 +58,9 @@ enum Command {
     /// renew-by = expiry - 30 days; "expired" and "renew now" are judged on the day the report
     /// is made (--today). Exit 2: no journal or bad arguments.
     Report(ReportArgs),
+    /// The local web-signing service's certificate (kyso-bridge).
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
     /// Writes the man pages of `kyso` and its commands (roff) into DIR; used when packaging.
     #[command(hide = true)]
     ManPage { dir: PathBuf },
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
             socket,
         }) => recover::apply(socket, &grant, &out, force),
         Command::Report(args) => run_report(args),
+        Command::Bridge(command) => bridge::run(command),
         Command::ManPage { dir } => {
             match std::fs::create_dir_all(&dir).and_then(|()| {
                 clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), &dir)
@@ -226,6 +231,7 @@ fn main() -> ExitCode {
                     }
                 } else {
                     print_table(&tokens);
+                    println!("{}", bridge::status_line());
                 }
                 ExitCode::SUCCESS
             }
