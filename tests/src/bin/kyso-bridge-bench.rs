@@ -60,24 +60,31 @@ fn main() {
                 .with_no_client_auth(),
         )
     };
-    let hashes: Vec<Vec<u8>> = (0..CALLS).map(|i| sha256(format!("ho so {i}").as_bytes())).collect();
-    let call = |hash: &[u8]| {
+    let hashes: Vec<Vec<u8>> = (0..CALLS)
+        .map(|i| sha256(format!("ho so {i}").as_bytes()))
+        .collect();
+    let call_op = |op: &str, frame: String| {
         use tungstenite::client::IntoClientRequest;
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
         let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         sock.set_nodelay(true).unwrap();
         let stream = rustls::StreamOwned::new(conn, sock);
-        let mut req = format!("wss://127.0.0.1:{port}/SignMsg").into_client_request().unwrap();
+        let mut req = format!("wss://127.0.0.1:{port}/{op}")
+            .into_client_request()
+            .unwrap();
         req.headers_mut().insert("Origin", SITE.parse().unwrap());
         let (mut ws, _) = tungstenite::client::client(req, stream).unwrap();
+        ws.send(tungstenite::Message::text(frame)).unwrap();
+        let answer = read_answer(&mut ws).unwrap();
+        assert_eq!(answer["Status"], 0, "{answer}");
+    };
+    let call = |hash: &[u8]| {
         let frame = format!(
             r#"{{"HashAlg":"SHA256","HashValue":"{}"}}"#,
             base64::engine::general_purpose::STANDARD.encode(hash)
         );
-        ws.send(tungstenite::Message::text(frame)).unwrap();
-        let answer = read_answer(&mut ws).unwrap();
-        assert_eq!(answer["Status"], 0, "{answer}");
+        call_op("SignMsg", frame)
     };
     call(&hashes[0]); // the batch's confirmation and the PIN, outside the figures
 
@@ -92,7 +99,9 @@ fn main() {
                 d.extend_from_slice(h);
                 d
             };
-            session.sign(&Mechanism::RsaPkcs, key, &data).expect("C_Sign");
+            session
+                .sign(&Mechanism::RsaPkcs, key, &data)
+                .expect("C_Sign");
             direct_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         direct.push(CALLS as f64 / start.elapsed().as_secs_f64());
@@ -105,11 +114,26 @@ fn main() {
         bridged.push(CALLS as f64 / start.elapsed().as_secs_f64());
         std::thread::sleep(Duration::from_millis(200));
     }
+    let transport: Vec<f64> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            call_op("GetLicenseRequest", "request".into());
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    println!(
+        "GetLicenseRequest round trip (TLS + WebSocket, no token): median {:.2} ms",
+        median(transport)
+    );
     let (d, b) = (median(direct), median(bridged));
     let (dm, bm) = (median(direct_ms), median(bridged_ms));
     println!("RSA-2048 SHA-256, {CALLS} signatures in a row, median of {ROUNDS} rounds:");
     println!("  through libkyso_pkcs11.so: {d:8.1} /s   (median {dm:.2} ms each)");
     println!("  SignMsg through kyso-bridge: {b:6.1} /s   (median {bm:.2} ms each)");
-    println!("  ratio {:.1} %, round trip added {:.2} ms (median)", 100.0 * b / d, bm - dm);
+    println!(
+        "  ratio {:.1} %, round trip added {:.2} ms (median)",
+        100.0 * b / d,
+        bm - dm
+    );
     drop(bridge);
 }
