@@ -40,6 +40,7 @@ fn main() {
     audit_journal(&root.join("audit_journal"));
     pinentry_response(&root.join("pinentry_response"));
     recovery_artefact(&root.join("recovery_artefact"));
+    bridge_request(&root.join("bridge_request"));
     println!("seed corpora written under {}", root.display());
 }
 
@@ -558,4 +559,22 @@ fn recovery_artefact(dir: &Path) {
         "helpdesk-key",
         format!("{}\n", encode_b64(helpdesk.verifying_key().as_bytes())).as_bytes(),
     );
+}
+
+/// Calls to kyso-bridge as `path\norigin\nframe`.
+fn bridge_request(dir: &Path) {
+    let site = "https://vpdt.example.gov.vn";
+    let hash = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
+    for (name, path, frame) in [
+        ("getcertinfo", "/GetCertInfo", "get_cert_info".to_string()),
+        ("signmsg", "/SignMsg", format!(r#"{{"HashAlg":"SHA256","HashValue":"{hash}","Encode":"RSA"}}"#)),
+        ("signmsg-bare", "/SignMsg", hash.to_string()),
+        ("verifymsg", "/VerifyMsg", r#"{"Base64Content":"aGVsbG8=","Signature":"AAEC","CertBase64":"MAA="}"#.to_string()),
+        ("signxml", "/SignXML", r#"{"Base64Content":"PGEvPg==","ReturnSignatureOnly":"true","HashAlg":"Sha256","XmlDsigForm":"true"}"#.to_string()),
+        ("auth", "/Auth", "challenge-123".to_string()),
+        ("license", "/GetLicenseRequest", "request".to_string()),
+        ("unsupported", "/SignPDF", r#"{"FileUploadHandler":"https://a/up","SessionId":"","FileName":"https://a/f.pdf","MetaData":[]}"#.to_string()),
+    ] {
+        write(dir, name, format!("{path}\n{site}\n{frame}").as_bytes());
+    }
 }

@@ -29,6 +29,33 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub recovery: RecoveryConfig,
+    /// `[bridge]`: read by `kyso-bridge`, not by kysod (which accepts it and leaves it alone).
+    #[serde(default)]
+    pub bridge: BridgeConfig,
+}
+
+/// `[bridge]`: kyso's local web-signing service (`kyso-bridge`).
+///
+/// ```toml
+/// [bridge]
+/// listen = "127.0.0.1:8987"
+/// # web applications allowed without asking the user
+/// origins = ["https://vpdt.example.gov.vn"]
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    pub listen: String,
+    pub origins: Vec<String>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            listen: "127.0.0.1:8987".into(),
+            origins: Vec::new(),
+        }
+    }
 }
 
 /// `[recovery]`: remote token recovery.
@@ -484,6 +511,27 @@ mod tests {
         assert_eq!(c.policy.classes["0A1B"], CertClass::Organisation);
         assert!(Config::parse("[policy]\nconfirm_organization = true\n").is_err());
         assert!(Config::parse("[policy]\nclasses = { \"01\" = \"seal\" }\n").is_err());
+    }
+
+    #[test]
+    fn bridge_settings_parse_and_default() {
+        let c = Config::default();
+        assert_eq!(c.bridge.listen, "127.0.0.1:8987");
+        assert!(c.bridge.origins.is_empty());
+        let c = Config::parse(
+            "socket = \"/s\"\n\n[bridge]\nlisten = \"127.0.0.1:9000\"\norigins = [\"https://vpdt.example.gov.vn\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.bridge.listen, "127.0.0.1:9000");
+        assert_eq!(c.bridge.origins, ["https://vpdt.example.gov.vn"]);
+        let c = Config::parse("[bridge]\norigins = []\n").unwrap();
+        assert_eq!(c.bridge.listen, "127.0.0.1:8987");
+        let err = Config::parse("[bridge]\nlisten = \"x\"\norigin = []\n").unwrap_err();
+        assert!(
+            err.starts_with("line 3:") && err.contains("origin"),
+            "{err}"
+        );
+        assert!(Config::parse("[bridge]\norigins = \"https://a.example\"\n").is_err());
     }
 
     #[test]

@@ -151,6 +151,49 @@ pub fn confirm(settings: &PinentrySettings, prompt: &PinPrompt) -> Result<bool, 
     answer
 }
 
+/// Which of three buttons the user pressed in [`choose`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// The `SETOK` button.
+    Ok,
+    /// The `SETNOTOK` button.
+    NotOk,
+    /// The `SETCANCEL` button, or the prompt closed.
+    Cancel,
+}
+
+/// The labels of [`choose`]'s three buttons.
+#[derive(Debug, Clone)]
+pub struct Buttons {
+    pub ok: String,
+    pub not_ok: String,
+    pub cancel: String,
+}
+
+/// Asks the user to pick one of three buttons (`SETOK`, `SETNOTOK`, `SETCANCEL`, then
+/// `CONFIRM`): pinentry answers `OK` for the first, "not confirmed" for the second and
+/// "cancelled" for the third.
+pub fn choose(
+    settings: &PinentrySettings,
+    prompt: &PinPrompt,
+    buttons: &Buttons,
+) -> Result<Choice, PinentryError> {
+    let mut p = Pinentry::start(settings)?;
+    p.setup(prompt)?;
+    let t = settings.command_timeout;
+    p.transact(&command("SETOK", &buttons.ok), t)?;
+    p.transact(&command("SETNOTOK", &buttons.not_ok), t)?;
+    p.transact(&command("SETCANCEL", &buttons.cancel), t)?;
+    let answer = match p.transact("CONFIRM", settings.user_timeout) {
+        Ok(()) => Ok(Choice::Ok),
+        Err(PinentryError::NotConfirmed) => Ok(Choice::NotOk),
+        Err(PinentryError::Cancelled) => Ok(Choice::Cancel),
+        Err(e) => Err(e),
+    };
+    p.bye();
+    answer
+}
+
 /// Shows a message with one button (`CONFIRM --one-button`); returns when the user closed it.
 pub fn notify(settings: &PinentrySettings, prompt: &PinPrompt) -> Result<(), PinentryError> {
     let mut p = Pinentry::start(settings)?;
@@ -577,6 +620,52 @@ mod tests {
         };
         assert_eq!(ask_pin(&s, &prompt).unwrap().expose(), b"12%34");
         assert!(!confirm(&s, &prompt).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn three_buttons_map_to_choices() {
+        let dir = tempdir();
+        let buttons = Buttons {
+            ok: "Một lần / Once".into(),
+            not_ok: "Luôn / Always".into(),
+            cancel: "Từ chối / Refuse".into(),
+        };
+        // The script answers CONFIRM according to the SETNOTOK label it was given, and
+        // records every command.
+        let body = |reply: &str| {
+            format!(
+                "echo OK\nwhile read -r cmd rest; do echo \"$cmd $rest\" >> {seen}; case $cmd in CONFIRM) {reply};; BYE) echo OK; exit 0;; *) echo OK;; esac; done",
+                seen = dir.join("seen").display()
+            )
+        };
+        let s = settings(script(&dir, &body("echo OK")));
+        assert_eq!(
+            choose(&s, &PinPrompt::default(), &buttons).unwrap(),
+            Choice::Ok
+        );
+        let seen = std::fs::read_to_string(dir.join("seen")).unwrap();
+        assert!(seen.contains("SETOK Một lần / Once"), "{seen}");
+        assert!(seen.contains("SETNOTOK Luôn / Always"), "{seen}");
+        assert!(seen.contains("SETCANCEL Từ chối / Refuse"), "{seen}");
+        let s = settings(script(&dir, &body("echo 'ERR 83886194 Not confirmed'")));
+        assert_eq!(
+            choose(&s, &PinPrompt::default(), &buttons).unwrap(),
+            Choice::NotOk
+        );
+        let s = settings(script(
+            &dir,
+            &body("echo 'ERR 83886179 Operation cancelled'"),
+        ));
+        assert_eq!(
+            choose(&s, &PinPrompt::default(), &buttons).unwrap(),
+            Choice::Cancel
+        );
+        let s = settings(script(&dir, &body("echo 'ERR 1 broken'")));
+        assert!(matches!(
+            choose(&s, &PinPrompt::default(), &buttons),
+            Err(PinentryError::Assuan { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -64,6 +64,11 @@ FILES=(
     /usr/share/p11-kit/modules/kyso.module
     /usr/lib/systemd/user/kysod.socket
     /usr/lib/systemd/user/kysod.service
+    /usr/bin/kyso-bridge
+    /usr/lib/systemd/user/kyso-bridge.socket
+    /usr/lib/systemd/user/kyso-bridge.service
+    /usr/lib/systemd/system/kyso-bridge-policy.path
+    /usr/lib/systemd/system/kyso-bridge-policy.service
     /usr/lib/udev/rules.d/70-kyso-tokens.rules
     /etc/kyso/kysod.toml
     /usr/share/man/man8/kysod.8.gz
@@ -98,7 +103,7 @@ else
     bad "contents: exactly the expected files" "$(diff <(echo "$expected") <(echo "$listed"))"
 fi
 check "programs are 0755 root:root" \
-    bash -c "grep -E ' \./usr/bin/.' '$WORK/contents' | awk '{ n++; if (\$1 != \"-rwxr-xr-x\" || \$2 != \"root/root\") bad = 1 } END { exit bad || n != 3 }'"
+    bash -c "grep -E ' \./usr/bin/.' '$WORK/contents' | awk '{ n++; if (\$1 != \"-rwxr-xr-x\" || \$2 != \"root/root\") bad = 1 } END { exit bad || n != 4 }'"
 check "other files are 0644 root:root" \
     bash -c "grep -vE ' \./usr/bin/.' '$WORK/contents' | awk '\$1 !~ /^d/ { if (\$1 != \"-rw-r--r--\" || \$2 != \"root/root\") exit 1 }'"
 depends=$(dpkg-deb -f "$DEB" Depends)
@@ -202,6 +207,9 @@ missing=$(for f in "${FILES[@]}"; do [ -e "$f" ] || echo "$f"; done)
 [ -z "$missing" ] && ok "every file is in place" || bad "every file is in place" "$missing"
 check "dpkg --verify: files as packaged" bash -c '[ -z "$(dpkg --verify kyso)" ]'
 check "kysod.socket enabled for user sessions" test -L /etc/systemd/user/sockets.target.wants/kysod.socket
+check "kyso-bridge.socket enabled for user sessions" test -L /etc/systemd/user/sockets.target.wants/kyso-bridge.socket
+check "kyso-bridge-policy.path enabled" test -L /etc/systemd/system/paths.target.wants/kyso-bridge-policy.path
+check "no loopback policy while [bridge] origins is empty" test ! -e /etc/chromium/policies/managed/kyso.json
 check "installed kyso runs" /usr/bin/kyso --version
 for page in man8/kysod.8 man1/kyso.1 man1/kyso-helpdesk.1; do
     check "man page $page is roff with a NAME section" \
@@ -293,6 +301,38 @@ check "kysod was given the socket with LISTEN_FDS=1 and created none" \
 check "p11-kit list-modules shows kyso's token" \
     bash -c "p11-kit list-modules | sed -n '/^kyso:/,/^[^ ]/p' | grep -q 'serial-number: $SERIAL_A'"
 
+# ---- the installed kyso-bridge, started as kyso-bridge.socket + kyso-bridge.service start it
+BRIDGE_EXEC=$(sed -n 's/^ExecStart=//p' /usr/lib/systemd/user/kyso-bridge.service)
+BRIDGE_LISTEN=$(sed -n 's/^ListenStream=//p' /usr/lib/systemd/user/kyso-bridge.socket)
+[ "$BRIDGE_LISTEN" = 127.0.0.1:8987 ] && ok "kyso-bridge.socket listens on 127.0.0.1:8987" ||
+    bad "kyso-bridge.socket listens on 127.0.0.1:8987" "$BRIDGE_LISTEN"
+KYSO_SOCKET=$SOCKET systemd-socket-activate -l "$BRIDGE_LISTEN" \
+    -E HOME -E XDG_CONFIG_HOME -E XDG_RUNTIME_DIR -E KYSO_SOCKET -E PATH \
+    "$BRIDGE_EXEC" 2>"$WORK/bridge.log" &
+BRIDGE_PID=$!
+sleep 0.3
+BRIDGE_CA=$HOME_DIR/.local/state/kyso/bridge/ca.pem
+# The first connection starts it; it makes its certificate, which its CA verifies.
+for _ in $(seq 100); do
+    curl -s --cacert "$BRIDGE_CA" "https://127.0.0.1:8987/" -o "$WORK/settings.html" 2>/dev/null && break
+    sleep 0.1
+done
+check "the bridge's certificate verifies for 127.0.0.1 against its own CA (TLS)" \
+    bash -c "openssl s_client -connect 127.0.0.1:8987 -CAfile '$BRIDGE_CA' -verify_return_error </dev/null 2>&1 | grep -q 'Verify return code: 0'"
+check "the bridge's CA is name-constrained to 127.0.0.1 and localhost" \
+    bash -c "openssl x509 -in '$BRIDGE_CA' -noout -text | grep -A3 'Name Constraints' | grep -q 'DNS:localhost' && openssl x509 -in '$BRIDGE_CA' -noout -text | grep -A3 'Name Constraints' | grep -q 'IP:127.0.0.1/255.255.255.255'"
+check "no file holds the CA's private key (only the bridge's own)" \
+    bash -c "[ \"\$(grep -l 'PRIVATE KEY' '$HOME_DIR'/.local/state/kyso/bridge/* | wc -l)\" = 1 ]"
+check "the settings page shows the token" grep -q "$SERIAL_A" "$WORK/settings.html"
+check "kyso status says the bridge is up" bash -c "kyso status | grep -q 'bridge: .*up at'"
+check "the bridge is the installed /usr/bin/kyso-bridge with LISTEN_FDS=1" \
+    bash -c "[ \"\$(readlink /proc/$BRIDGE_PID/exe)\" = /usr/bin/kyso-bridge ] && tr '\\0' '\\n' </proc/$BRIDGE_PID/environ | grep -qx LISTEN_FDS=1"
+kill "$BRIDGE_PID" 2>/dev/null
+wait "$BRIDGE_PID" 2>/dev/null
+printf 'state_dir = "%s"\n\n[bridge]\norigins = ["https://vpdt.example.gov.vn"]\n' "$WORK/policy-state" >"$WORK/policy.toml"
+check "kyso bridge policy writes Chromium's LoopbackNetworkAllowedForUrls from [bridge] origins" \
+    bash -c "kyso bridge policy --config '$WORK/policy.toml' >/dev/null && grep -q 'vpdt.example.gov.vn' /etc/chromium/policies/managed/kyso.json"
+
 # GnuTLS: through p11-kit's registration (no configuration), and naming the module.
 check "p11tool (p11-kit registration) lists the token" \
     bash -c "p11tool --list-tokens | grep -q 'serial=$SERIAL_A'"
@@ -359,12 +399,15 @@ left+=$(compgen -G '/usr/share/man/man1/kyso*')
 check "remove keeps the configuration" test -f /etc/kyso/kysod.toml
 check "remove masks kysod.socket for user sessions" \
     bash -c '[ "$(readlink /etc/systemd/user/kysod.socket)" = /dev/null ]'
+check "remove takes away the loopback policy" test ! -e /etc/chromium/policies/managed/kyso.json
 check "p11-kit no longer lists kyso" bash -c "! p11-kit list-modules 2>/dev/null | grep -q '^kyso:'"
 check "dpkg --purge purges it" dpkg --purge kyso
 left=$(for f in "${FILES[@]}" /etc/kyso /usr/share/doc/kyso; do [ ! -e "$f" ] || echo "$f"; done)
 left+=$(compgen -G '/usr/share/man/man1/kyso*')
 left+=$(find /etc/systemd/user /var/lib/systemd/deb-systemd-user-helper-enabled \
-    /var/lib/systemd/deb-systemd-user-helper-masked -name 'kysod.*' 2>/dev/null)
+    /var/lib/systemd/deb-systemd-user-helper-masked -name 'kysod.*' -o -name 'kyso-bridge*' 2>/dev/null)
+left+=$(find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled \
+    /var/lib/systemd/deb-systemd-helper-masked -name 'kyso-bridge*' 2>/dev/null)
 [ -z "$left" ] && ok "purge leaves nothing behind" || bad "purge leaves nothing behind" "$left"
 check "dpkg knows no kyso any more" \
     bash -c "! dpkg-query -W -f='\${db:Status-Status}' kyso 2>/dev/null | grep -qv '^not-installed\$'"

@@ -14,6 +14,7 @@
 //! plain `cargo test` the [`Fixture`] holds a process-wide lock, so tests in one binary at least
 //! run one after the other, each initialising and finalising the modules it loads.
 
+pub mod bridge;
 mod daemon;
 mod fixture;
 mod module;

@@ -13,6 +13,7 @@ use cryptoki_sys::{
 };
 
 mod audit;
+mod bridge;
 mod config;
 mod recover;
 mod report;
@@ -68,6 +69,9 @@ enum Command {
     /// renew, expired) at the end of the day the report is made (--today), with kysod's
     /// [policy] warn_days. Exit 2: no journal or bad arguments.
     Report(ReportArgs),
+    /// The local web-signing service's certificate (kyso-bridge).
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
     /// Writes the man pages of `kyso` and its commands (roff) into DIR; used when packaging.
     #[command(hide = true)]
     ManPage { dir: PathBuf },
@@ -204,6 +208,7 @@ fn main() -> ExitCode {
             socket,
         }) => recover::apply(socket, &grant, &out, force),
         Command::Report(args) => run_report(args),
+        Command::Bridge(command) => bridge::run(command),
         Command::ManPage { dir } => {
             match std::fs::create_dir_all(&dir).and_then(|()| {
                 clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), &dir)
@@ -317,7 +322,10 @@ fn status(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Resul
     let tokens = Kysod::connect(socket)?.tokens()?;
     let now = dates::now();
     if !json {
-        return Ok(status_table(&tokens, now, warn_days));
+        let mut text = status_table(&tokens, now, warn_days);
+        text.push_str(&bridge::status_line());
+        text.push('\n');
+        return Ok(text);
     }
     let mut value = serde_json::to_value(&tokens).map_err(|e| e.to_string())?;
     let certificates = tokens.iter().flat_map(|t| &t.certificates);

@@ -1,0 +1,206 @@
+//! kyso-bridge with a real browser: Debian's Chromium, headless, trusting the bridge through
+//! the NSS database `kyso bridge trust` fills (no --ignore-certificate-errors), loads pages of
+//! a local web application it treats as public sites (--ip-address-space-overrides), let
+//! through to 127.0.0.1 by the managed LoopbackNetworkAllowedForUrls policy. The pages call
+//! the bridge as e-office pages do (tests/browser/signplugin.js); the results are verified
+//! here with OpenSSL and xmlsec1. Needs root (the policy lives in /etc/chromium), chromium,
+//! node and tests/browser/node_modules (scripts/setup-debian installs them).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use kyso_tests::bridge::{bridge_config, bridge_pinentry, free_port, Bridge};
+use kyso_tests::util::{openssl_verify_sha256, pem_cert_to_der, run, sha256};
+use kyso_tests::{repo_root, target_dir, Daemon, DaemonConfig, Fixture};
+use serde_json::Value;
+
+const DOCUMENT: &[u8] = b"Quyet dinh so 68/QD-UBND ve viec ky so van ban.\n";
+const XML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<HoSo xmlns=\"urn:vn:gov:hoso\" xmlns:x=\"urn:x\" Id=\"hs1\">\n  <!-- hồ sơ mẫu -->\n  <TieuDe lang=\"vi\">Công văn số 123/UBND-VP</TieuDe>\n  <x:Muc a=\"1\" b=\"&lt;2&gt;\"><![CDATA[a < b && c]]></x:Muc>\n  <Trong/>\n</HoSo>\n";
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn unb64(v: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap_or_else(|| panic!("not a string: {v}")))
+        .expect("base64")
+}
+
+/// The test's own managed policy file, removed when dropped.
+struct Policy(PathBuf);
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// xmlsec1 verifies `xml` against the demo CA.
+fn xmlsec_verifies(xml: &[u8], ca: &Path, dir: &Path) -> (bool, String) {
+    let file = dir.join("signed.xml");
+    std::fs::write(&file, xml).unwrap();
+    let out = run(
+        Command::new("xmlsec1")
+            .arg("--verify")
+            .arg("--trusted-pem")
+            .arg(ca)
+            .arg("--enabled-key-data")
+            .arg("x509")
+            .arg(&file),
+        Duration::from_secs(30),
+    );
+    (out.status.success(), out.text())
+}
+
+#[test]
+fn chromium_signs_through_the_bridge_and_asks_about_unlisted_sites() {
+    let fx = Fixture::new();
+    let pin = fx.subdir("pinentry");
+    let program = bridge_pinentry(&pin);
+    let (bridge_port, site, ask, gated) = (free_port(), free_port(), free_port(), free_port());
+    let site_origin = format!("http://127.0.0.1:{site}");
+    let ask_origin = format!("http://127.0.0.1:{ask}");
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            extra: bridge_config(&program, bridge_port, &[&site_origin]),
+            ..Default::default()
+        },
+    );
+    // As a user would: kyso bridge trust fills ~/.pki/nssdb.
+    let home = fx.subdir("home");
+    let out = run(
+        Command::new(target_dir().join("kyso"))
+            .args(["bridge", "trust", "--user-only", "--config"])
+            .arg(daemon.config_path())
+            .env("HOME", &home),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "kyso bridge trust: {}", out.text());
+    assert!(home.join(".pki/nssdb/cert9.db").exists());
+    let bridge = Bridge::start(&daemon, bridge_port, &[]);
+
+    // The loopback policy names the configured site and the unlisted one, not the gated one.
+    let dir = Path::new("/etc/chromium/policies/managed");
+    std::fs::create_dir_all(dir).expect("policy directory (needs root)");
+    let policy = Policy(dir.join(format!("kyso-test-{bridge_port}.json")));
+    std::fs::write(
+        &policy.0,
+        serde_json::json!({ "LoopbackNetworkAllowedForUrls": [&site_origin, &ask_origin] })
+            .to_string(),
+    )
+    .unwrap();
+
+    // The user's answers, in the order the pages ask: the certificate (RSA, first), the
+    // batch, two XML signatures; the unlisted site: refuse; after the refusal is cleared on
+    // the settings page, "always", then the certificate.
+    std::fs::write(pin.join("confirms"), "ok\nok\nok\nok\ncancel\nnotok\nok\n").unwrap();
+
+    let out_dir = fx.subdir("browser");
+    let browser_dir = repo_root().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "run npm ci in tests/browser (scripts/setup-debian does)"
+    );
+    let out = run(
+        Command::new("node")
+            .arg(browser_dir.join("bridge_test.mjs"))
+            .env("HOME", &home)
+            .env("BRIDGE_PORT", bridge_port.to_string())
+            .env("SITE_PORT", site.to_string())
+            .env("ASK_PORT", ask.to_string())
+            .env("GATED_PORT", gated.to_string())
+            .env("DOCUMENT_SHA256", b64(&sha256(DOCUMENT)))
+            .env("XML", b64(XML.as_bytes()))
+            .env("OUT", &out_dir),
+        Duration::from_secs(150),
+    );
+    let results: Value = serde_json::from_slice(
+        &std::fs::read(out_dir.join("results.json"))
+            .unwrap_or_else(|_| panic!("no results: {}\nbridge:\n{}", out.text(), bridge.log())),
+    )
+    .unwrap();
+    assert!(
+        results.get("error").is_none(),
+        "{results:#}\n{}\nbridge:\n{}",
+        out.text(),
+        bridge.log()
+    );
+
+    // The certificate and the hash's signature, checked with OpenSSL.
+    let rsa_der = pem_cert_to_der(&fx.cert_pem(1));
+    assert_eq!(results["cert"]["Status"], 0, "{results:#}");
+    assert!(unb64(&results["cert"]["CertInfo"]["Base64Data"]) == rsa_der);
+    assert_eq!(results["sign"]["Status"], 0, "{results:#}");
+    assert!(openssl_verify_sha256(
+        &fx.cert_pem(1),
+        DOCUMENT,
+        &unb64(&results["sign"]["Signature"])
+    ));
+
+    // The XML document, enveloped and as a lone <Signature>, checked with xmlsec1.
+    assert_eq!(results["xml"]["Status"], 0, "{results:#}");
+    let signed = unb64(&results["xml"]["Signature"]);
+    let (ok, text) = xmlsec_verifies(&signed, &fx.ca_pem(), &out_dir);
+    assert!(ok, "xmlsec1: {text}\n{}", String::from_utf8_lossy(&signed));
+    let detached = String::from_utf8(unb64(&results["xmlDetached"]["Signature"])).unwrap();
+    assert!(detached.starts_with("<Signature"), "{detached}");
+    let rebuilt = XML.replacen("</HoSo>", &format!("{detached}</HoSo>"), 1);
+    let (ok, text) = xmlsec_verifies(rebuilt.as_bytes(), &fx.ca_pem(), &out_dir);
+    assert!(ok, "xmlsec1 (signature put back): {text}");
+    let tampered = String::from_utf8(signed)
+        .unwrap()
+        .replace("123/UBND-VP", "124/UBND-VP");
+    assert!(!xmlsec_verifies(tampered.as_bytes(), &fx.ca_pem(), &out_dir).0);
+
+    // Not in the loopback policy: Chromium blocks the page's connection.
+    assert_eq!(results["gated"]["Status"], -1, "{results:#}");
+
+    // The unlisted site: asked, refused, refused again without asking; cleared on the
+    // settings page; asked again and allowed.
+    assert_eq!(results["askRefused"]["Status"], 2, "{results:#}");
+    assert_eq!(results["askRefusedAgain"]["Status"], 2, "{results:#}");
+    assert_eq!(results["clearButtons"], 1, "{results:#}");
+    assert_eq!(results["askAllowed"]["Status"], 0, "{results:#}");
+    let seen = std::fs::read_to_string(pin.join("seen")).unwrap();
+    assert_eq!(
+        seen.matches(&format!("Trang web {ask_origin} muốn dùng chữ ký số"))
+            .count(),
+        2,
+        "{seen}"
+    );
+    assert!(
+        !seen.contains(&format!("Trang web {site_origin} muốn")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("Trang web {site_origin} yêu cầu ký số")),
+        "{seen}"
+    );
+
+    // The settings page shows the token, its certificates and the site allowed for good.
+    let text = results["settingsText"].as_str().unwrap_or_default();
+    for want in [
+        "NGUYEN VAN A",
+        "Chứng thư số",
+        &ask_origin,
+        "Chữ ký gần đây",
+    ] {
+        assert!(text.contains(want), "settings page lacks {want}: {text}");
+    }
+    let png = std::fs::metadata(out_dir.join("settings.png"))
+        .expect("screenshot")
+        .len();
+    assert!(png > 10_000, "screenshot of {png} bytes");
+    if let Some(keep) = std::env::var_os("KYSO_KEEP_SCREENSHOTS") {
+        let _ = std::fs::copy(
+            out_dir.join("settings.png"),
+            Path::new(&keep).join("bridge-settings.png"),
+        );
+    }
+    drop(policy);
+    drop(bridge);
+}

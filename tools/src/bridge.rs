@@ -1,0 +1,88 @@
+//! `kyso bridge trust|untrust|policy` and the bridge's line in `kyso status`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kyso_bridge::{config, trust};
+
+#[derive(clap::Subcommand)]
+pub enum BridgeCommand {
+    /// Makes the bridge's certificate when there is none (a local CA that can issue only for
+    /// 127.0.0.1 and localhost, its key thrown away) and registers the CA for you: Chromium's
+    /// ~/.pki/nssdb and every Firefox profile; as root also the system store and the browsers'
+    /// policy letting the configured sites reach the bridge.
+    Trust {
+        /// kyso's configuration. Default: $XDG_CONFIG_HOME/kyso/kysod.toml, else /etc/kyso/kysod.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only your own browsers, even as root (no system store, no policy).
+        #[arg(long)]
+        user_only: bool,
+    },
+    /// Removes what `kyso bridge trust` registered and deletes the bridge's certificate.
+    Untrust {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only your own browsers, even as root.
+        #[arg(long)]
+        user_only: bool,
+    },
+    /// As root: writes Chromium's and Chrome's managed policy LoopbackNetworkAllowedForUrls
+    /// from [bridge] origins (removes it when there are none). The package runs it on install
+    /// and whenever /etc/kyso/kysod.toml changes.
+    #[command(hide = true)]
+    Policy {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: BridgeCommand) -> ExitCode {
+    let result = match command {
+        BridgeCommand::Trust { config, user_only } => config::load(config).and_then(|c| {
+            let dir = config::bridge_dir(&c)?;
+            let home = trust::home().map_err(|e| e.to_string())?;
+            let system = trust::is_root() && !user_only;
+            trust::trust(&dir, &home, system, &c.bridge.origins).map_err(|e| e.to_string())
+        }),
+        BridgeCommand::Untrust { config, user_only } => config::load(config).and_then(|c| {
+            let dir = config::bridge_dir(&c)?;
+            let home = trust::home().map_err(|e| e.to_string())?;
+            trust::untrust(&dir, &home, trust::is_root() && !user_only).map_err(|e| e.to_string())
+        }),
+        BridgeCommand::Policy { config } => config::load(config).and_then(|c| {
+            trust::write_browser_policy(&c.bridge.origins)
+                .map(|files| {
+                    files
+                        .iter()
+                        .map(|f| format!("policy: {}", f.display()))
+                        .collect()
+                })
+                .map_err(|e| e.to_string())
+        }),
+    };
+    match result {
+        Ok(done) => {
+            for line in done {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kyso: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The bridge's line in `kyso status`.
+pub fn status_line() -> String {
+    match config::load(None) {
+        Ok(c) if config::bridge_up(&c) => format!(
+            "bridge: đang chạy / up at wss://{} (https://{}/)",
+            c.bridge.listen, c.bridge.listen
+        ),
+        Ok(c) => format!("bridge: không chạy / not running ({})", c.bridge.listen),
+        Err(e) => format!("bridge: {e}"),
+    }
+}
