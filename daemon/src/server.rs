@@ -6,9 +6,10 @@
 //! only its own connection; the shim keeps a pool of connections, so an application's other
 //! threads and every other client go on.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 use kyso_proto::frame::{self, FrameError};
 use kyso_proto::{Call, Hello, HelloReply, Refusal, Request, Response, Welcome, PROTOCOL_VERSION};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::errno::Errno;
+use nix::sys::socket::{getsockopt, recv, sockopt::PeerCredentials, MsgFlags};
 use parking_lot::Mutex;
 use zeroize::Zeroize;
 
@@ -66,11 +68,13 @@ impl Server {
     fn read_frame(
         &self,
         stream: &UnixStream,
+        timed: &Cell<bool>,
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> Result<(), FrameError> {
         let mut incoming = Incoming {
             stream,
+            timed,
             deadline,
             counted: 0,
             total: &self.frame_bytes,
@@ -205,7 +209,8 @@ impl Server {
         }
         let mut buf = Vec::new();
         let hello_by = Instant::now() + HELLO_TIMEOUT;
-        if let Err(e) = self.read_frame(&stream, &mut buf, Some(hello_by)) {
+        let timed = Cell::new(false);
+        if let Err(e) = self.read_frame(&stream, &timed, &mut buf, Some(hello_by)) {
             tracing::warn!(pid, error = %e, "bad handshake; connection closed");
             return;
         }
@@ -245,14 +250,20 @@ impl Server {
         });
         let welcomed = frame::write(&mut stream, &welcome, &mut buf);
         match welcomed {
-            Ok(()) => self.requests(&client, &mut stream, &mut buf),
+            Ok(()) => self.requests(&client, &mut stream, &timed, &mut buf),
             Err(e) => tracing::debug!(pid, error = %e, "handshake not completed"),
         }
         self.leave(&client);
     }
 
     /// The request loop of one connection.
-    fn requests(&self, client: &Client, stream: &mut UnixStream, buf: &mut Vec<u8>) {
+    fn requests(
+        &self,
+        client: &Client,
+        stream: &mut UnixStream,
+        timed: &Cell<bool>,
+        buf: &mut Vec<u8>,
+    ) {
         let mut out = Vec::new();
         loop {
             if buf.capacity() > BUFFER_KEEP {
@@ -262,7 +273,7 @@ impl Server {
                 out = Vec::new();
             }
             let request: Request = match self
-                .read_frame(stream, buf, None)
+                .read_frame(stream, timed, buf, None)
                 .and_then(|()| frame::decode(buf))
             {
                 Ok(r) => r,
@@ -334,13 +345,21 @@ impl Server {
 /// all connections may hold.
 struct Incoming<'a> {
     stream: &'a UnixStream,
+    /// Whether the socket has a read timeout set (changed only when a read must wait).
+    timed: &'a Cell<bool>,
     deadline: Option<Instant>,
     counted: usize,
     total: &'a AtomicUsize,
 }
 
-impl Read for Incoming<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl Incoming<'_> {
+    /// Reads what has arrived, waiting (until the deadline, if any) only when nothing has.
+    fn read_some(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match recv(self.stream.as_raw_fd(), out, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
         let timeout = match self.deadline {
             None => None,
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
@@ -348,8 +367,17 @@ impl Read for Incoming<'_> {
                 _ => return Err(io::ErrorKind::TimedOut.into()),
             },
         };
-        self.stream.set_read_timeout(timeout)?;
-        let n = (&mut &*self.stream).read(out)?;
+        if timeout.is_some() || self.timed.get() {
+            self.stream.set_read_timeout(timeout)?;
+            self.timed.set(timeout.is_some());
+        }
+        (&mut &*self.stream).read(out)
+    }
+}
+
+impl Read for Incoming<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.read_some(out)?;
         if n > 0 {
             self.deadline
                 .get_or_insert_with(|| Instant::now() + FRAME_TIMEOUT);
