@@ -6,8 +6,7 @@
 //! (`so-generations.json`, no secret).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -96,16 +95,7 @@ impl RecoveryState {
                 .mode(0o700)
                 .create(dir)?;
         }
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        crate::files::replace(path, bytes)
     }
 
     /// Keeps a new request (and lets go of the expired ones).

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use kyso_proto::frame::{self, FrameError};
 use kyso_proto::{Call, Hello, HelloReply, Refusal, Request, Response, Welcome, PROTOCOL_VERSION};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, recv, sockopt::PeerCredentials, MsgFlags};
 use parking_lot::Mutex;
 use zeroize::Zeroize;

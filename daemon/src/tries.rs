@@ -4,8 +4,6 @@
 //! reset by a right PIN) stands in, assuming the government tokens' three tries.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use cryptoki_sys as ck;
@@ -159,22 +157,11 @@ impl PinFailures {
         self.save(&counts);
     }
 
-    /// Writes the counts through a temporary file and a rename, so a reader never sees half.
+    /// Writes the counts whole (see [`crate::files::replace`]), so a reader never sees half.
     fn save(&self, counts: &BTreeMap<String, Counts>) {
-        let tmp = self.path.with_extension("tmp");
         let result = serde_json::to_vec_pretty(counts)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &self.path)
-            });
+            .and_then(|bytes| crate::files::replace(&self.path, &bytes));
         if let Err(e) = result {
             tracing::error!(file = %self.path.display(), error = %e, "cannot record the count of wrong PINs; it is kept in memory until kysod stops");
         }
