@@ -50,8 +50,14 @@ fn main() {
         for c in rustls::pki_types::CertificateDer::pem_file_iter(bridge.ca_pem()).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
+        // As a browser: X25519 first (ring's default list starts with P-384).
         #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut provider = rustls::crypto::ring::default_provider();
+        {
+            use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+            provider.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+        }
+        let provider = Arc::new(provider);
         Arc::new(
             rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
