@@ -14,19 +14,10 @@ use kyso_proto::{Attribute, AttributeQuery, Call, Operation, Purpose, Reply, Ulo
 
 use crate::status::{Failure, Status};
 
-const CKA_CLASS: Ulong = 0x0;
-const CKA_VALUE: Ulong = 0x11;
-const CKA_KEY_TYPE: Ulong = 0x100;
-const CKA_ID: Ulong = 0x102;
-const CKO_CERTIFICATE: Ulong = 1;
-const CKO_PRIVATE_KEY: Ulong = 3;
-const CKK_RSA: Ulong = 0;
-const CKK_EC: Ulong = 3;
-const CKF_SERIAL_SESSION: Ulong = 4;
-const CKU_USER: Ulong = 1;
-const CKM_RSA_PKCS: Ulong = 1;
-const CKM_ECDSA: Ulong = 0x1041;
-const CKR_USER_ALREADY_LOGGED_IN: Ulong = 0x100;
+use cryptoki_sys::{
+    CKA_CLASS, CKA_ID, CKA_KEY_TYPE, CKA_VALUE, CKF_SERIAL_SESSION, CKK_EC, CKK_RSA, CKM_ECDSA,
+    CKM_RSA_PKCS, CKO_CERTIFICATE, CKO_PRIVATE_KEY, CKR_USER_ALREADY_LOGGED_IN, CKU_USER,
+};
 
 /// How long a call that asks nobody may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -20,6 +20,8 @@ pub mod consent;
 #[cfg(feature = "server")]
 pub mod der;
 #[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
 pub mod kysod;
 #[cfg(feature = "server")]
 pub mod origin;

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::consent::{Answer, ConsentStore, Verdict};
+use crate::http::{read_head, respond_plain};
 use crate::origin::{Origin, OriginError};
 use crate::prompt::Prompts;
 use crate::request::{self, Request};
@@ -32,12 +33,8 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The request frame must arrive within this after the upgrade.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest request head.
-pub const MAX_HEAD: usize = 16 * 1024;
 /// The largest request frame (an XML document to sign, base64).
 pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
-/// The largest settings-page request body.
-pub const MAX_BODY: usize = 16 * 1024;
 
 /// What the bridge runs with.
 pub struct Bridge {
@@ -48,7 +45,7 @@ pub struct Bridge {
     prompts: Arc<Prompts>,
     sites: Sites,
     connections: Arc<Semaphore>,
-    pub(crate) settings: crate::settings::SettingsPage,
+    settings: crate::settings::SettingsPage,
 }
 
 impl Bridge {
@@ -68,10 +65,6 @@ impl Bridge {
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             settings,
         }
-    }
-
-    pub(crate) fn consent(&self) -> &Mutex<ConsentStore> {
-        &self.consent
     }
 }
 
@@ -133,56 +126,6 @@ pub async fn serve(bridge: Arc<Bridge>, listener: TcpListener) {
     }
 }
 
-/// A parsed request head.
-pub(crate) struct Head {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Head {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads the request head (up to the blank line) from `reader`; what follows stays buffered.
-async fn read_head<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Option<Head> {
-    let mut raw = Vec::with_capacity(1024);
-    loop {
-        let n = reader.read_until(b'\n', &mut raw).await.ok()?;
-        if n == 0 || raw.len() > MAX_HEAD {
-            return None;
-        }
-        if raw.ends_with(b"\r\n\r\n") || raw.ends_with(b"\n\n") {
-            break;
-        }
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 48];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(&raw) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return None,
-    }
-    Some(Head {
-        method: req.method?.to_string(),
-        path: req.path?.to_string(),
-        headers: req
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
-    })
-}
-
 impl Bridge {
     async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
@@ -201,7 +144,7 @@ impl Bridge {
             .header("upgrade")
             .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
         if !upgrade {
-            crate::settings::http(&self, &mut reader, &head).await;
+            crate::settings::http(&self.settings, &self.consent, &mut reader, &head).await;
             return;
         }
         let Some(key) = head.header("sec-websocket-key").map(str::to_string) else {
@@ -348,45 +291,4 @@ async fn one_text<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     Err(None)
-}
-
-/// A short plain-text HTTP answer, then the connection closes.
-pub(crate) async fn respond_plain<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    code: u16,
-    reason: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    respond(
-        w,
-        code,
-        reason,
-        "text/plain; charset=utf-8",
-        body.as_bytes(),
-        &[],
-    )
-    .await
-}
-
-pub(crate) async fn respond<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    code: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n",
-        body.len()
-    );
-    for (n, v) in extra {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes()).await?;
-    w.write_all(body).await?;
-    w.flush().await?;
-    let _ = w.shutdown().await;
-    Ok(())
 }

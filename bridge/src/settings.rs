@@ -10,10 +10,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 
+use crate::consent::ConsentStore;
+use crate::http::{respond, respond_plain, Head, MAX_BODY};
 use crate::origin::Origin;
-use crate::server::{respond, respond_plain, Bridge, Head, MAX_BODY};
 
 pub struct SettingsPage {
     port: u16,
@@ -95,11 +97,11 @@ fn day(t: i64) -> String {
 }
 
 fn pin_state(flags: u64) -> &'static str {
-    if flags & 0x0004_0000 != 0 {
+    if flags & cryptoki_sys::CKF_USER_PIN_LOCKED != 0 {
         "đã khóa / locked"
-    } else if flags & 0x0002_0000 != 0 {
+    } else if flags & cryptoki_sys::CKF_USER_PIN_FINAL_TRY != 0 {
         "còn 1 lần thử / one try left"
-    } else if flags & 0x0001_0000 != 0 {
+    } else if flags & cryptoki_sys::CKF_USER_PIN_COUNT_LOW != 0 {
         "đã nhập sai, còn ít lần thử / few tries left"
     } else {
         "bình thường / all tries left"
@@ -108,18 +110,18 @@ fn pin_state(flags: u64) -> &'static str {
 
 /// Serves one plain HTTP request on the bridge's port.
 pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
-    bridge: &Bridge,
+    page: &SettingsPage,
+    consent: &Mutex<ConsentStore>,
     stream: &mut BufReader<S>,
     head: &Head,
 ) {
-    let page = &bridge.settings;
     if !head.header("host").is_some_and(|h| page.own_host(h)) {
         let _ = respond_plain(stream, 421, "Misdirected Request", "wrong host").await;
         return;
     }
     match (head.method.as_str(), head.path.as_str()) {
         ("GET", "/") => {
-            let html = render(bridge).await;
+            let html = render(page, consent).await;
             let csp = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'";
             let _ = respond(
                 stream,
@@ -132,7 +134,7 @@ pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
         }
         ("POST", "/revoke") => {
-            let (code, text) = revoke(bridge, stream, head).await;
+            let (code, text) = revoke(page, consent, stream, head).await;
             let _ = respond_plain(
                 stream,
                 code,
@@ -148,11 +150,11 @@ pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn revoke<S: AsyncRead + Unpin>(
-    bridge: &Bridge,
+    page: &SettingsPage,
+    consent: &Mutex<ConsentStore>,
     stream: &mut BufReader<S>,
     head: &Head,
 ) -> (u16, &'static str) {
-    let page = &bridge.settings;
     if !head.header("origin").is_some_and(|o| page.own_origin(o)) {
         return (403, "only the settings page may change settings");
     }
@@ -186,7 +188,7 @@ async fn revoke<S: AsyncRead + Unpin>(
     let Some(origin) = origin else {
         return (403, "bad origin");
     };
-    match bridge.consent().lock().revoke(&origin) {
+    match consent.lock().revoke(&origin) {
         Ok(_) => {
             tracing::info!(site = %origin, "revoked on the settings page");
             (200, "ok")
@@ -231,15 +233,14 @@ fn recent(journal: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn render(bridge: &Bridge) -> String {
-    let page = &bridge.settings;
+async fn render(page: &SettingsPage, consent: &Mutex<ConsentStore>) -> String {
     let (socket, journal) = (page.socket.clone(), page.journal.clone());
     let (tokens, recent) = tokio::task::spawn_blocking(move || (tokens(&socket), recent(&journal)))
         .await
         .unwrap_or_else(|_| (Err("internal".into()), Vec::new()));
     let now = SystemTime::now();
-    let (configured, always) = bridge.consent().lock().allowed();
-    let refused = bridge.consent().lock().refused(now);
+    let (configured, always) = consent.lock().allowed();
+    let refused = consent.lock().refused(now);
     let unix_now = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
