@@ -217,16 +217,7 @@ fn handles_are_meaningless_to_another_client() {
     let (mut a, mut b, slot) = WireClient::two(&daemon);
 
     // A logs in and finds its RSA private key.
-    let sa = a.handle(Call::OpenSession {
-        slot,
-        flags: CKF_SERIAL_SESSION,
-    });
-    let login = Call::Login {
-        session: sa,
-        user_type: CKU_USER,
-        pin: Some(Pin::new(USER_PIN.as_bytes())),
-    };
-    assert_eq!(a.call(login).0, CKR_OK);
+    let (sa, key) = a.logged_in_key(slot);
     let template = vec![
         Attribute {
             kind: CKA_CLASS,
@@ -237,22 +228,6 @@ fn handles_are_meaningless_to_another_client() {
             value: Some(vec![0x01]),
         },
     ];
-    assert_eq!(
-        a.call(Call::FindObjectsInit {
-            session: sa,
-            template: template.clone()
-        })
-        .0,
-        CKR_OK
-    );
-    let key = match a.call(Call::FindObjects {
-        session: sa,
-        max: 10,
-    }) {
-        (0, Reply::Handles(h)) if h.len() == 1 => h[0],
-        other => panic!("A finds its key: {other:?}"),
-    };
-    assert_eq!(a.call(Call::FindObjectsFinal { session: sa }).0, CKR_OK);
 
     // B, not logged in, on the same token that A keeps logged in.
     let sb = b.handle(Call::OpenSession {

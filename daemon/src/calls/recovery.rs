@@ -126,6 +126,18 @@ fn make_request(d: &State, c: &Client, slot: Ulong) -> Result<Reply, Refusal> {
     Ok(Reply::Bytes(bytes))
 }
 
+/// Refuses to log the SO in while anyone is logged in at the token: SO and user logins
+/// exclude each other, and another client's work would be cut.
+fn not_in_use(login: &crate::login::TokenLogin) -> Result<(), Refusal> {
+    if login.is_logged_in() {
+        return Err(Refusal::new(
+            ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
+            "the token is in use (logged in): close the applications using it and try again; nothing was changed",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses when the SO PIN cannot be used: locked, or at its final try (by the token's flags
 /// or kysod's count) without `force`. With `force` the guard still asks the user.
 fn so_usable(d: &State, token: &Token, force: bool) -> Result<(), Refusal> {
@@ -227,12 +239,7 @@ fn unlock_token(
         false,
         |_| Some(PinKind::So),
         |login, tally| {
-            if login.is_logged_in() {
-                return Err(Refusal::new(
-                    ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
-                    "the token is in use (logged in): close the applications using it and try again; nothing was changed",
-                ));
-            }
+            not_in_use(login)?;
             let now_installed = d.recovery.generation(&token.serial);
             if let (Some(sealed), Some(installed)) = (sealed_generation, &now_installed) {
                 if sealed != installed {
@@ -460,12 +467,7 @@ fn wipe_token(
         false,
         |_| Some(PinKind::So),
         |login, tally| {
-            if login.is_logged_in() {
-                return Err(Refusal::new(
-                    ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
-                    "the token is in use (logged in): close the applications using it; nothing was changed",
-                ));
-            }
+            not_in_use(login)?;
             let result =
                 token
                     .module
