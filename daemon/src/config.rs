@@ -32,6 +32,10 @@ pub struct Config {
     /// `[bridge]`: read by `kyso-bridge`, not by kysod (which accepts it and leaves it alone).
     #[serde(default)]
     pub bridge: BridgeConfig,
+    /// `[documents]`: read by `kyso sign`, `kyso verify` and the bridge's document operations
+    /// (`kyso_pdf::config`), not by kysod.
+    #[serde(default)]
+    pub documents: toml::Table,
 }
 
 /// `[bridge]`: kyso's local web-signing service (`kyso-bridge`).
