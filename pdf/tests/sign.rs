@@ -1,0 +1,385 @@
+//! PAdES signing judged by independent tools: pyHanko and poppler's pdfsig validate each
+//! signature, qpdf checks the file's structure, openssl reads the CMS.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use kyso_pdf::net::{Fetch, Offline};
+use kyso_pdf::sign::{sign_pdf, Options, MAX_SIZE};
+use kyso_pdf::Error;
+use lopdf::{Document, Object};
+
+fn options(fetch: &dyn Fetch) -> Options<'_> {
+    Options {
+        field_name: None,
+        reason: Some("Ký duyệt".into()),
+        location: Some("Hà Nội".into()),
+        appearance: None,
+        timestamp_url: None,
+        fetch,
+        time: time::macros::datetime!(2026-03-12 12:00:00 +07:00),
+    }
+}
+
+fn save(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The number of "judged VALID" verdicts in pyHanko's report, asserting it succeeded.
+fn pyhanko_valid(file: &Path, pki: &Pki) -> (usize, String) {
+    let (ok, report) = pyhanko_validate(file, &pki.ca_pem);
+    assert!(ok, "pyHanko rejects {}:\n{report}", file.display());
+    assert!(!report.contains("judged INVALID"), "{report}");
+    (report.matches("The signature is judged VALID.").count(), report)
+}
+
+fn pdfsig_valid(file: &Path) -> (usize, String) {
+    let (ok, report) = pdfsig(file);
+    assert!(ok, "pdfsig fails on {}:\n{report}", file.display());
+    (
+        report
+            .matches("Signature Validation: Signature is Valid.")
+            .count(),
+        report,
+    )
+}
+
+fn assert_qpdf_clean(file: &Path) {
+    let (ok, report) = qpdf_check(file);
+    assert!(ok, "qpdf --check {}:\n{report}", file.display());
+    assert!(
+        report.contains("No syntax or stream encoding errors found"),
+        "{report}"
+    );
+}
+
+/// The signature dictionaries of `pdf`, by field name.
+fn signatures(pdf: &[u8]) -> Vec<(String, lopdf::Dictionary)> {
+    let doc = Document::load_mem(pdf).unwrap();
+    let form = doc.catalog().unwrap().get_deref(b"AcroForm", &doc).unwrap();
+    let form = form.as_dict().unwrap();
+    assert_eq!(form.get(b"SigFlags").unwrap().as_i64().unwrap(), 3);
+    let fields = form.get_deref(b"Fields", &doc).unwrap().as_array().unwrap();
+    fields
+        .iter()
+        .map(|f| {
+            let field = doc.get_dictionary(f.as_reference().unwrap()).unwrap();
+            let name = String::from_utf8(field.get(b"T").unwrap().as_str().unwrap().to_vec()).unwrap();
+            let sig = field.get_deref(b"V", &doc).unwrap().as_dict().unwrap().clone();
+            (name, sig)
+        })
+        .collect()
+}
+
+/// openssl's reading of a signature's CMS.
+fn openssl_cms_print(dir: &Path, sig: &lopdf::Dictionary) -> String {
+    let der = sig.get(b"Contents").unwrap().as_str().unwrap();
+    let path = save(dir, "contents.der", der);
+    let (ok, text) = run(Command::new("openssl")
+        .args(["cms", "-cmsout", "-print", "-inform", "der", "-in"])
+        .arg(&path));
+    assert!(ok, "{text}");
+    text
+}
+
+fn sign_and_check(modern: bool, rsa: bool) {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let mut signer = if rsa {
+        pki.rsa_signer("Nguyễn Văn A")
+    } else {
+        pki.ec_signer("Nguyễn Văn A")
+    };
+    let pdf = make_pdf(3, 0, modern);
+    let signed = sign_pdf(&pdf, &mut signer, &options(&Offline)).unwrap();
+    assert_eq!(&signed[..pdf.len()], &pdf[..], "the original bytes must stay as they were");
+    let update = String::from_utf8_lossy(&signed[pdf.len()..]).to_string();
+    if modern {
+        assert!(update.contains("/Type/XRef") && !update.contains("\nxref"), "{update}");
+    } else {
+        assert!(update.contains("\nxref\n") && !update.contains("/XRef"), "{update}");
+    }
+    // Only the catalog (for the new AcroForm), the AcroForm, the field, page 1 and the
+    // signature dictionary are written.
+    assert_eq!(update.matches(" obj\n").count(), if modern { 6 } else { 5 }, "{update}");
+
+    let file = save(dir, "signed.pdf", &signed);
+    let (valid, report) = pyhanko_valid(&file, &pki);
+    assert_eq!(valid, 1, "{report}");
+    assert!(report.contains("The signer's certificate is trusted."), "{report}");
+    assert!(report.contains("The signature covers the entire file."), "{report}");
+    let mechanism = if rsa { "'sha256_rsa'" } else { "'sha256_ecdsa'" };
+    assert!(report.contains(mechanism), "{report}");
+    let (valid, report) = pdfsig_valid(&file);
+    assert_eq!(valid, 1, "{report}");
+    assert!(report.contains("Signature Type: ETSI.CAdES.detached"), "{report}");
+    assert!(report.contains("Signature Field Name: Signature1"), "{report}");
+    assert_qpdf_clean(&file);
+
+    let sigs = signatures(&signed);
+    assert_eq!(sigs.len(), 1);
+    let (name, sig) = &sigs[0];
+    assert_eq!(name, "Signature1");
+    assert_eq!(sig.get(b"SubFilter").unwrap().as_name().unwrap(), b"ETSI.CAdES.detached");
+    assert_eq!(sig.get(b"M").unwrap().as_str().unwrap(), b"D:20260312120000+07'00'");
+    let cms = openssl_cms_print(dir, sig);
+    for attr in ["contentType", "messageDigest", "id-smime-aa-signingCertificateV2"] {
+        assert!(cms.contains(attr), "{attr} missing:\n{cms}");
+    }
+    assert!(!cms.contains("signingTime"), "{cms}");
+    assert!(cms.contains("kyso test CA"), "the chain is embedded:\n{cms}");
+}
+
+#[test]
+fn rsa_classic_xref() {
+    sign_and_check(false, true);
+}
+
+#[test]
+fn ec_classic_xref() {
+    sign_and_check(false, false);
+}
+
+#[test]
+fn rsa_xref_stream_and_object_streams() {
+    sign_and_check(true, true);
+}
+
+#[test]
+fn ec_xref_stream_and_object_streams() {
+    sign_and_check(true, false);
+}
+
+/// The leader signs, then the clerk seals: both signatures stay valid, the first covering
+/// the revision it signed.
+#[test]
+fn co_signed_in_sequence() {
+    for modern in [false, true] {
+        let pki = Pki::new();
+        let dir = pki.dir.path();
+        let mut leader = pki.rsa_signer("Trần Văn Lãnh Đạo");
+        let mut clerk = pki.ec_signer("Văn thư");
+        let pdf = make_pdf(2, 0, modern);
+        let first = sign_pdf(&pdf, &mut leader, &options(&Offline)).unwrap();
+        let mut seal = options(&Offline);
+        seal.reason = Some("Đóng dấu phát hành".into());
+        let second = sign_pdf(&first, &mut clerk, &seal).unwrap();
+        assert_eq!(&second[..first.len()], &first[..]);
+
+        let file = save(dir, "cosigned.pdf", &second);
+        let (valid, report) = pyhanko_valid(&file, &pki);
+        assert_eq!(valid, 2, "{report}");
+        assert!(report.contains("Field 1: Signature1") && report.contains("Field 2: Signature2"));
+        assert!(report.contains("The signature covers the entire file."), "{report}");
+        assert!(
+            report.contains("The signature does not cover the entire file."),
+            "the leader's signature covers its own revision:\n{report}"
+        );
+        assert!(report.contains("compatible with the current document"), "{report}");
+        let (valid, report) = pdfsig_valid(&file);
+        assert_eq!(valid, 2, "{report}");
+        assert!(report.contains("Total document signed"), "{report}");
+        assert!(report.contains("Not total document signed"), "{report}");
+        assert_qpdf_clean(&file);
+
+        let sigs = signatures(&second);
+        let names: Vec<_> = sigs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Signature1", "Signature2"]);
+        let range = |sig: &lopdf::Dictionary| {
+            let r = sig.get(b"ByteRange").unwrap().as_array().unwrap();
+            (r[2].as_i64().unwrap() + r[3].as_i64().unwrap()) as usize
+        };
+        assert_eq!(range(&sigs[0].1), first.len());
+        assert_eq!(range(&sigs[1].1), second.len());
+    }
+}
+
+#[test]
+fn field_names() {
+    let pki = Pki::new();
+    let mut signer = pki.ec_signer("A");
+    let pdf = make_pdf(1, 0, false);
+    let mut named = options(&Offline);
+    named.field_name = Some("LanhDao".into());
+    let once = sign_pdf(&pdf, &mut signer, &named).unwrap();
+    assert_eq!(signatures(&once)[0].0, "LanhDao");
+    let err = sign_pdf(&once, &mut signer, &named).unwrap_err();
+    assert!(err.to_string().contains("already has a field named \"LanhDao\""), "{err}");
+    let twice = sign_pdf(&once, &mut signer, &options(&Offline)).unwrap();
+    let names: Vec<_> = signatures(&twice).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["LanhDao", "Signature1"]);
+    named.field_name = Some("a.b".into());
+    assert!(sign_pdf(&pdf, &mut signer, &named).is_err());
+}
+
+/// PAdES-B-T: a timestamp from an RFC 3161 service (openssl ts behind HTTP).
+#[test]
+fn timestamped() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let url = tsa_server(pki.tsa_config());
+    let mut signer = pki.rsa_signer("Nguyễn Văn A");
+    let pdf = make_pdf(2, 0, true);
+    let mut opts = options(&Http);
+    opts.timestamp_url = Some(url);
+    let signed = sign_pdf(&pdf, &mut signer, &opts).unwrap();
+    let file = save(dir, "timestamped.pdf", &signed);
+    let (valid, report) = pyhanko_valid(&file, &pki);
+    assert_eq!(valid, 1, "{report}");
+    assert!(report.contains("Signature timestamp"), "{report}");
+    assert!(report.contains("The TSA certificate is trusted."), "{report}");
+    assert!(report.contains("The timestamp token is cryptographically sound."), "{report}");
+    let (valid, report) = pdfsig_valid(&file);
+    assert_eq!(valid, 1, "{report}");
+    assert_qpdf_clean(&file);
+    let cms = openssl_cms_print(dir, &signatures(&signed)[0].1);
+    assert!(cms.contains("id-smime-aa-timeStampToken"), "{cms}");
+}
+
+#[test]
+fn a_failing_timestamp_service_fails_the_signature() {
+    let pki = Pki::new();
+    let mut signer = pki.ec_signer("A");
+    let pdf = make_pdf(1, 0, false);
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut opts = options(&Http);
+    opts.timestamp_url = Some(format!("http://{port}/tsa"));
+    let err = sign_pdf(&pdf, &mut signer, &opts).unwrap_err();
+    assert!(matches!(err, Error::Timestamp(_)), "{err}");
+
+    // A service answering with something else than a timestamp.
+    let config = pki.dir.path().join("broken.cnf");
+    std::fs::write(&config, "[ tsa ]\ndefault_tsa = nowhere\n").unwrap();
+    opts.timestamp_url = Some(tsa_server(config));
+    let err = sign_pdf(&pdf, &mut signer, &opts).unwrap_err();
+    assert!(matches!(err, Error::Timestamp(_)), "{err}");
+    assert!(err.to_string().contains("500"), "{err}");
+}
+
+#[test]
+fn bad_input() {
+    let pki = Pki::new();
+    let mut signer = pki.ec_signer("A");
+    let opts = options(&Offline);
+    let err = sign_pdf(b"Hello, this is a text file.", &mut signer, &opts).unwrap_err();
+    assert!(matches!(err, Error::NotPdf), "{err}");
+    assert!(matches!(sign_pdf(b"", &mut signer, &opts), Err(Error::NotPdf)));
+
+    let pdf = make_pdf(3, 1000, false);
+    let truncated = &pdf[..pdf.len() / 2];
+    let err = sign_pdf(truncated, &mut signer, &opts).unwrap_err();
+    assert!(matches!(err, Error::Damaged(_)), "{err}");
+    let err = sign_pdf(b"%PDF-1.7\ngarbage", &mut signer, &opts).unwrap_err();
+    assert!(matches!(err, Error::Damaged(_)), "{err}");
+
+    let dir = pki.dir.path();
+    let plain = save(dir, "plain.pdf", &pdf);
+    let encrypted = dir.join("encrypted.pdf");
+    for (user, name) in [("secret", "user password"), ("", "empty user password")] {
+        let (ok, text) = run(Command::new("qpdf")
+            .args(["--encrypt", user, "owner", "256", "--"])
+            .arg(&plain)
+            .arg(&encrypted));
+        assert!(ok, "{text}");
+        let err = sign_pdf(&std::fs::read(&encrypted).unwrap(), &mut signer, &opts).unwrap_err();
+        assert!(matches!(err, Error::Encrypted), "{name}: {err}");
+    }
+
+    let huge = vec![b' '; MAX_SIZE as usize + 1];
+    let err = sign_pdf(&huge, &mut signer, &opts).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+}
+
+/// Cut or damaged anywhere, a file gives an answer, never a panic; what does sign is valid
+/// for qpdf.
+#[test]
+fn damage_never_panics() {
+    let pki = Pki::new();
+    let mut signer = pki.ec_signer("A");
+    let opts = options(&Offline);
+    for modern in [false, true] {
+        let pdf = make_pdf(2, 0, modern);
+        let step = (pdf.len() / 97).max(1);
+        for cut in (0..pdf.len()).step_by(step) {
+            let _ = sign_pdf(&pdf[..cut], &mut signer, &opts);
+            let mut flipped = pdf.clone();
+            flipped[cut] ^= 0x55;
+            if let Ok(signed) = sign_pdf(&flipped, &mut signer, &opts) {
+                assert_eq!(&signed[..pdf.len()], &flipped[..]);
+            }
+        }
+    }
+}
+
+/// A signer that times the token's part.
+struct Timed<'a> {
+    inner: &'a mut SoftSigner,
+    spent: std::time::Duration,
+}
+
+impl kyso_pdf::signer::Signer for Timed<'_> {
+    fn certificate(&self) -> &[u8] {
+        self.inner.certificate()
+    }
+    fn chain(&self) -> Vec<Vec<u8>> {
+        self.inner.chain()
+    }
+    fn key_kind(&self) -> kyso_pdf::signer::KeyKind {
+        self.inner.key_kind()
+    }
+    fn sign_digest(
+        &mut self,
+        alg: kyso_pdf::signer::DigestAlg,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let start = std::time::Instant::now();
+        let sig = self.inner.sign_digest(alg, digest);
+        self.spent += start.elapsed();
+        sig
+    }
+}
+
+/// A 10 MB, 100-page PDF signs in well under 300 ms beyond the token's signature (in an
+/// optimised build; unoptimised builds only report the figure).
+#[test]
+fn ten_megabytes_in_time() {
+    let pki = Pki::new();
+    let mut soft = pki.rsa_signer("A");
+    for modern in [false, true] {
+        let pdf = make_pdf(100, 100 * 1024, modern);
+        assert!(pdf.len() > 10_000_000, "{}", pdf.len());
+        let mut best = std::time::Duration::MAX;
+        let mut signed = Vec::new();
+        for _ in 0..3 {
+            let mut timed = Timed {
+                inner: &mut soft,
+                spent: Default::default(),
+            };
+            let start = std::time::Instant::now();
+            signed = sign_pdf(&pdf, &mut timed, &options(&Offline)).unwrap();
+            best = best.min(start.elapsed() - timed.spent);
+        }
+        eprintln!(
+            "signing {} bytes ({}): {} ms beyond the token",
+            pdf.len(),
+            if modern { "xref stream" } else { "xref table" },
+            best.as_millis()
+        );
+        if !cfg!(debug_assertions) {
+            assert!(best.as_millis() < 300, "{best:?}");
+        }
+        let file = save(pki.dir.path(), "big.pdf", &signed);
+        assert_eq!(pdfsig_valid(&file).0, 1);
+        assert!(matches!(
+            Document::load_mem(&signed).unwrap().get_pages().len(),
+            100
+        ));
+        let _ = Object::Null;
+    }
+}
