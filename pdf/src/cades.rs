@@ -103,7 +103,12 @@ impl Certificates {
             .len();
         // The signature is never longer than the public key plus DER framing; the rest is
         // the signed attributes, the issuer name twice and the algorithm identifiers.
-        let issuer = self.signer.tbs_certificate.issuer.to_der().map_or(1024, |d| d.len());
+        let issuer = self
+            .signer
+            .tbs_certificate
+            .issuer
+            .to_der()
+            .map_or(1024, |d| d.len());
         self.signer_der.len() + chain_sizes + key + 2 * issuer + 1024
     }
 }
@@ -167,7 +172,11 @@ pub(crate) fn sign(
     ])
     .map_err(der_err("signed attributes"))?;
 
-    let to_sign = Sha256::digest(signed_attrs.to_der().map_err(der_err("signed attributes"))?);
+    let to_sign = Sha256::digest(
+        signed_attrs
+            .to_der()
+            .map_err(der_err("signed attributes"))?,
+    );
     let signature = signer
         .sign_digest(DigestAlg::Sha256, &to_sign)
         .map_err(Error::Signer)?;
@@ -199,7 +208,13 @@ pub(crate) fn sign(
 /// The DER `ContentInfo` holding the detached SignedData.
 pub(crate) fn encode(certs: &Certificates, signed: Signed) -> Result<Vec<u8>, Error> {
     let mut set = vec![CertificateChoices::Certificate(certs.signer.clone())];
-    set.extend(certs.chain.iter().cloned().map(CertificateChoices::Certificate));
+    set.extend(
+        certs
+            .chain
+            .iter()
+            .cloned()
+            .map(CertificateChoices::Certificate),
+    );
     let signed_data = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![sha256_alg()])

@@ -27,7 +27,10 @@ impl Previous<'_> {
     /// Whether the last cross-reference section is a stream (else a classic table).
     fn xref_is_stream(&self) -> bool {
         let rest = self.bytes.get(self.xref_start..).unwrap_or_default();
-        let start = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+        let start = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(0);
         !rest[start..].starts_with(b"xref")
     }
 }
@@ -58,12 +61,11 @@ pub(crate) fn write(
     let mut offsets = Vec::with_capacity(objects.len());
     for (id, body) in objects {
         entries.push((id, out.len()));
-        write!(out, "{} {} obj\n", id.0, id.1).map_err(io)?;
+        writeln!(out, "{} {} obj", id.0, id.1).map_err(io)?;
         offsets.push((id, out.len()));
         match body {
-            Body::Object(object) => Writer::write_object(&mut out, &object).map_err(|e| {
-                Error::Other(format!("object {} cannot be written: {e}", id.0))
-            })?,
+            Body::Object(object) => Writer::write_object(&mut out, &object)
+                .map_err(|e| Error::Other(format!("object {} cannot be written: {e}", id.0)))?,
             Body::Raw(bytes) => out.extend_from_slice(&bytes),
         }
         out.extend_from_slice(b"\nendobj\n");
@@ -80,7 +82,11 @@ pub(crate) fn write(
     if stream {
         entries.push(((free_id, 0), out.len()));
     }
-    let highest = entries.iter().map(|(id, _)| i64::from(id.0)).max().unwrap_or(0);
+    let highest = entries
+        .iter()
+        .map(|(id, _)| i64::from(id.0))
+        .max()
+        .unwrap_or(0);
     trailer.set("Size", Object::Integer(prev_size.max(highest + 1)));
     for key in [&b"Root"[..], b"Info", b"ID"] {
         if let Ok(value) = prev.trailer.get(key) {
@@ -157,12 +163,9 @@ fn write_xref_stream(
         .collect::<Vec<_>>();
     dict.set("Type", Object::Name(b"XRef".to_vec()));
     dict.set("Index", Object::Array(index));
-    dict.set(
-        "W",
-        Object::Array(vec![1.into(), 4.into(), 2.into()]),
-    );
+    dict.set("W", Object::Array(vec![1.into(), 4.into(), 2.into()]));
     dict.set("Length", Object::Integer(data.len() as i64));
-    write!(out, "{id} 0 obj\n").map_err(io)?;
+    writeln!(out, "{id} 0 obj").map_err(io)?;
     Writer::write_object(out, &Object::Dictionary(dict))
         .map_err(|e| Error::Other(format!("the cross-reference stream cannot be written: {e}")))?;
     out.extend_from_slice(b"\nstream\n");

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use lopdf::{Dictionary, Document, Object, ObjectId, StringFormat, Writer};
+use lopdf::{Dictionary, Document, Object, ObjectId, Writer};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -161,7 +161,35 @@ fn load(pdf: &[u8]) -> Result<Document, Error> {
     if doc.page_iter().next().is_none() {
         return Err(Error::Damaged("it has no pages".into()));
     }
+    if certified_without_changes(&doc) {
+        return Err(Error::Other(
+            "the document is certified with no changes allowed, so no signature can be added"
+                .into(),
+        ));
+    }
     Ok(doc)
+}
+
+/// Whether a certification signature (DocMDP) forbids every change, signatures included.
+fn certified_without_changes(doc: &Document) -> bool {
+    let sig = doc
+        .catalog()
+        .ok()
+        .and_then(|c| c.get_deref(b"Perms", doc).ok())
+        .and_then(|p| p.as_dict().ok())
+        .and_then(|p| p.get_deref(b"DocMDP", doc).ok())
+        .and_then(|s| s.as_dict().ok());
+    let references = sig
+        .and_then(|s| s.get_deref(b"Reference", doc).ok())
+        .and_then(|r| r.as_array().ok());
+    references.into_iter().flatten().any(|r| {
+        let r = deref(doc, r).and_then(|r| r.as_dict().ok());
+        r.and_then(|r| r.get_deref(b"TransformParams", doc).ok())
+            .and_then(|p| p.as_dict().ok())
+            .and_then(|p| p.get(b"P").ok())
+            .and_then(|p| p.as_i64().ok())
+            == Some(1)
+    })
 }
 
 /// Whether the last trailer of a file lopdf could not read names an `/Encrypt` dictionary.
@@ -175,27 +203,9 @@ fn next_id(new: &mut Document) -> Result<ObjectId, Error> {
         .map_err(|_| Error::Damaged("it has too many objects".into()))
 }
 
-/// A PDF text string: literal when plain ASCII, else UTF-16BE with its byte order mark.
+/// A PDF text string: literal when ASCII, else UTF-16BE with its byte order mark.
 fn text(s: &str) -> Object {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        Object::String(s.as_bytes().to_vec(), StringFormat::Literal)
-    } else {
-        let mut bytes = vec![0xfe, 0xff];
-        bytes.extend(s.encode_utf16().flat_map(u16::to_be_bytes));
-        Object::String(bytes, StringFormat::Hexadecimal)
-    }
-}
-
-fn read_text(bytes: &[u8]) -> String {
-    match bytes.strip_prefix(&[0xfe, 0xff]) {
-        Some(utf16) => String::from_utf16_lossy(
-            &utf16
-                .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect::<Vec<_>>(),
-        ),
-        None => bytes.iter().map(|&b| char::from(b)).collect(),
-    }
+    lopdf::text_string(s)
 }
 
 /// `D:YYYYMMDDHHmmSS+HH'mm'`.
@@ -219,7 +229,8 @@ fn pdf_date(t: OffsetDateTime) -> String {
 /// The signature dictionary with a zeroed `/Contents` of `reserve` bytes, and the offsets in
 /// it of the `/ByteRange` array's inside and of the `/Contents` string's `<`.
 fn signature_dictionary(options: &Options, reserve: usize) -> (Vec<u8>, usize, usize) {
-    let mut body = b"<</Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached /M ".to_vec();
+    let mut body =
+        b"<</Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached /M ".to_vec();
     let put = |body: &mut Vec<u8>, object: &Object| {
         // Writing into a Vec cannot fail.
         let _ = Writer::write_object(body, object);
@@ -283,12 +294,17 @@ fn existing_names(doc: &Document) -> HashSet<String> {
         let Some(Ok(field)) = deref(doc, object).map(Object::as_dict) else {
             continue;
         };
-        let name = match field.get(b"T").and_then(Object::as_str) {
-            Ok(t) if parent.is_empty() => read_text(t),
-            Ok(t) => format!("{parent}.{}", read_text(t)),
+        let name = match field.get(b"T").and_then(lopdf::decode_text_string) {
+            Ok(t) if parent.is_empty() => t,
+            Ok(t) => format!("{parent}.{t}"),
             Err(_) => parent.clone(),
         };
-        if let Some(Ok(kids)) = field.get(b"Kids").ok().and_then(|k| deref(doc, k)).map(Object::as_array) {
+        if let Some(Ok(kids)) = field
+            .get(b"Kids")
+            .ok()
+            .and_then(|k| deref(doc, k))
+            .map(Object::as_array)
+        {
             todo.extend(kids.iter().map(|k| (k, name.clone(), depth + 1)));
         }
         names.insert(name);
@@ -430,10 +446,17 @@ fn append_to_page(
     ids: &[ObjectId],
 ) -> Result<(), Error> {
     let Object::Dictionary(mut dict) = editable(doc, new, page)? else {
-        return Err(Error::Damaged(format!("page {} {} R is not a dictionary", page.0, page.1)));
+        return Err(Error::Damaged(format!(
+            "page {} {} R is not a dictionary",
+            page.0, page.1
+        )));
     };
+    let before = dict.clone();
     append(doc, new, &mut dict, b"Annots", ids)?;
-    new.objects.insert(page, Object::Dictionary(dict));
+    // An indirect /Annots array changes on its own, leaving the page as it was.
+    if dict != before {
+        new.objects.insert(page, Object::Dictionary(dict));
+    }
     Ok(())
 }
 
@@ -457,13 +480,19 @@ fn add_to_acroform(doc: &Document, new: &mut Document, field: ObjectId) -> Resul
             let Object::Dictionary(mut form) = editable(doc, new, form_id)? else {
                 return Err(Error::Damaged("its /AcroForm is not a dictionary".into()));
             };
+            let before = form.clone();
             fill(doc, new, &mut form)?;
-            new.objects.insert(form_id, Object::Dictionary(form));
+            if form != before {
+                new.objects.insert(form_id, Object::Dictionary(form));
+            }
         }
         Some(Object::Dictionary(mut form)) => {
+            let before = form.clone();
             fill(doc, new, &mut form)?;
-            catalog.set("AcroForm", Object::Dictionary(form));
-            new.objects.insert(catalog_id, Object::Dictionary(catalog));
+            if form != before {
+                catalog.set("AcroForm", Object::Dictionary(form));
+                new.objects.insert(catalog_id, Object::Dictionary(catalog));
+            }
         }
         _ => {
             let mut form = Dictionary::new();
@@ -480,6 +509,7 @@ fn add_to_acroform(doc: &Document, new: &mut Document, field: ObjectId) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lopdf::StringFormat;
 
     #[test]
     fn dates_and_text_strings() {
@@ -492,7 +522,10 @@ mod tests {
             b.extend("Hà Nội".encode_utf16().flat_map(u16::to_be_bytes));
             Object::String(b, StringFormat::Hexadecimal)
         });
-        assert_eq!(read_text(text("Hà Nội").as_str().unwrap()), "Hà Nội");
+        assert_eq!(
+            lopdf::decode_text_string(&text("Hà Nội")).unwrap(),
+            "Hà Nội"
+        );
         assert_eq!(text("Approved"), Object::string_literal("Approved"));
     }
 }

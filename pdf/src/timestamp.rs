@@ -13,8 +13,7 @@ use crate::net::Fetch;
 use crate::Error;
 
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
-const ID_CT_TST_INFO: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+const ID_CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
 
 fn fail(reason: impl std::fmt::Display) -> Error {
     Error::Timestamp(reason.to_string())
@@ -28,8 +27,15 @@ fn nonce() -> Result<Vec<u8>, Error> {
     Ok(bytes.to_vec())
 }
 
-/// The DER request for the SHA-256 of `data`, and its nonce.
-fn request(data: &[u8]) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), Error> {
+/// A request as sent, with what its answer must match.
+struct Request {
+    der: Vec<u8>,
+    digest: Vec<u8>,
+    nonce: Vec<u8>,
+}
+
+/// The request for the SHA-256 of `data`, with a fresh nonce.
+fn request(data: &[u8]) -> Result<Request, Error> {
     let digest = Sha256::digest(data).to_vec();
     let nonce = nonce()?;
     let req = TimeStampReq {
@@ -46,16 +52,20 @@ fn request(data: &[u8]) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), Error> {
         cert_req: true,
         extensions: None,
     };
-    Ok((req.to_der().map_err(fail)?, digest, nonce))
+    Ok(Request {
+        der: req.to_der().map_err(fail)?,
+        digest,
+        nonce,
+    })
 }
 
 /// Asks `url` to timestamp `data` (a signature value) and returns the checked token.
 pub(crate) fn stamp(fetch: &dyn Fetch, url: &str, data: &[u8]) -> Result<ContentInfo, Error> {
-    let (body, digest, nonce) = request(data)?;
+    let req = request(data)?;
     let answer = fetch
-        .post(url, "application/timestamp-query", &body)
+        .post(url, "application/timestamp-query", &req.der)
         .map_err(|e| fail(format!("{url}: {e}")))?;
-    check(&answer, &digest, &nonce)
+    check(&answer, &req.digest, &req.nonce)
 }
 
 /// Checks an RFC 3161 answer against the request's imprint and nonce.
@@ -124,9 +134,9 @@ mod tests {
 
     #[test]
     fn garbage_is_a_timestamp_error() {
-        let (_, digest, nonce) = request(b"sig").unwrap();
+        let req = request(b"sig").unwrap();
         for answer in [&b""[..], b"\x30\x03\x02\x01\x00", b"<html>oops</html>"] {
-            let err = check(answer, &digest, &nonce).unwrap_err();
+            let err = check(answer, &req.digest, &req.nonce).unwrap_err();
             assert!(matches!(err, Error::Timestamp(_)), "{err}");
         }
     }
@@ -141,7 +151,7 @@ mod tests {
 
     #[test]
     fn the_request_carries_the_imprint_and_a_positive_nonce() {
-        let (der, digest, nonce) = request(b"signature value").unwrap();
+        let Request { der, digest, nonce } = request(b"signature value").unwrap();
         let req = TimeStampReq::from_der(&der).unwrap();
         assert_eq!(req.message_imprint.hashed_message.as_bytes(), &digest[..]);
         assert_eq!(digest, Sha256::digest(b"signature value").to_vec());

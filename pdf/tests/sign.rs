@@ -10,7 +10,7 @@ use common::*;
 use kyso_pdf::net::{Fetch, Offline};
 use kyso_pdf::sign::{sign_pdf, Options, MAX_SIZE};
 use kyso_pdf::Error;
-use lopdf::{Document, Object};
+use lopdf::{dictionary, Document, Object};
 
 fn options(fetch: &dyn Fetch) -> Options<'_> {
     Options {
@@ -35,7 +35,10 @@ fn pyhanko_valid(file: &Path, pki: &Pki) -> (usize, String) {
     let (ok, report) = pyhanko_validate(file, &pki.ca_pem);
     assert!(ok, "pyHanko rejects {}:\n{report}", file.display());
     assert!(!report.contains("judged INVALID"), "{report}");
-    (report.matches("The signature is judged VALID.").count(), report)
+    (
+        report.matches("The signature is judged VALID.").count(),
+        report,
+    )
 }
 
 fn pdfsig_valid(file: &Path) -> (usize, String) {
@@ -69,8 +72,14 @@ fn signatures(pdf: &[u8]) -> Vec<(String, lopdf::Dictionary)> {
         .iter()
         .map(|f| {
             let field = doc.get_dictionary(f.as_reference().unwrap()).unwrap();
-            let name = String::from_utf8(field.get(b"T").unwrap().as_str().unwrap().to_vec()).unwrap();
-            let sig = field.get_deref(b"V", &doc).unwrap().as_dict().unwrap().clone();
+            let name =
+                String::from_utf8(field.get(b"T").unwrap().as_str().unwrap().to_vec()).unwrap();
+            let sig = field
+                .get_deref(b"V", &doc)
+                .unwrap()
+                .as_dict()
+                .unwrap()
+                .clone();
             (name, sig)
         })
         .collect()
@@ -97,42 +106,85 @@ fn sign_and_check(modern: bool, rsa: bool) {
     };
     let pdf = make_pdf(3, 0, modern);
     let signed = sign_pdf(&pdf, &mut signer, &options(&Offline)).unwrap();
-    assert_eq!(&signed[..pdf.len()], &pdf[..], "the original bytes must stay as they were");
+    assert_eq!(
+        &signed[..pdf.len()],
+        &pdf[..],
+        "the original bytes must stay as they were"
+    );
     let update = String::from_utf8_lossy(&signed[pdf.len()..]).to_string();
     if modern {
-        assert!(update.contains("/Type/XRef") && !update.contains("\nxref"), "{update}");
+        assert!(
+            update.contains("/Type/XRef") && !update.contains("\nxref"),
+            "{update}"
+        );
     } else {
-        assert!(update.contains("\nxref\n") && !update.contains("/XRef"), "{update}");
+        assert!(
+            update.contains("\nxref\n") && !update.contains("/XRef"),
+            "{update}"
+        );
     }
     // Only the catalog (for the new AcroForm), the AcroForm, the field, page 1 and the
     // signature dictionary are written.
-    assert_eq!(update.matches(" obj\n").count(), if modern { 6 } else { 5 }, "{update}");
+    assert_eq!(
+        update.matches(" obj\n").count(),
+        if modern { 6 } else { 5 },
+        "{update}"
+    );
 
     let file = save(dir, "signed.pdf", &signed);
     let (valid, report) = pyhanko_valid(&file, &pki);
     assert_eq!(valid, 1, "{report}");
-    assert!(report.contains("The signer's certificate is trusted."), "{report}");
-    assert!(report.contains("The signature covers the entire file."), "{report}");
-    let mechanism = if rsa { "'sha256_rsa'" } else { "'sha256_ecdsa'" };
+    assert!(
+        report.contains("The signer's certificate is trusted."),
+        "{report}"
+    );
+    assert!(
+        report.contains("The signature covers the entire file."),
+        "{report}"
+    );
+    let mechanism = if rsa {
+        "'sha256_rsa'"
+    } else {
+        "'sha256_ecdsa'"
+    };
     assert!(report.contains(mechanism), "{report}");
     let (valid, report) = pdfsig_valid(&file);
     assert_eq!(valid, 1, "{report}");
-    assert!(report.contains("Signature Type: ETSI.CAdES.detached"), "{report}");
-    assert!(report.contains("Signature Field Name: Signature1"), "{report}");
+    assert!(
+        report.contains("Signature Type: ETSI.CAdES.detached"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Signature Field Name: Signature1"),
+        "{report}"
+    );
     assert_qpdf_clean(&file);
 
     let sigs = signatures(&signed);
     assert_eq!(sigs.len(), 1);
     let (name, sig) = &sigs[0];
     assert_eq!(name, "Signature1");
-    assert_eq!(sig.get(b"SubFilter").unwrap().as_name().unwrap(), b"ETSI.CAdES.detached");
-    assert_eq!(sig.get(b"M").unwrap().as_str().unwrap(), b"D:20260312120000+07'00'");
+    assert_eq!(
+        sig.get(b"SubFilter").unwrap().as_name().unwrap(),
+        b"ETSI.CAdES.detached"
+    );
+    assert_eq!(
+        sig.get(b"M").unwrap().as_str().unwrap(),
+        b"D:20260312120000+07'00'"
+    );
     let cms = openssl_cms_print(dir, sig);
-    for attr in ["contentType", "messageDigest", "id-smime-aa-signingCertificateV2"] {
+    for attr in [
+        "contentType",
+        "messageDigest",
+        "id-smime-aa-signingCertificateV2",
+    ] {
         assert!(cms.contains(attr), "{attr} missing:\n{cms}");
     }
     assert!(!cms.contains("signingTime"), "{cms}");
-    assert!(cms.contains("kyso test CA"), "the chain is embedded:\n{cms}");
+    assert!(
+        cms.contains("kyso test CA"),
+        "the chain is embedded:\n{cms}"
+    );
 }
 
 #[test]
@@ -175,12 +227,18 @@ fn co_signed_in_sequence() {
         let (valid, report) = pyhanko_valid(&file, &pki);
         assert_eq!(valid, 2, "{report}");
         assert!(report.contains("Field 1: Signature1") && report.contains("Field 2: Signature2"));
-        assert!(report.contains("The signature covers the entire file."), "{report}");
+        assert!(
+            report.contains("The signature covers the entire file."),
+            "{report}"
+        );
         assert!(
             report.contains("The signature does not cover the entire file."),
             "the leader's signature covers its own revision:\n{report}"
         );
-        assert!(report.contains("compatible with the current document"), "{report}");
+        assert!(
+            report.contains("compatible with the current document"),
+            "{report}"
+        );
         let (valid, report) = pdfsig_valid(&file);
         assert_eq!(valid, 2, "{report}");
         assert!(report.contains("Total document signed"), "{report}");
@@ -209,7 +267,11 @@ fn field_names() {
     let once = sign_pdf(&pdf, &mut signer, &named).unwrap();
     assert_eq!(signatures(&once)[0].0, "LanhDao");
     let err = sign_pdf(&once, &mut signer, &named).unwrap_err();
-    assert!(err.to_string().contains("already has a field named \"LanhDao\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("already has a field named \"LanhDao\""),
+        "{err}"
+    );
     let twice = sign_pdf(&once, &mut signer, &options(&Offline)).unwrap();
     let names: Vec<_> = signatures(&twice).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["LanhDao", "Signature1"]);
@@ -232,8 +294,14 @@ fn timestamped() {
     let (valid, report) = pyhanko_valid(&file, &pki);
     assert_eq!(valid, 1, "{report}");
     assert!(report.contains("Signature timestamp"), "{report}");
-    assert!(report.contains("The TSA certificate is trusted."), "{report}");
-    assert!(report.contains("The timestamp token is cryptographically sound."), "{report}");
+    assert!(
+        report.contains("The TSA certificate is trusted."),
+        "{report}"
+    );
+    assert!(
+        report.contains("The timestamp token is cryptographically sound."),
+        "{report}"
+    );
     let (valid, report) = pdfsig_valid(&file);
     assert_eq!(valid, 1, "{report}");
     assert_qpdf_clean(&file);
@@ -247,7 +315,10 @@ fn a_failing_timestamp_service_fails_the_signature() {
     let mut signer = pki.ec_signer("A");
     let pdf = make_pdf(1, 0, false);
     // Nothing listens on a port just released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut opts = options(&Http);
     opts.timestamp_url = Some(format!("http://{port}/tsa"));
     let err = sign_pdf(&pdf, &mut signer, &opts).unwrap_err();
@@ -269,7 +340,10 @@ fn bad_input() {
     let opts = options(&Offline);
     let err = sign_pdf(b"Hello, this is a text file.", &mut signer, &opts).unwrap_err();
     assert!(matches!(err, Error::NotPdf), "{err}");
-    assert!(matches!(sign_pdf(b"", &mut signer, &opts), Err(Error::NotPdf)));
+    assert!(matches!(
+        sign_pdf(b"", &mut signer, &opts),
+        Err(Error::NotPdf)
+    ));
 
     let pdf = make_pdf(3, 1000, false);
     let truncated = &pdf[..pdf.len() / 2];
@@ -382,4 +456,136 @@ fn ten_megabytes_in_time() {
         ));
         let _ = Object::Null;
     }
+}
+
+/// Has pyHanko sign `input` into `output` with `signer`'s key, as field `field`; `docmdp`
+/// certifies with that DocMDP permission level.
+fn pyhanko_sign(
+    pki: &Pki,
+    signer: &SoftSigner,
+    input: &Path,
+    output: &Path,
+    field: &str,
+    docmdp: Option<u8>,
+) {
+    let dir = pki.dir.path();
+    let key = save(dir, "pyhanko-key.pem", signer.key_pem.as_bytes());
+    let cert = save(dir, "pyhanko-cert.pem", cert_pem(&signer.cert).as_bytes());
+    let script = r#"
+import sys
+from pyhanko.sign import signers, fields
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+key, cert, ca, inp, out, field, perm = sys.argv[1:]
+signer = signers.SimpleSigner.load(key, cert, ca_chain_files=(ca,))
+meta = signers.PdfSignatureMetadata(field_name=field, subfilter=fields.SigSeedSubFilter.PADES)
+if perm:
+    meta = signers.PdfSignatureMetadata(field_name=field, certify=True,
+        docmdp_permissions=fields.MDPPerm(int(perm)), subfilter=fields.SigSeedSubFilter.PADES)
+with open(inp, 'rb') as f:
+    w = IncrementalPdfFileWriter(f)
+    with open(out, 'wb') as o:
+        signers.sign_pdf(w, meta, signer=signer, output=o)
+"#;
+    let (ok, text) = run(Command::new(venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&key)
+        .arg(&cert)
+        .arg(&pki.ca_pem)
+        .arg(input)
+        .arg(output)
+        .arg(field)
+        .arg(docmdp.map(|p| p.to_string()).unwrap_or_default()));
+    assert!(ok, "pyHanko could not sign: {text}");
+}
+
+/// A document signed elsewhere first (by pyHanko, certified allowing form filling) keeps its
+/// signature valid next to kyso's.
+#[test]
+fn after_a_pyhanko_signature() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let mut leader = pki.ec_signer("Lãnh đạo");
+    let mut clerk = pki.rsa_signer("Văn thư");
+    let plain = save(dir, "plain.pdf", &make_pdf(2, 0, false));
+    let first = dir.join("first.pdf");
+    pyhanko_sign(&pki, &leader, &plain, &first, "Leader", Some(2));
+    let first = std::fs::read(&first).unwrap();
+    let second = sign_pdf(&first, &mut clerk, &options(&Offline)).unwrap();
+    let file = save(dir, "second.pdf", &second);
+    let (valid, report) = pyhanko_valid(&file, &pki);
+    assert_eq!(valid, 2, "{report}");
+    assert!(report.contains("Field 1: Leader"), "{report}");
+    let (valid, report) = pdfsig_valid(&file);
+    assert_eq!(valid, 2, "{report}");
+    assert_qpdf_clean(&file);
+
+    // Certified with no changes allowed: kyso refuses rather than break the certification.
+    let locked = dir.join("locked.pdf");
+    pyhanko_sign(&pki, &leader, &plain, &locked, "Leader", Some(1));
+    let err = sign_pdf(
+        &std::fs::read(&locked).unwrap(),
+        &mut leader,
+        &options(&Offline),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("certified with no changes allowed"),
+        "{err}"
+    );
+}
+
+/// A page whose `/Annots` is an indirect array and an indirect form whose `/Fields` is one:
+/// those arrays and the form are written again, the page and the catalog are not.
+#[test]
+fn indirect_annots_and_an_existing_form() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let mut doc = Document::load_mem(&make_pdf(2, 0, false)).unwrap();
+    doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
+    let page = doc.page_iter().next().unwrap();
+    let text_field = doc.add_object(dictionary! {
+        "Type" => "Annot", "Subtype" => "Widget", "FT" => "Tx", "T" => Object::string_literal("So"),
+        "Rect" => vec![100.into(), 100.into(), 200.into(), 120.into()], "P" => page,
+    });
+    let link = doc.add_object(dictionary! {
+        "Type" => "Annot", "Subtype" => "Link",
+        "Rect" => vec![10.into(), 10.into(), 50.into(), 20.into()],
+    });
+    let annots = doc.add_object(Object::Array(vec![link.into(), text_field.into()]));
+    let fields = doc.add_object(Object::Array(vec![text_field.into()]));
+    doc.get_dictionary_mut(page).unwrap().set("Annots", annots);
+    let form = doc.add_object(dictionary! { "Fields" => fields });
+    let catalog = doc.trailer.get(b"Root").unwrap().as_reference().unwrap();
+    doc.get_dictionary_mut(catalog)
+        .unwrap()
+        .set("AcroForm", form);
+    let mut pdf = Vec::new();
+    doc.save_to(&mut pdf).unwrap();
+
+    let mut signer = pki.ec_signer("A");
+    let signed = sign_pdf(&pdf, &mut signer, &options(&Offline)).unwrap();
+    let update = String::from_utf8_lossy(&signed[pdf.len()..]).to_string();
+    for id in [annots, fields, form] {
+        assert!(
+            update.contains(&format!("\n{} 0 obj\n", id.0)),
+            "{id:?} not rewritten:\n{update}"
+        );
+    }
+    for id in [page, catalog] {
+        assert!(
+            !update.contains(&format!("\n{} 0 obj\n", id.0)),
+            "{id:?} rewritten:\n{update}"
+        );
+    }
+    let file = save(dir, "form.pdf", &signed);
+    assert_eq!(pyhanko_valid(&file, &pki).0, 1);
+    assert_eq!(pdfsig_valid(&file).0, 1);
+    assert_qpdf_clean(&file);
+    let after = Document::load_mem(&signed).unwrap();
+    let annots = after.get_object(annots).unwrap().as_array().unwrap();
+    assert_eq!(annots.len(), 3);
+    let fields = after.get_object(fields).unwrap().as_array().unwrap();
+    assert_eq!(fields.len(), 2);
 }

@@ -69,7 +69,12 @@ impl Pki {
         self.ca_cert.der().to_vec()
     }
 
-    fn issue(&self, key: &KeyPair, name: &str, params_fn: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+    fn issue(
+        &self,
+        key: &KeyPair,
+        name: &str,
+        params_fn: impl FnOnce(&mut CertificateParams),
+    ) -> Vec<u8> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params
@@ -96,17 +101,25 @@ impl Pki {
     /// A signer with a fresh RSA-2048 key (made by openssl, which is fast unoptimised too).
     pub fn rsa_signer(&self, name: &str) -> SoftSigner {
         let out = Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
             .output()
             .expect("openssl cannot run; scripts/setup-debian installs it");
         assert!(out.status.success(), "openssl genpkey failed");
         let pem = String::from_utf8(out.stdout).unwrap();
-        let key = <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&pem).unwrap();
+        let key =
+            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&pem).unwrap();
         let pair = KeyPair::from_pkcs8_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).unwrap();
         SoftSigner {
             cert: self.issue(&pair, name, Self::signer_params),
+            key_pem: pem,
             chain: vec![self.ca_der()],
-            key: SoftKey::Rsa(key),
+            key: SoftKey::Rsa(Box::new(key)),
         }
     }
 
@@ -119,6 +132,7 @@ impl Pki {
         .unwrap();
         SoftSigner {
             cert: self.issue(&pair, name, Self::signer_params),
+            key_pem: pair.serialize_pem(),
             chain: vec![self.ca_der()],
             key: SoftKey::Ec(key),
         }
@@ -132,17 +146,15 @@ impl Pki {
             // extendedKeyUsage, critical: id-kp-timeStamping.
             let mut eku = CustomExtension::from_oid_content(
                 &[2, 5, 29, 37],
-                vec![0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08],
+                vec![
+                    0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08,
+                ],
             );
             eku.set_criticality(true);
             params.custom_extensions.push(eku);
         });
         let dir = self.dir.path();
-        let pem = |der: &[u8]| {
-            let b64 = base64_lines(der);
-            format!("-----BEGIN CERTIFICATE-----\n{b64}-----END CERTIFICATE-----\n")
-        };
-        std::fs::write(dir.join("tsa.pem"), pem(&cert)).unwrap();
+        std::fs::write(dir.join("tsa.pem"), cert_pem(&cert)).unwrap();
         std::fs::write(dir.join("tsa.key"), pair.serialize_pem()).unwrap();
         std::fs::write(dir.join("tsa.serial"), "01\n").unwrap();
         let config = dir.join("tsa.cnf");
@@ -163,11 +175,20 @@ impl Pki {
     }
 }
 
+pub fn cert_pem(der: &[u8]) -> String {
+    let b64 = base64_lines(der);
+    format!("-----BEGIN CERTIFICATE-----\n{b64}-----END CERTIFICATE-----\n")
+}
+
 fn base64_lines(der: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for chunk in der.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -184,13 +205,15 @@ fn base64_lines(der: &[u8]) -> String {
 }
 
 pub enum SoftKey {
-    Rsa(rsa::RsaPrivateKey),
+    Rsa(Box<rsa::RsaPrivateKey>),
     Ec(p256::ecdsa::SigningKey),
 }
 
 /// A software signer for tests: the key in memory, counting its signatures.
 pub struct SoftSigner {
     pub cert: Vec<u8>,
+    /// The private key, PKCS#8 PEM, for pyHanko to sign with too.
+    pub key_pem: String,
     pub chain: Vec<Vec<u8>>,
     pub key: SoftKey,
 }
@@ -317,7 +340,9 @@ pub fn tsa_server(config: PathBuf) -> String {
     std::thread::spawn(move || {
         for (n, stream) in listener.incoming().enumerate() {
             let Ok(mut stream) = stream else { continue };
-            let Some(body) = read_http(&mut stream) else { continue };
+            let Some(body) = read_http(&mut stream) else {
+                continue;
+            };
             let dir = config.parent().unwrap();
             let query = dir.join(format!("q{n}.tsq"));
             let reply = dir.join(format!("r{n}.tsr"));
@@ -329,8 +354,16 @@ pub fn tsa_server(config: PathBuf) -> String {
                 .arg(&query)
                 .arg("-out")
                 .arg(&reply));
-            let answer = if ok { std::fs::read(&reply).unwrap() } else { text.into_bytes() };
-            let status = if ok { "200 OK" } else { "500 Internal Server Error" };
+            let answer = if ok {
+                std::fs::read(&reply).unwrap()
+            } else {
+                text.into_bytes()
+            };
+            let status = if ok {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status}\r\nContent-Type: application/timestamp-reply\r\n\
