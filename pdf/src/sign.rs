@@ -62,13 +62,35 @@ pub fn sign_pdf(pdf: &[u8], signer: &mut dyn Signer, options: &Options) -> Resul
             Error::NotPdf
         });
     }
-    match catch_unwind(AssertUnwindSafe(|| sign_parsed(pdf, signer, options))) {
+    let draw = |doc: &Document, new: &mut Document| match &options.appearance {
+        Some(req) if req.kind != Kind::None => appearance::build(doc, new, req),
+        _ => Ok(Vec::new()),
+    };
+    sign_drawn(pdf, signer, options, &draw)
+}
+
+/// What draws the widgets: the new objects go into the second document.
+type Draw<'a> = dyn Fn(&Document, &mut Document) -> Result<Vec<appearance::Widget>, Error> + 'a;
+
+/// [`sign_pdf`] with the widgets from `draw`.
+fn sign_drawn(
+    pdf: &[u8],
+    signer: &mut dyn Signer,
+    options: &Options,
+    draw: &Draw,
+) -> Result<Vec<u8>, Error> {
+    match catch_unwind(AssertUnwindSafe(|| sign_parsed(pdf, signer, options, draw))) {
         Ok(result) => result,
         Err(_) => Err(Error::Damaged("its structure cannot be read".into())),
     }
 }
 
-fn sign_parsed(pdf: &[u8], signer: &mut dyn Signer, options: &Options) -> Result<Vec<u8>, Error> {
+fn sign_parsed(
+    pdf: &[u8],
+    signer: &mut dyn Signer,
+    options: &Options,
+    draw: &Draw,
+) -> Result<Vec<u8>, Error> {
     let doc = load(pdf)?;
     let certs = cades::Certificates::new(signer.certificate(), &signer.chain())?;
     let chain_size: usize = signer.chain().iter().map(Vec::len).sum();
@@ -78,10 +100,7 @@ fn sign_parsed(pdf: &[u8], signer: &mut dyn Signer, options: &Options) -> Result
     }
 
     let mut new = Document::new_from_prev(&doc);
-    let widgets = match &options.appearance {
-        Some(req) if req.kind != Kind::None => appearance::build(&doc, &mut new, req)?,
-        _ => Vec::new(),
-    };
+    let widgets = draw(&doc, &mut new)?;
     let sig_id = next_id(&mut new)?;
     let name = field_name(&doc, options.field_name.as_deref())?;
     add_field(&doc, &mut new, &name, sig_id, &widgets)?;
@@ -527,5 +546,255 @@ mod tests {
             "Hà Nội"
         );
         assert_eq!(text("Approved"), Object::string_literal("Approved"));
+    }
+
+    /// A self-signed P-256 signer in memory.
+    struct Soft {
+        cert: Vec<u8>,
+        key: p256::ecdsa::SigningKey,
+    }
+
+    impl Signer for Soft {
+        fn certificate(&self) -> &[u8] {
+            &self.cert
+        }
+        fn key_kind(&self) -> crate::signer::KeyKind {
+            crate::signer::KeyKind::Ec
+        }
+        fn sign_digest(
+            &mut self,
+            _: crate::signer::DigestAlg,
+            digest: &[u8],
+        ) -> Result<Vec<u8>, String> {
+            use p256::ecdsa::signature::hazmat::PrehashSigner;
+            let sig: p256::ecdsa::Signature =
+                self.key.sign_prehash(digest).map_err(|e| e.to_string())?;
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
+    }
+
+    fn soft() -> Soft {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "unit test");
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::ContentCommitment,
+        ];
+        let cert = params.self_signed(&pair).unwrap().der().to_vec();
+        let key = <p256::ecdsa::SigningKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(
+            &pair.serialize_der(),
+        )
+        .unwrap();
+        Soft { cert, key }
+    }
+
+    /// A two-page PDF with a classic cross-reference table.
+    fn two_pages() -> Vec<u8> {
+        let mut doc = Document::with_version("1.7");
+        let pages = doc.new_object_id();
+        let kids = (0..2)
+            .map(|_| {
+                let mut page = Dictionary::new();
+                page.set("Type", Object::Name(b"Page".to_vec()));
+                page.set("Parent", pages);
+                page.set("MediaBox", vec![0.into(), 0.into(), 595.into(), 842.into()]);
+                Object::Reference(doc.add_object(page))
+            })
+            .collect::<Vec<_>>();
+        let mut root = Dictionary::new();
+        root.set("Type", Object::Name(b"Pages".to_vec()));
+        root.set("Count", 2);
+        root.set("Kids", kids);
+        doc.objects.insert(pages, Object::Dictionary(root));
+        let mut catalog = Dictionary::new();
+        catalog.set("Type", Object::Name(b"Catalog".to_vec()));
+        catalog.set("Pages", pages);
+        let catalog = doc.add_object(catalog);
+        doc.trailer.set("Root", catalog);
+        doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    /// Draws `pages.len()` widgets, one per page given (counted from 1).
+    fn widgets_on(
+        pages: &'static [u32],
+    ) -> impl Fn(&Document, &mut Document) -> Result<Vec<appearance::Widget>, Error> {
+        move |doc, new| {
+            let ids = doc.get_pages();
+            Ok(pages
+                .iter()
+                .map(|n| {
+                    let mut form = Dictionary::new();
+                    form.set("Type", Object::Name(b"XObject".to_vec()));
+                    form.set("Subtype", Object::Name(b"Form".to_vec()));
+                    form.set("BBox", vec![0.into(), 0.into(), 100.into(), 50.into()]);
+                    let normal = new.add_object(lopdf::Stream::new(
+                        form,
+                        b"0 0 1 rg 0 0 100 50 re f".to_vec(),
+                    ));
+                    appearance::Widget {
+                        page: ids[n],
+                        rect: [100.0, 100.0, 200.0, 150.0],
+                        normal,
+                    }
+                })
+                .collect())
+        }
+    }
+
+    fn options() -> Options<'static> {
+        Options {
+            field_name: None,
+            reason: None,
+            location: None,
+            appearance: None,
+            timestamp_url: None,
+            fetch: &crate::net::Offline,
+            time: time::macros::datetime!(2026-03-12 12:00:00 +07:00),
+        }
+    }
+
+    /// poppler's verdict on `pdf`: the signature is valid (its self-signed certificate is not
+    /// trusted, which pdfsig reports separately).
+    fn assert_pdfsig_valid(pdf: &[u8]) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pdf).unwrap();
+        let out = std::process::Command::new("pdfsig")
+            .arg(file.path())
+            .output()
+            .expect("pdfsig (poppler-utils) cannot run; scripts/setup-debian installs it");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.contains("Signature Validation: Signature is Valid."),
+            "{report}"
+        );
+    }
+
+    fn field_of(pdf: &[u8]) -> (Document, Dictionary) {
+        let doc = Document::load_mem(pdf).unwrap();
+        let form = doc.catalog().unwrap().get_deref(b"AcroForm", &doc).unwrap();
+        let fields = form
+            .as_dict()
+            .unwrap()
+            .get(b"Fields")
+            .unwrap()
+            .as_array()
+            .unwrap();
+        let field = doc
+            .get_dictionary(fields[0].as_reference().unwrap())
+            .unwrap()
+            .clone();
+        (doc, field)
+    }
+
+    fn assert_visible_widget(doc: &Document, widget: &Dictionary, page: u32) {
+        let page_id = doc.get_pages()[&page];
+        assert_eq!(
+            widget.get(b"Subtype").unwrap().as_name().unwrap(),
+            b"Widget"
+        );
+        assert_eq!(widget.get(b"F").unwrap().as_i64().unwrap(), 4);
+        assert_eq!(widget.get(b"P").unwrap().as_reference().unwrap(), page_id);
+        let ap = widget.get(b"AP").unwrap().as_dict().unwrap();
+        let normal = doc.get_object(ap.get(b"N").unwrap().as_reference().unwrap());
+        assert!(normal.unwrap().as_stream().is_ok());
+        let annots = doc
+            .get_dictionary(page_id)
+            .unwrap()
+            .get(b"Annots")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(annots, 1);
+    }
+
+    #[test]
+    fn one_widget_is_merged_with_its_field() {
+        let signed = sign_drawn(&two_pages(), &mut soft(), &options(), &widgets_on(&[2])).unwrap();
+        assert_pdfsig_valid(&signed);
+        let (doc, field) = field_of(&signed);
+        assert_eq!(field.get(b"FT").unwrap().as_name().unwrap(), b"Sig");
+        assert!(!field.has(b"Kids"));
+        assert_visible_widget(&doc, &field, 2);
+        assert!(!doc
+            .get_dictionary(doc.get_pages()[&1])
+            .unwrap()
+            .has(b"Annots"));
+    }
+
+    #[test]
+    fn several_widgets_are_kids_of_the_field() {
+        let signed =
+            sign_drawn(&two_pages(), &mut soft(), &options(), &widgets_on(&[1, 2])).unwrap();
+        // poppler reads no signature from a field with several widgets, so pyHanko judges.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &signed).unwrap();
+        let venv = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/python/venv/bin/pyhanko"
+        );
+        let out = std::process::Command::new(venv)
+            .args([
+                "sign",
+                "validate",
+                "--pretty-print",
+                "--no-revocation-check",
+            ])
+            .arg(file.path())
+            .output()
+            .expect("pyHanko cannot run; scripts/setup-debian installs it");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.contains("The signature is cryptographically sound."),
+            "{report}"
+        );
+        assert!(
+            report.contains("The signature covers the entire file."),
+            "{report}"
+        );
+        let (doc, field) = field_of(&signed);
+        assert!(!field.has(b"Subtype"));
+        let kids = field.get(b"Kids").unwrap().as_array().unwrap();
+        assert_eq!(kids.len(), 2);
+        for (kid, page) in kids.iter().zip([1, 2]) {
+            let widget = doc.get_dictionary(kid.as_reference().unwrap()).unwrap();
+            assert!(widget.has(b"Parent"));
+            assert_visible_widget(&doc, widget, page);
+        }
+    }
+
+    #[test]
+    fn without_appearance_the_widget_is_invisible_on_page_one() {
+        let signed = sign_pdf(&two_pages(), &mut soft(), &options()).unwrap();
+        let (doc, field) = field_of(&signed);
+        assert_eq!(field.get(b"F").unwrap().as_i64().unwrap(), 132);
+        assert_eq!(
+            field.get(b"P").unwrap().as_reference().unwrap(),
+            doc.get_pages()[&1]
+        );
+        assert!(!field.has(b"AP"));
+        let rect: Vec<f32> = field
+            .get(b"Rect")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_float().unwrap())
+            .collect();
+        assert_eq!(rect, [0.0; 4]);
+    }
+
+    #[test]
+    fn an_appearance_that_fails_fails_the_signature() {
+        let fail = |_: &Document, _: &mut Document| Err(Error::Appearance("no image".into()));
+        let err = sign_drawn(&two_pages(), &mut soft(), &options(), &fail).unwrap_err();
+        assert!(matches!(err, Error::Appearance(_)), "{err}");
     }
 }
