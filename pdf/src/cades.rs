@@ -85,10 +85,20 @@ impl Certificates {
             Certificate::from_der(der)
                 .map_err(|e| Error::Signer(format!("the token's certificate cannot be read: {e}")))
         };
+        // A SET OF certificates holds each once: a token may list the signer or an issuer
+        // again in its chain.
+        let mut seen: Vec<&[u8]> = vec![signer];
+        let mut parsed = Vec::new();
+        for der in chain {
+            if !seen.contains(&der.as_slice()) {
+                seen.push(der);
+                parsed.push(parse(der)?);
+            }
+        }
         Ok(Self {
             signer: parse(signer)?,
             signer_der: signer.to_vec(),
-            chain: chain.iter().map(|c| parse(c)).collect::<Result<_, _>>()?,
+            chain: parsed,
         })
     }
 
@@ -236,4 +246,50 @@ pub(crate) fn encode(certs: &Certificates, signed: Signed) -> Result<Vec<u8>, Er
         content: Any::encode_from(&signed_data).map_err(der_err("signed data"))?,
     };
     info.to_der().map_err(der_err("content info"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(name: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    struct Fixed(Vec<u8>);
+
+    impl Signer for Fixed {
+        fn certificate(&self) -> &[u8] {
+            &self.0
+        }
+        fn key_kind(&self) -> KeyKind {
+            KeyKind::Ec
+        }
+        fn sign_digest(&mut self, _: DigestAlg, _: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01])
+        }
+    }
+
+    #[test]
+    fn a_chain_repeating_certificates_embeds_each_once() {
+        let (leaf, ca) = (cert("leaf"), cert("ca"));
+        let certs = Certificates::new(&leaf, &[leaf.clone(), ca.clone(), ca.clone()]).unwrap();
+        assert_eq!(certs.chain.len(), 1);
+        let signed = sign(&certs, &mut Fixed(leaf), &[0; 32]).unwrap();
+        let der = encode(&certs, signed).unwrap();
+        let info = ContentInfo::from_der(&der).unwrap();
+        let data: SignedData = info.content.decode_as().unwrap();
+        assert_eq!(data.certificates.unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn a_certificate_that_is_not_one_is_the_signers_fault() {
+        let err = Certificates::new(b"not DER", &[]).err().unwrap();
+        assert!(matches!(err, Error::Signer(_)), "{err}");
+    }
 }

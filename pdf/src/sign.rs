@@ -92,8 +92,9 @@ fn sign_parsed(
     draw: &Draw,
 ) -> Result<Vec<u8>, Error> {
     let doc = load(pdf)?;
-    let certs = cades::Certificates::new(signer.certificate(), &signer.chain())?;
-    let chain_size: usize = signer.chain().iter().map(Vec::len).sum();
+    let chain = signer.chain();
+    let certs = cades::Certificates::new(signer.certificate(), &chain)?;
+    let chain_size: usize = chain.iter().map(Vec::len).sum();
     let mut reserve = certs.estimated_size(chain_size);
     if options.timestamp_url.is_some() {
         reserve += TIMESTAMP_RESERVE;
