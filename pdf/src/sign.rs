@@ -79,19 +79,6 @@ fn sign_drawn(
     options: &Options,
     draw: &Draw,
 ) -> Result<Vec<u8>, Error> {
-    match catch_unwind(AssertUnwindSafe(|| sign_parsed(pdf, signer, options, draw))) {
-        Ok(result) => result,
-        Err(_) => Err(Error::Damaged("its structure cannot be read".into())),
-    }
-}
-
-fn sign_parsed(
-    pdf: &[u8],
-    signer: &mut dyn Signer,
-    options: &Options,
-    draw: &Draw,
-) -> Result<Vec<u8>, Error> {
-    let doc = load(pdf)?;
     let chain = signer.chain();
     let certs = cades::Certificates::new(signer.certificate(), &chain)?;
     let chain_size: usize = chain.iter().map(Vec::len).sum();
@@ -99,7 +86,51 @@ fn sign_parsed(
     if options.timestamp_url.is_some() {
         reserve += TIMESTAMP_RESERVE;
     }
+    // The parser and the drawing meet arbitrary input: a panic there is a document that
+    // cannot be read, not a crash.
+    let prepared = catch_unwind(AssertUnwindSafe(|| prepare(pdf, options, draw, reserve)))
+        .unwrap_or_else(|_| Err(Error::Damaged("its structure cannot be read".into())))?;
+    let Prepared {
+        mut out,
+        gap_start,
+        gap_end,
+    } = prepared;
 
+    let mut hasher = Sha256::new();
+    hasher.update(&out[..gap_start]);
+    hasher.update(&out[gap_end..]);
+    let digest = hasher.finalize();
+
+    let mut signed = cades::sign(&certs, signer, &digest)?;
+    if let Some(url) = &options.timestamp_url {
+        let token = timestamp::stamp(options.fetch, url, signed.signature())?;
+        signed.add_timestamp(&token)?;
+    }
+    let cms = cades::encode(&certs, signed)?;
+    if cms.len() > reserve {
+        return Err(Error::Other(format!(
+            "the signature takes {} bytes, more than the {reserve} reserved for it",
+            cms.len()
+        )));
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for (i, byte) in cms.iter().enumerate() {
+        out[gap_start + 1 + 2 * i] = HEX[usize::from(byte >> 4)];
+        out[gap_start + 2 + 2 * i] = HEX[usize::from(byte & 15)];
+    }
+    Ok(out)
+}
+
+/// The signed file before its signature: `/ByteRange` filled, `/Contents` zeroed between
+/// `gap_start` and `gap_end` (its angle brackets included).
+struct Prepared {
+    out: Vec<u8>,
+    gap_start: usize,
+    gap_end: usize,
+}
+
+fn prepare(pdf: &[u8], options: &Options, draw: &Draw, reserve: usize) -> Result<Prepared, Error> {
+    let doc = load(pdf)?;
     let mut new = Document::new_from_prev(&doc);
     let widgets = draw(&doc, &mut new)?;
     let sig_id = next_id(&mut new)?;
@@ -127,35 +158,21 @@ fn sign_parsed(
         .map(|(_, at)| *at)
         .ok_or_else(|| Error::Other("the signature dictionary was not written".into()))?;
 
-    // /Contents spans `gap_start..gap_end`, its angle brackets included.
     let gap_start = base + contents_at;
     let gap_end = gap_start + 2 * reserve + 2;
     let range = format!("0 {gap_start} {gap_end} {}", out.len() - gap_end);
-    out[base + byte_range_at..base + byte_range_at + range.len()].copy_from_slice(range.as_bytes());
-
-    let mut hasher = Sha256::new();
-    hasher.update(&out[..gap_start]);
-    hasher.update(&out[gap_end..]);
-    let digest = hasher.finalize();
-
-    let mut signed = cades::sign(&certs, signer, &digest)?;
-    if let Some(url) = &options.timestamp_url {
-        let token = timestamp::stamp(options.fetch, url, signed.signature())?;
-        signed.add_timestamp(&token)?;
+    if range.len() > BYTE_RANGE_WIDTH {
+        return Err(Error::Other(
+            "the byte range does not fit its placeholder".into(),
+        ));
     }
-    let cms = cades::encode(&certs, signed)?;
-    if cms.len() > reserve {
-        return Err(Error::Other(format!(
-            "the signature takes {} bytes, more than the {reserve} reserved for it",
-            cms.len()
-        )));
-    }
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for (i, byte) in cms.iter().enumerate() {
-        out[gap_start + 1 + 2 * i] = HEX[usize::from(byte >> 4)];
-        out[gap_start + 2 + 2 * i] = HEX[usize::from(byte & 15)];
-    }
-    Ok(out)
+    let at = base + byte_range_at;
+    out[at..at + range.len()].copy_from_slice(range.as_bytes());
+    Ok(Prepared {
+        out,
+        gap_start,
+        gap_end,
+    })
 }
 
 /// Parses `pdf`, refusing what cannot take an incremental update safely.
