@@ -589,3 +589,33 @@ fn indirect_annots_and_an_existing_form() {
     let fields = after.get_object(fields).unwrap().as_array().unwrap();
     assert_eq!(fields.len(), 2);
 }
+
+/// Files as other producers write them: qpdf linearized, with generated object streams, and
+/// cairo's (through pdftocairo); each signed twice.
+#[test]
+fn files_from_other_producers() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let source = save(dir, "source.pdf", &make_pdf(3, 2000, false));
+    let mut leader = pki.rsa_signer("Lãnh đạo");
+    let mut clerk = pki.ec_signer("Văn thư");
+    let variants: [(&str, Vec<&str>); 3] = [
+        ("qpdf", vec!["--linearize"]),
+        ("qpdf", vec!["--object-streams=generate"]),
+        ("pdftocairo", vec!["-pdf"]),
+    ];
+    for (n, (tool, args)) in variants.iter().enumerate() {
+        let made = dir.join(format!("made{n}.pdf"));
+        let (ok, text) = run(Command::new(tool).args(args).arg(&source).arg(&made));
+        assert!(ok, "{tool} {args:?}: {text}");
+        let pdf = std::fs::read(&made).unwrap();
+        let once = sign_pdf(&pdf, &mut leader, &options(&Offline)).unwrap();
+        let twice = sign_pdf(&once, &mut clerk, &options(&Offline)).unwrap();
+        let file = save(dir, &format!("signed{n}.pdf"), &twice);
+        let (valid, report) = pyhanko_valid(&file, &pki);
+        assert_eq!(valid, 2, "{tool} {args:?}:\n{report}");
+        let (valid, report) = pdfsig_valid(&file);
+        assert_eq!(valid, 2, "{tool} {args:?}:\n{report}");
+        assert_qpdf_clean(&file);
+    }
+}
