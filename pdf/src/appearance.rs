@@ -499,7 +499,8 @@ impl Painter<'_> {
         if let Some(c) = req.comment.as_deref().filter(|c| !c.trim().is_empty()) {
             paragraphs.push(format!("Ý kiến: {}", c.trim()));
         }
-        paragraphs.push(format!("{} — {}", req.signer, iso_time(req.time)?));
+        paragraphs.push(req.signer.clone());
+        paragraphs.push(iso_time(req.time)?);
         let font = self.font()?;
         let mut needed = 0f32;
         for p in &paragraphs {
