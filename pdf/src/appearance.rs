@@ -119,6 +119,13 @@ fn last_page() -> i32 {
 }
 
 /// A widget annotation to add for the signature field, its appearance already in the document.
+///
+/// The first widget is the signature's own (the signature box, the seal, the note); `issued`
+/// adds the document number and the date as further widgets of the same field, possibly on
+/// another page. One widget is best merged with its field in one dictionary. Several are the
+/// field's `/Kids` *without* `/Parent`, as pyHanko writes them: poppler 22 takes a kid that
+/// names its parent for a field of its own and reports the signature "not signed", while
+/// pyHanko 0.38 validates both forms and keeps earlier signatures valid.
 #[derive(Debug, Clone)]
 pub struct Widget {
     pub page: lopdf::ObjectId,

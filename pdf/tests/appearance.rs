@@ -73,7 +73,8 @@ fn draw(doc: &mut Document, req: &Request) -> Result<Vec<Widget>, Error> {
     Ok(widgets)
 }
 
-/// Puts `widgets` in one unsigned signature field (one field per call) and saves the document.
+/// Puts `widgets` in one unsigned signature field (one field per call), as `Widget` says:
+/// the field's kids, without `/Parent`.
 fn add_field(doc: &mut Document, name: &str, widgets: &[Widget]) {
     let field = doc.new_object_id();
     let mut kids = Vec::new();
@@ -84,7 +85,6 @@ fn add_field(doc: &mut Document, name: &str, widgets: &[Widget]) {
             "Rect" => w.rect.iter().map(|&v| Object::Real(v)).collect::<Vec<_>>(),
             "P" => w.page,
             "F" => 4,
-            "Parent" => field,
             "AP" => dictionary! {"N" => w.normal},
         });
         kids.push(Object::Reference(annot));
@@ -523,4 +523,180 @@ fn bad_input_is_a_clear_error() {
         .to_string()
         .contains("not a date"));
     assert!(draw(&mut doc, &request(Kind::None)).unwrap().is_empty());
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let bin = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/python/venv/bin"
+    ))
+    .join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/setup-debian",
+        bin.display()
+    );
+    bin
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+/// Signs the existing field `Seal` of `input`. pyHanko signs a field of one widget only and
+/// draws its own appearance, so both are switched off: kyso's widgets are already drawn.
+const PYHANKO_SIGN_FIELD: &str = r#"
+import sys
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import signers
+from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.signers import cms_embedder
+cms_embedder.get_single_field_annot = lambda f: f['/Kids'][0].get_object()
+cms_embedder.SigAppearanceSetup.apply = lambda self, annot, writer: None
+key, cert, src, dst = sys.argv[1:]
+with open(src, 'rb') as f, open(dst, 'wb') as out:
+    meta = signers.PdfSignatureMetadata(field_name='Seal', subfilter=SigSeedSubFilter.PADES)
+    signers.sign_pdf(IncrementalPdfFileWriter(f), meta, signer=signers.SimpleSigner.load(key, cert),
+                     output=out, existing_fields_only=True)
+"#;
+
+/// The seal, the number and the date as three widgets of one field on two pages, signed after
+/// the leader's signature: pyHanko and poppler both validate both signatures.
+#[test]
+fn issued_widgets_validate_after_the_leaders_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    blank(2, A4, dictionary! {}).save(p("base.pdf")).unwrap();
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=Nguyen Van An/O=So Noi vu",
+            "-keyout",
+            &p("key.pem"),
+            "-out",
+            &p("cert.pem"),
+        ]));
+    // The leader signs first, in the signature box of the last page.
+    run(Command::new(venv_bin("pyhanko"))
+        .args([
+            "sign",
+            "addsig",
+            "--field",
+            "2/340,113,510,184/Leader",
+            "pemder",
+        ])
+        .args([
+            "--key",
+            &p("key.pem"),
+            "--cert",
+            &p("cert.pem"),
+            "--no-pass",
+            &p("base.pdf"),
+            &p("leader.pdf"),
+        ]));
+
+    // The clerk's revision: kyso's drawings in an empty signature field.
+    let mut inc = lopdf::IncrementalDocument::load(p("leader.pdf")).unwrap();
+    let mut issued = request(Kind::Issued);
+    issued.seal_image = Some(red_ring());
+    issued.doc_number = Some("123/BCY-CTSBMTT".into());
+    let prev = inc.get_prev_documents().clone();
+    let widgets = build(&prev, &mut inc.new_document, &issued).unwrap();
+    let pages: Vec<_> = widgets.iter().map(|w| w.page).collect();
+    assert_ne!(
+        pages[0], pages[1],
+        "the seal on the last page, the number on the first"
+    );
+    let new = &mut inc.new_document;
+    let field = new.new_object_id();
+    let mut kids = Vec::new();
+    for w in &widgets {
+        let annot = new.add_object(dictionary! {
+            "Type" => "Annot",
+            "Subtype" => "Widget",
+            "Rect" => w.rect.iter().map(|&v| Object::Real(v)).collect::<Vec<_>>(),
+            "P" => w.page,
+            "F" => 4,
+            "AP" => dictionary! {"N" => w.normal},
+        });
+        kids.push(Object::Reference(annot));
+        if !new.objects.contains_key(&w.page) {
+            new.objects
+                .insert(w.page, prev.get_object(w.page).unwrap().clone());
+        }
+        let page = new.get_object_mut(w.page).unwrap().as_dict_mut().unwrap();
+        let annots = match page.get(b"Annots") {
+            Ok(Object::Array(a)) => a.clone(),
+            Ok(Object::Reference(r)) => prev.get_object(*r).unwrap().as_array().unwrap().clone(),
+            _ => Vec::new(),
+        };
+        page.set("Annots", [annots, vec![annot.into()]].concat());
+    }
+    new.objects.insert(
+        field,
+        dictionary! {"FT" => "Sig", "T" => Object::string_literal("Seal"), "Kids" => kids}.into(),
+    );
+    let root = prev.trailer.get(b"Root").unwrap().as_reference().unwrap();
+    let mut catalog = prev.get_dictionary(root).unwrap().clone();
+    let mut form = match catalog.get(b"AcroForm").unwrap() {
+        Object::Reference(r) => prev.get_dictionary(*r).unwrap().clone(),
+        o => o.as_dict().unwrap().clone(),
+    };
+    form.get_mut(b"Fields")
+        .unwrap()
+        .as_array_mut()
+        .unwrap()
+        .push(field.into());
+    catalog.set("AcroForm", form);
+    new.objects.insert(root, catalog.into());
+    inc.save(p("fields.pdf")).unwrap();
+
+    run(Command::new(venv_bin("python"))
+        .args(["-c", PYHANKO_SIGN_FIELD])
+        .args([
+            &p("key.pem"),
+            &p("cert.pem"),
+            &p("fields.pdf"),
+            &p("sealed.pdf"),
+        ]));
+    let report = run(Command::new(venv_bin("pyhanko")).args([
+        "sign",
+        "validate",
+        "--pretty-print",
+        "--trust",
+        &p("cert.pem"),
+        &p("sealed.pdf"),
+    ]));
+    assert_eq!(
+        report.matches("The signature is judged VALID.").count(),
+        2,
+        "{report}"
+    );
+    assert!(!report.contains("INVALID"), "{report}");
+    let poppler = run(Command::new("pdfsig").arg(p("sealed.pdf")));
+    assert_eq!(
+        poppler
+            .matches("Signature Validation: Signature is Valid.")
+            .count(),
+        2,
+        "{poppler}"
+    );
+    assert!(!poppler.contains("not signed"), "{poppler}");
+
+    let sealed = PathBuf::from(p("sealed.pdf"));
+    assert!(
+        render(&sealed, 2).count(red, [104.0, 34.5, 36.0, 36.0], true) > 300,
+        "the seal"
+    );
+    assert!(
+        render(&sealed, 1).count(dark, [30.0, 297.0 - 55.0, 160.0, 15.0], true) > 50,
+        "number and date"
+    );
 }
