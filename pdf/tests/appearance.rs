@@ -627,10 +627,9 @@ fn issued_widgets_validate_after_the_leaders_signature() {
             "AP" => dictionary! {"N" => w.normal},
         });
         kids.push(Object::Reference(annot));
-        if !new.objects.contains_key(&w.page) {
-            new.objects
-                .insert(w.page, prev.get_object(w.page).unwrap().clone());
-        }
+        new.objects
+            .entry(w.page)
+            .or_insert_with(|| prev.get_object(w.page).unwrap().clone());
         let page = new.get_object_mut(w.page).unwrap().as_dict_mut().unwrap();
         let annots = match page.get(b"Annots") {
             Ok(Object::Array(a)) => a.clone(),
