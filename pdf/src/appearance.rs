@@ -10,7 +10,7 @@
 //! | what | default place |
 //! |---|---|
 //! | signature box (`approved`, `comment`, `plain`) | last page, 60 × 25 mm, centred under the right half of the text column, 40 mm above the bottom edge |
-//! | seal (`issued`) | at [`DEFAULT_SEAL_MM`], beside the signature box, covering its left third, centred on it vertically |
+//! | seal (`issued`) | [`DEFAULT_SEAL_MM`] across, beside the signature box, covering its left third, centred on it vertically |
 //! | document number (`issued`) | page 1, 40 mm from the left, 47 mm below the top (the blank after "Số:") |
 //! | issue date (`issued`) | page 1, the right half of the text column, 47 mm below the top (the blank after the place name) |
 //! | copy and attachment notes (`copy`, `appendix`) | page 1, top right: 10 mm from the right edge, 5 mm below the top |
@@ -235,10 +235,11 @@ struct Painter<'a> {
 
 impl Painter<'_> {
     fn font(&mut self) -> Result<&mut Font, crate::Error> {
-        if self.font.is_none() {
-            self.font = Some(Font::load(self.req.layout.font.as_deref())?);
-        }
-        Ok(self.font.as_mut().expect("loaded above"))
+        let font = match self.font.take() {
+            Some(font) => font,
+            None => Font::load(self.req.layout.font.as_deref())?,
+        };
+        Ok(self.font.insert(font))
     }
 
     /// Adds `canvas` at `area` of `page`, refusing a place outside the page.
@@ -248,7 +249,7 @@ impl Painter<'_> {
         let inside = x >= -0.5 && y >= -0.5 && x + aw <= w + 0.5 && y + ah <= h + 0.5;
         if !inside || area.iter().any(|v| !v.is_finite()) {
             return Err(crate::Error::Appearance(format!(
-                "the box at {:.0} × {:.0} mm, {:.0} × {:.0} mm large, lies outside the page ({:.0} × {:.0} mm)",
+                "the box at x {:.0} mm, y {:.0} mm ({:.0} × {:.0} mm) lies outside the page ({:.0} × {:.0} mm)",
                 x / PT_PER_MM,
                 y / PT_PER_MM,
                 aw / PT_PER_MM,
