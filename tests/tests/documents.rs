@@ -171,7 +171,12 @@ fn leader_then_seal_keeps_both_signatures() {
         assert!(s.intact && s.valid && s.trusted, "{sigs:?}");
     }
     assert!(!sigs[0].whole && sigs[1].whole, "{sigs:?}");
-    assert_eq!(pdfsig_valid_count(&issued), 2);
+    assert_eq!(
+        pdfsig_valid_count(&issued),
+        2,
+        "{}",
+        kyso_tests::pdf::pdfsig(&issued)
+    );
 
     let (_, report) = verify(&fx, &config, &issued, true);
     let s = report["signatures"].as_array().expect("signatures");
