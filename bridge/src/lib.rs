@@ -11,6 +11,10 @@
 
 pub mod cert;
 pub mod config;
+pub mod der;
+pub mod kysod;
+pub mod request;
+pub mod status;
 pub mod trust;
 
 #[cfg(feature = "server")]
@@ -18,25 +22,17 @@ pub mod c14n;
 #[cfg(feature = "server")]
 pub mod consent;
 #[cfg(feature = "server")]
-pub mod der;
-#[cfg(feature = "server")]
 pub mod http;
-#[cfg(feature = "server")]
-pub mod kysod;
 #[cfg(feature = "server")]
 pub mod origin;
 #[cfg(feature = "server")]
 pub mod prompt;
-#[cfg(feature = "server")]
-pub mod request;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod settings;
 #[cfg(feature = "server")]
 pub mod sites;
-#[cfg(feature = "server")]
-pub mod status;
 #[cfg(feature = "server")]
 pub mod verify;
 #[cfg(feature = "server")]

@@ -129,11 +129,16 @@ impl Failure {
 
     /// The answer frame: `{"Status": N, "Message": …}`.
     pub fn answer(&self) -> serde_json::Value {
-        let message = match &self.detail {
-            Some(d) => format!("{}: {d}", self.status.message()),
-            None => self.status.message().to_string(),
-        };
-        serde_json::json!({ "Status": self.status.code(), "Message": message })
+        serde_json::json!({ "Status": self.status.code(), "Message": self.to_string() })
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}: {d}", self.status.message()),
+            None => f.write_str(self.status.message()),
+        }
     }
 }
 
