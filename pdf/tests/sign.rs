@@ -619,3 +619,98 @@ fn files_from_other_producers() {
         assert_qpdf_clean(&file);
     }
 }
+
+/// A transparent `w` × `h` PNG with `colour` where `on(x, y)`.
+fn picture(w: u32, h: u32, colour: [u8; 3], on: impl Fn(f32, f32) -> bool) -> Vec<u8> {
+    let mut rgba = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let alpha = if on(x as f32, y as f32) { 255 } else { 0 };
+            rgba.extend_from_slice(&[colour[0], colour[1], colour[2], alpha]);
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, w, h);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&rgba).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// The Decree 30/2020 flow with its appearances: the leader's signature image, then the
+/// clerk's seal with the document number and date (three widgets of one field), both valid.
+#[test]
+fn approved_then_issued_with_appearances() {
+    use kyso_pdf::appearance::{Kind, Layout, Request};
+    let request = |kind| Request {
+        kind,
+        signer: "Trần Văn Lãnh Đạo".into(),
+        organisation: "Sở Nội vụ tỉnh Hà Giang".into(),
+        time: time::macros::datetime!(2026-03-12 12:00:00 +07:00),
+        doc_number: None,
+        issued_date: None,
+        copy_kind: None,
+        comment: None,
+        signature_image: None,
+        seal_image: None,
+        layout: Layout::default(),
+    };
+    for modern in [false, true] {
+        let pki = Pki::new();
+        let dir = pki.dir.path();
+        let mut leader = pki.rsa_signer("Trần Văn Lãnh Đạo");
+        let mut clerk = pki.ec_signer("Văn thư");
+        let pdf = make_pdf(2, 0, modern);
+
+        let mut approved = request(Kind::Approved);
+        approved.signature_image = Some(picture(300, 120, [0, 0, 230], |x, y| {
+            (y - 60.0 - 40.0 * (x / 20.0).sin()).abs() < 8.0
+        }));
+        let mut opts = options(&Offline);
+        opts.appearance = Some(approved);
+        let first = sign_pdf(&pdf, &mut leader, &opts).unwrap();
+
+        let mut issued = request(Kind::Issued);
+        issued.seal_image = Some(picture(200, 200, [220, 0, 0], |x, y| {
+            (70.0..=98.0).contains(&((x - 99.5).powi(2) + (y - 99.5).powi(2)).sqrt())
+        }));
+        issued.doc_number = Some("123/BCY-CTSBMTT".into());
+        issued.issued_date = Some("2026-03-12T12:00:00+07:00".into());
+        let mut opts = options(&Offline);
+        opts.reason = Some("Đóng dấu phát hành".into());
+        opts.appearance = Some(issued);
+        let second = sign_pdf(&first, &mut clerk, &opts).unwrap();
+
+        let file = save(dir, "issued.pdf", &second);
+        let (valid, report) = pyhanko_valid(&file, &pki);
+        assert_eq!(valid, 2, "{report}");
+        assert!(
+            report.contains("compatible with the current document"),
+            "{report}"
+        );
+        let (valid, report) = pdfsig_valid(&file);
+        assert_eq!(valid, 2, "{report}");
+        assert_eq!(report.matches("Signature #").count(), 2, "{report}");
+        assert_qpdf_clean(&file);
+
+        let doc = Document::load_mem(&second).unwrap();
+        let form = doc.catalog().unwrap().get_deref(b"AcroForm", &doc).unwrap();
+        let fields = form.as_dict().unwrap().get_deref(b"Fields", &doc).unwrap();
+        let fields = fields.as_array().unwrap();
+        assert_eq!(fields.len(), 2);
+        let leader_field = doc
+            .get_dictionary(fields[0].as_reference().unwrap())
+            .unwrap();
+        assert!(
+            leader_field.has(b"AP"),
+            "the leader's widget is merged with its field"
+        );
+        let seal_field = doc
+            .get_dictionary(fields[1].as_reference().unwrap())
+            .unwrap();
+        let kids = seal_field.get(b"Kids").unwrap().as_array().unwrap();
+        assert_eq!(kids.len(), 3, "seal, number and date");
+    }
+}
