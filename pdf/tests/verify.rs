@@ -45,6 +45,12 @@ struct Pki {
     expired: Identity,
     revoked: Identity,
     stranger: Identity,
+    /// Named in the OCSP responder's index as good, and as revoked.
+    ocsp_good: Identity,
+    ocsp_revoked: Identity,
+    /// RSA with RSASSA-PSS signatures; a P-384 key.
+    rsa_pss: Identity,
+    p384: Identity,
     tsa_url: String,
     blank: PathBuf,
 }
@@ -144,7 +150,9 @@ fn write_identity(
 }
 
 fn make_pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
+    // Under the target directory: the fixture lives as long as the test process, so nothing
+    // would delete a temporary directory.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let d = dir.path();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -201,6 +209,68 @@ fn make_pki() -> Pki {
     let str_k = ec_key();
     let str_cert = leaf_params("Người Lạ", "CCCD:009999999999", 0x2001, None)
         .signed_by(&str_k, &other_root, &other_key)
+        .unwrap();
+
+    // Signers whose revocation is told by OCSP, through a delegated responder.
+    let ocsp_url = format!("{base}/ocsp");
+    let aia = |url: &str| {
+        let mut location = vec![0x86, url.len() as u8];
+        location.extend_from_slice(url.as_bytes());
+        let mut ad = vec![0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+        ad.extend(location);
+        let mut inner = vec![0x30, ad.len() as u8];
+        inner.extend(ad);
+        let mut outer = vec![0x30, inner.len() as u8];
+        outer.extend(inner);
+        CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], outer)
+    };
+    let mut ocsp_signers = Vec::new();
+    for (serial, name) in [(0x1005u64, "ocsp-good"), (0x1006, "ocsp-revoked")] {
+        let key = ec_key();
+        let mut params = leaf_params(name, "CCCD:001090000005", serial, None);
+        params.custom_extensions = vec![aia(&ocsp_url)];
+        let cert = params.signed_by(&key, &int, &int_key).unwrap();
+        ocsp_signers.push(write_identity(d, name, &cert, &key, serial));
+    }
+    let responder_k = ec_key();
+    let mut responder_params = leaf_params("Kyso Test OCSP", "OCSP", 0x3002, None);
+    responder_params.custom_extensions = vec![CustomExtension::from_oid_content(
+        &[2, 5, 29, 37],
+        vec![
+            0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x09,
+        ],
+    )];
+    let responder = responder_params
+        .signed_by(&responder_k, &int, &int_key)
+        .unwrap();
+    std::fs::write(d.join("responder.pem"), responder.pem()).unwrap();
+    std::fs::write(d.join("responder.key"), responder_k.serialize_pem()).unwrap();
+    let revoked_at = (OffsetDateTime::now_utc() - time::Duration::days(2))
+        .format(time::macros::format_description!(
+            "[year repr:last_two][month][day][hour][minute][second]Z"
+        ))
+        .unwrap();
+    std::fs::write(
+        d.join("index.txt"),
+        format!(
+            "V\t351231235959Z\t\t1005\tunknown\t/CN=ocsp-good\n\
+             R\t351231235959Z\t{revoked_at},keyCompromise\t1006\tunknown\t/CN=ocsp-revoked\n"
+        ),
+    )
+    .unwrap();
+
+    let pss_k = rsa_key(d);
+    let pss_cert = leaf_params(
+        "Phạm Thị Dung",
+        "CCCD:001090000007",
+        0x1007,
+        Some(&int_crl_url),
+    )
+    .signed_by(&pss_k, &int, &int_key)
+    .unwrap();
+    let p384_k = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let p384_cert = leaf_params("Ban Thử Nghiệm", "MNS:1234", 0x1008, Some(&int_crl_url))
+        .signed_by(&p384_k, &int, &int_key)
         .unwrap();
 
     // The TSA: critical extendedKeyUsage timeStamping, as openssl ts requires.
@@ -277,6 +347,10 @@ fn make_pki() -> Pki {
         expired: write_identity(d, "expired", &exp_cert, &exp_k, 0x1003),
         revoked: write_identity(d, "revoked", &rev_cert, &rev_k, 0x1004),
         stranger: write_identity(d, "stranger", &str_cert, &str_k, 0x2001),
+        ocsp_revoked: ocsp_signers.pop().unwrap(),
+        ocsp_good: ocsp_signers.pop().unwrap(),
+        rsa_pss: write_identity(d, "rsa-pss", &pss_cert, &pss_k, 0x1007),
+        p384: write_identity(d, "p384", &p384_cert, &p384_k, 0x1008),
         tsa_url: format!("{base}/tsa"),
         blank,
         dir,
@@ -371,6 +445,30 @@ fn answer(
             Ok(bytes) if out.status.success() => ("200 OK", "application/timestamp-reply", bytes),
             _ => ("500 Error", "text/plain", out.stderr),
         }
+    } else if method == "POST" && path == "/ocsp" {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let query = dir.join(format!("q{n}.ocsp"));
+        let reply = dir.join(format!("r{n}.ocsp"));
+        std::fs::write(&query, &body)?;
+        let out = Command::new("openssl")
+            .arg("ocsp")
+            .arg("-index")
+            .arg(dir.join("index.txt"))
+            .arg("-CA")
+            .arg(dir.join("int.pem"))
+            .arg("-rsigner")
+            .arg(dir.join("responder.pem"))
+            .arg("-rkey")
+            .arg(dir.join("responder.key"))
+            .args(["-ndays", "1", "-reqin"])
+            .arg(&query)
+            .arg("-respout")
+            .arg(&reply)
+            .output()?;
+        match std::fs::read(&reply) {
+            Ok(bytes) if out.status.success() => ("200 OK", "application/ocsp-response", bytes),
+            _ => ("500 Error", "text/plain", out.stderr),
+        }
     } else if let Some(bytes) = routes.get(path).filter(|_| method == "GET") {
         ("200 OK", "application/pkix-crl", bytes.clone())
     } else {
@@ -451,6 +549,17 @@ impl Fetch for Http {
 
 /// Signs `input` with pyHanko into a new file of the test directory.
 fn sign(input: &Path, who: &Identity, field: &str, subfilter: &str, tsa: bool) -> PathBuf {
+    sign_with(input, who, field, subfilter, tsa, false)
+}
+
+fn sign_with(
+    input: &Path,
+    who: &Identity,
+    field: &str,
+    subfilter: &str,
+    tsa: bool,
+    pss: bool,
+) -> PathBuf {
     let p = pki();
     static N: AtomicUsize = AtomicUsize::new(0);
     let out = p
@@ -469,6 +578,9 @@ fn sign(input: &Path, who: &Identity, field: &str, subfilter: &str, tsa: bool) -
         .arg(&p.intermediate);
     if tsa {
         cmd.arg("--tsa").arg(&p.tsa_url);
+    }
+    if pss {
+        cmd.arg("--pss");
     }
     let result = cmd.output().expect("pyHanko runs");
     assert!(
@@ -715,4 +827,81 @@ fn a_ten_megabyte_document_verifies_quickly() {
     eprintln!("verified {} bytes in {took:?}", bytes.len());
     assert_eq!(report.signatures[0].verdict, Verdict::Valid);
     assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
+fn ocsp_answers_good_and_revoked() {
+    let p = pki();
+    let good = sign(&p.blank, &p.ocsp_good, "Sig1", "pades", false);
+    let report = verify_file(&good, &options(&p.root_der, &Http));
+    let s = &report.signatures[0];
+    assert_eq!(s.revocation, Revocation::Good, "{:?}", s.reasons);
+    assert_eq!(s.verdict, Verdict::Valid, "{:?}", s.reasons);
+    let revoked = sign(&p.blank, &p.ocsp_revoked, "Sig1", "pades", false);
+    let report = verify_file(&revoked, &options(&p.root_der, &Http));
+    let s = &report.signatures[0];
+    assert_eq!(s.revocation, Revocation::Revoked, "{:?}", s.reasons);
+    assert_eq!(s.verdict, Verdict::Invalid);
+}
+
+#[test]
+fn rsa_pss_and_p384_signatures_are_valid() {
+    let p = pki();
+    let pss = sign_with(&p.blank, &p.rsa_pss, "Sig1", "pades", false, true);
+    let bytes = std::fs::read(&pss).unwrap();
+    // RSASSA-PSS's identifier, DER, in the hexadecimal /Contents.
+    assert!(
+        memchr::memmem::find(&bytes, b"06092A864886F70D01010A").is_some(),
+        "pyHanko did not sign with PSS"
+    );
+    let report = verify_file(&pss, &options(&p.root_der, &Http));
+    let s = &report.signatures[0];
+    assert_eq!(s.verdict, Verdict::Valid, "{:?}", s.reasons);
+    let p384 = sign(&p.blank, &p.p384, "Sig1", "pkcs7", true);
+    let report = verify_file(&p384, &options(&p.root_der, &Http));
+    let s = &report.signatures[0];
+    assert_eq!(s.verdict, Verdict::Valid, "{:?}", s.reasons);
+    assert_eq!(s.class, Class::Organisation);
+}
+
+/// Junk where the signature is: every answer is a report or an error, never a panic, and a
+/// changed signature is never valid.
+#[test]
+fn damaged_signatures_never_panic_or_pass() {
+    let p = pki();
+    let signed = std::fs::read(sign(&p.blank, &p.ec, "Sig1", "pades", true)).unwrap();
+    let opts = options(&p.root_der, &Offline);
+    let gap = memchr::memmem::find(&signed, b"/Contents <").expect("the /Contents") + 11;
+    let dict = memchr::memmem::rfind(&signed[..gap], b"/ByteRange").unwrap_or(gap - 100);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..300 {
+        let mut bytes = signed.clone();
+        let region = if round % 3 == 0 {
+            dict..gap
+        } else {
+            gap..gap + 3000
+        };
+        for _ in 0..1 + next() % 4 {
+            let at = region.start + (next() as usize) % region.len();
+            bytes[at] = if round % 2 == 0 {
+                b"0123456789abcdef"[(next() % 16) as usize]
+            } else {
+                next() as u8
+            };
+        }
+        if bytes == signed {
+            continue;
+        }
+        if let Ok(report) = verify::verify_pdf("junk.pdf", &bytes, &opts) {
+            for s in &report.signatures {
+                assert_ne!(s.verdict, Verdict::Valid, "round {round}: {s:?}");
+            }
+        }
+    }
 }
