@@ -549,7 +549,7 @@ impl Fetch for Http {
 
 /// Signs `input` with pyHanko into a new file of the test directory.
 fn sign(input: &Path, who: &Identity, field: &str, subfilter: &str, tsa: bool) -> PathBuf {
-    sign_with(input, who, field, subfilter, tsa, false)
+    sign_with(input, who, field, subfilter, tsa, false, "sha256")
 }
 
 fn sign_with(
@@ -559,6 +559,7 @@ fn sign_with(
     subfilter: &str,
     tsa: bool,
     pss: bool,
+    md: &str,
 ) -> PathBuf {
     let p = pki();
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -582,6 +583,7 @@ fn sign_with(
     if pss {
         cmd.arg("--pss");
     }
+    cmd.arg("--md").arg(md);
     let result = cmd.output().expect("pyHanko runs");
     assert!(
         result.status.success(),
@@ -845,19 +847,24 @@ fn ocsp_answers_good_and_revoked() {
 }
 
 #[test]
-fn rsa_pss_and_p384_signatures_are_valid() {
+fn rsa_pss_with_sha512_and_p384_with_sha384_are_valid() {
     let p = pki();
-    let pss = sign_with(&p.blank, &p.rsa_pss, "Sig1", "pades", false, true);
+    let pss = sign_with(&p.blank, &p.rsa_pss, "Sig1", "pades", false, true, "sha512");
     let bytes = std::fs::read(&pss).unwrap();
     // RSASSA-PSS's identifier, DER, in the hexadecimal /Contents.
     assert!(
         memchr::memmem::find(&bytes, b"06092A864886F70D01010A").is_some(),
         "pyHanko did not sign with PSS"
     );
+    // SHA-512's identifier.
+    assert!(memchr::memmem::find(&bytes, b"0609608648016503040203").is_some());
     let report = verify_file(&pss, &options(&p.root_der, &Http));
     let s = &report.signatures[0];
     assert_eq!(s.verdict, Verdict::Valid, "{:?}", s.reasons);
-    let p384 = sign(&p.blank, &p.p384, "Sig1", "pkcs7", true);
+    let p384 = sign_with(&p.blank, &p.p384, "Sig1", "pkcs7", true, false, "sha384");
+    let bytes = std::fs::read(&p384).unwrap();
+    // SHA-384's identifier.
+    assert!(memchr::memmem::find(&bytes, b"0609608648016503040202").is_some());
     let report = verify_file(&p384, &options(&p.root_der, &Http));
     let s = &report.signatures[0];
     assert_eq!(s.verdict, Verdict::Valid, "{:?}", s.reasons);
@@ -903,5 +910,27 @@ fn damaged_signatures_never_panic_or_pass() {
                 assert_ne!(s.verdict, Verdict::Valid, "round {round}: {s:?}");
             }
         }
+    }
+}
+
+#[test]
+fn encrypted_documents_are_refused() {
+    let p = pki();
+    let opts = options(&p.root_der, &Offline);
+    for user in ["", "secret"] {
+        let out = p.dir.path().join(format!("encrypted-{}.pdf", user.len()));
+        let status = Command::new("qpdf")
+            .args(["--encrypt", user, "owner", "256", "--"])
+            .arg(&p.blank)
+            .arg(&out)
+            .status()
+            .expect("qpdf must be installed");
+        assert!(status.success());
+        let bytes = std::fs::read(&out).unwrap();
+        let result = verify::verify_pdf("e.pdf", &bytes, &opts);
+        assert!(
+            matches!(result, Err(Error::Encrypted)),
+            "user password {user:?}: {result:?}"
+        );
     }
 }

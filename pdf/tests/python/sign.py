@@ -1,6 +1,6 @@
 """Signs a PDF with pyHanko for kyso-pdf's verification tests.
 
-sign.py IN OUT KEY CERT FIELD SUBFILTER [--chain PEM]... [--tsa URL] [--pss]
+sign.py IN OUT KEY CERT FIELD SUBFILTER [--chain PEM]... [--tsa URL] [--pss] [--md DIGEST]
 SUBFILTER is "pades" (ETSI.CAdES.detached) or "pkcs7" (adbe.pkcs7.detached). The signature
 is appended as an incremental update, so signing a signed file adds a second signature.
 """
@@ -22,6 +22,7 @@ parser.add_argument("subfilter", choices=["pades", "pkcs7"])
 parser.add_argument("--chain", action="append", default=[])
 parser.add_argument("--tsa")
 parser.add_argument("--pss", action="store_true")
+parser.add_argument("--md", default="sha256")
 args = parser.parse_args()
 
 signer = signers.SimpleSigner.load(
@@ -33,7 +34,7 @@ subfilter = (
     else fields.SigSeedSubFilter.ADOBE_PKCS7_DETACHED
 )
 meta = signers.PdfSignatureMetadata(
-    field_name=args.field, subfilter=subfilter, md_algorithm="sha256"
+    field_name=args.field, subfilter=subfilter, md_algorithm=args.md
 )
 timestamper = timestamps.HTTPTimeStamper(args.tsa) if args.tsa else None
 with open(args.input, "rb") as inp:
