@@ -265,10 +265,16 @@ fn check_field(
 
     let mut revoked_before = false;
     let mut revoked_after = false;
-    if path.certificates.len() < 2 {
+    if !path.anchored {
+        // The addresses in certificates no anchor vouches for are anyone's: not fetched.
         report.reasons.push(reason(
-            "Chưa kiểm tra thu hồi: không có chứng thư số của tổ chức cấp",
-            "Revocation not checked: the issuer's certificate is missing",
+            "Chưa kiểm tra thu hồi vì đường dẫn chứng thực không tới chứng thư số gốc tin cậy",
+            "Revocation not checked: the certification path does not reach a trusted root",
+        ));
+    } else if path.certificates.len() < 2 {
+        report.reasons.push(reason(
+            "Chưa kiểm tra thu hồi: chứng thư số của người ký là chứng thư số gốc tin cậy",
+            "Revocation not checked: the signer's certificate is itself a trust anchor",
         ));
     } else {
         let statuses = revocation::check_path(&path.certificates, options.fetch, options.now);
@@ -318,8 +324,9 @@ fn check_field(
 
 fn describe_signer(signer: &Certificate, report: &mut SignatureReport) {
     report.signer = signer.tbs_certificate.subject.to_string();
-    report.certificate_serial =
-        kyso_proto::hex::encode(signer.tbs_certificate.serial_number.as_bytes());
+    report.certificate_serial = kyso_proto::normalise_serial(&kyso_proto::hex::encode(
+        signer.tbs_certificate.serial_number.as_bytes(),
+    ));
     let uid = signer
         .tbs_certificate
         .subject

@@ -15,6 +15,9 @@ const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29
 const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
 /// Longest path looked for.
 const MAX_DEPTH: usize = 8;
+/// Most certificates of a signature considered as issuers, bounding the work a hostile
+/// signature can cause.
+const MAX_POOL: usize = 32;
 
 /// A path, signer first.
 pub struct Path {
@@ -50,6 +53,7 @@ pub fn build(
         }
         let next = pool
             .iter()
+            .take(MAX_POOL)
             .filter(|c| !certificates.contains(c))
             .find(|c| issued_by(current, c));
         match next {

@@ -357,3 +357,70 @@ fn raw_signed_attributes(signed_data: &der::Any, index: usize) -> Result<Option<
 fn to_offset(d: std::time::Duration) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(i64::try_from(d.as_secs()).ok()?).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(name: &str) -> Certificate {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        Certificate::from_der(params.self_signed(&key).unwrap().der()).unwrap()
+    }
+
+    /// `SEQUENCE { SEQUENCE OF { ESSCertID(v2) } }` around one certificate id.
+    fn ess(id: Vec<u8>) -> Vec<u8> {
+        let wrap = |tag: u8, body: Vec<u8>| {
+            let mut out = vec![tag, body.len() as u8];
+            out.extend(body);
+            out
+        };
+        wrap(0x30, wrap(0x30, wrap(0x30, id)))
+    }
+
+    fn octets(bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x04, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    #[test]
+    fn signing_certificate_attributes_name_the_certificate() {
+        let (a, b) = (cert("a"), cert("b"));
+        let der_a = a.to_der().unwrap();
+        let check = |value: &[u8], v2: bool, c: &Certificate| {
+            ess_names(AnyRef::from_der(value).unwrap(), v2, c)
+        };
+        // V2 with the default SHA-256.
+        let v2 = ess(octets(&Hash::Sha256.digest(&der_a)));
+        assert!(check(&v2, true, &a));
+        assert!(!check(&v2, true, &b));
+        // V2 naming SHA-384.
+        let mut id = spki::AlgorithmIdentifierOwned {
+            oid: const_oid::db::rfc5912::ID_SHA_384,
+            parameters: None,
+        }
+        .to_der()
+        .unwrap();
+        id.extend(octets(&Hash::Sha384.digest(&der_a)));
+        let v2 = ess(id);
+        assert!(check(&v2, true, &a));
+        assert!(!check(&v2, true, &b));
+        // V1, SHA-1.
+        let v1 = ess(octets(&Hash::Sha1.digest(&der_a)));
+        assert!(check(&v1, false, &a));
+        assert!(!check(&v1, false, &b));
+        assert!(!check(&[0x30, 0x00], true, &a));
+    }
+
+    #[test]
+    fn junk_is_an_error() {
+        let digest = |h: Hash| h.digest(b"x");
+        for junk in [&b""[..], b"\x30\x03\x02\x01", b"\x30\x00", b"junk"] {
+            assert!(check(junk, Content::Detached(&digest)).is_err());
+        }
+    }
+}
