@@ -104,7 +104,7 @@ pub struct SignatureReport {
     pub reasons: Vec<String>,
 }
 
-/// Most bytes after a signed range that still count as the same revision: white space only.
+/// Whether what follows a signed range is only white space or padding, which is no change.
 fn only_white_space(rest: &[u8]) -> bool {
     rest.iter().all(|b| b.is_ascii_whitespace() || *b == 0)
 }

@@ -718,6 +718,14 @@ fn an_unknown_root_is_indeterminate() {
     assert!(s.intact, "{:?}", s.reasons);
     assert!(!s.trusted);
     assert_eq!(s.verdict, Verdict::Indeterminate);
+    assert_eq!(s.revocation, Revocation::NotChecked);
+    assert!(
+        s.reasons
+            .iter()
+            .any(|r| r.contains("No certification path leads to a trusted root")),
+        "{:?}",
+        s.reasons
+    );
     // With its own root as the anchor it is trusted; no CRL is named, so revocation stays
     // unchecked and the verdict indeterminate.
     let report = verify_file(&signed, &options(&p.other_root_der, &Http));
