@@ -18,8 +18,8 @@ use kyso_pdf::Error;
 use lopdf::{dictionary, Document, Object, Stream};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CustomExtension, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SerialNumber,
+    CustomExtension, DnType, IsCa, KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams,
+    SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -44,6 +44,8 @@ struct Pki {
     ec: Identity,
     expired: Identity,
     revoked: Identity,
+    /// On the CRL with a revocation date an hour from now.
+    revoked_later: Identity,
     stranger: Identity,
     /// Named in the OCSP responder's index as good, and as revoked.
     ocsp_good: Identity,
@@ -76,11 +78,8 @@ fn ca_params(name: &str) -> CertificateParams {
     p.distinguished_name
         .push(DnType::OrganizationName, "Kyso Test");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    // digitalSignature, keyCertSign, cRLSign.
+    p.custom_extensions = vec![key_usage(&[0x03, 0x02, 0x01, 0x86])];
     p.not_before = OffsetDateTime::now_utc() - time::Duration::days(3650);
     p.not_after = OffsetDateTime::now_utc() + time::Duration::days(3650);
     p
@@ -91,13 +90,10 @@ fn leaf_params(name: &str, uid: &str, serial: u64, crl: Option<&str>) -> Certifi
     p.distinguished_name.push(DnType::CommonName, name);
     p.distinguished_name
         .push(DnType::CustomDnType(UID.to_vec()), uid);
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::ContentCommitment,
-    ];
+    // digitalSignature, nonRepudiation.
+    p.custom_extensions = vec![key_usage(&[0x03, 0x02, 0x06, 0xc0])];
     p.serial_number = Some(SerialNumber::from(serial));
     // rcgen writes no extensions at all unless one of a few is asked for.
-    p.is_ca = IsCa::ExplicitNoCa;
     p.use_authority_key_identifier_extension = true;
     p.not_before = OffsetDateTime::now_utc() - time::Duration::days(30);
     p.not_after = OffsetDateTime::now_utc() + time::Duration::days(365);
@@ -107,6 +103,15 @@ fn leaf_params(name: &str, uid: &str, serial: u64, crl: Option<&str>) -> Certifi
         }];
     }
     p
+}
+
+/// A critical keyUsage with the given BIT STRING. rcgen's own encoding of key usages is not
+/// DER (a padded bit string), and pyHanko sometimes normalises such certificates when it embeds
+/// them, which changes their bytes.
+fn key_usage(bits: &[u8]) -> CustomExtension {
+    let mut ext = CustomExtension::from_oid_content(&[2, 5, 29, 15], bits.to_vec());
+    ext.set_criticality(true);
+    ext
 }
 
 fn ec_key() -> KeyPair {
@@ -202,6 +207,11 @@ fn make_pki() -> Pki {
         .signed_by(&rev_k, &int, &int_key)
         .unwrap();
 
+    let later_k = ec_key();
+    let later_cert = leaf_params("Đỗ Văn Em", "CCCD:001090000009", 0x1009, Some(&int_crl_url))
+        .signed_by(&later_k, &int, &int_key)
+        .unwrap();
+
     let other_key = ec_key();
     let other_root = ca_params("Unknown Root CA")
         .self_signed(&other_key)
@@ -228,7 +238,7 @@ fn make_pki() -> Pki {
     for (serial, name) in [(0x1005u64, "ocsp-good"), (0x1006, "ocsp-revoked")] {
         let key = ec_key();
         let mut params = leaf_params(name, "CCCD:001090000005", serial, None);
-        params.custom_extensions = vec![aia(&ocsp_url)];
+        params.custom_extensions.push(aia(&ocsp_url));
         let cert = params.signed_by(&key, &int, &int_key).unwrap();
         ocsp_signers.push(write_identity(d, name, &cert, &key, serial));
     }
@@ -276,7 +286,7 @@ fn make_pki() -> Pki {
     // The TSA: critical extendedKeyUsage timeStamping, as openssl ts requires.
     let tsa_k = ec_key();
     let mut tsa_params = leaf_params("Kyso Test TSA", "TSA", 0x3001, None);
-    tsa_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+
     let mut eku = CustomExtension::from_oid_content(
         &[2, 5, 29, 37],
         vec![
@@ -284,7 +294,7 @@ fn make_pki() -> Pki {
         ],
     );
     eku.set_criticality(true);
-    tsa_params.custom_extensions = vec![eku];
+    tsa_params.custom_extensions = vec![key_usage(&[0x03, 0x02, 0x07, 0x80]), eku];
     let tsa_cert = tsa_params.signed_by(&tsa_k, &root, &root_key).unwrap();
 
     let crl = |issuer: &rcgen::Certificate, key: &KeyPair, revoked: Vec<RevokedCertParams>| {
@@ -308,12 +318,20 @@ fn make_pki() -> Pki {
         crl(
             &int,
             &int_key,
-            vec![RevokedCertParams {
-                serial_number: SerialNumber::from(0x1004u64),
-                revocation_time: OffsetDateTime::now_utc() - time::Duration::days(1),
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }],
+            vec![
+                RevokedCertParams {
+                    serial_number: SerialNumber::from(0x1004u64),
+                    revocation_time: OffsetDateTime::now_utc() - time::Duration::days(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                },
+                RevokedCertParams {
+                    serial_number: SerialNumber::from(0x1009u64),
+                    revocation_time: OffsetDateTime::now_utc() + time::Duration::hours(1),
+                    reason_code: Some(RevocationReason::Superseded),
+                    invalidity_date: None,
+                },
+            ],
         ),
     );
 
@@ -346,6 +364,7 @@ fn make_pki() -> Pki {
         ec: write_identity(d, "ec", &ec_cert, &ec_k, 0x1002),
         expired: write_identity(d, "expired", &exp_cert, &exp_k, 0x1003),
         revoked: write_identity(d, "revoked", &rev_cert, &rev_k, 0x1004),
+        revoked_later: write_identity(d, "revoked-later", &later_cert, &later_k, 0x1009),
         stranger: write_identity(d, "stranger", &str_cert, &str_k, 0x2001),
         ocsp_revoked: ocsp_signers.pop().unwrap(),
         ocsp_good: ocsp_signers.pop().unwrap(),
@@ -941,4 +960,20 @@ fn encrypted_documents_are_refused() {
             "user password {user:?}: {result:?}"
         );
     }
+}
+
+#[test]
+fn revocation_after_a_proven_signing_time_is_not_invalid() {
+    let p = pki();
+    let stamped = sign(&p.blank, &p.revoked_later, "Sig1", "pades", true);
+    let report = verify_file(&stamped, &options(&p.root_der, &Http));
+    let s = &report.signatures[0];
+    assert_eq!(s.revocation, Revocation::Revoked, "{:?}", s.reasons);
+    assert_eq!(s.verdict, Verdict::Indeterminate, "{:?}", s.reasons);
+    // Without a timestamp nothing proves the signature came before the revocation.
+    let claimed = sign(&p.blank, &p.revoked_later, "Sig1", "pades", false);
+    let report = verify_file(&claimed, &options(&p.root_der, &Http));
+    let s = &report.signatures[0];
+    assert_eq!(s.revocation, Revocation::Revoked);
+    assert_eq!(s.verdict, Verdict::Invalid);
 }
