@@ -130,7 +130,11 @@ pub fn verify_pdf(file: &str, pdf: &[u8], options: &Options) -> Result<Report, E
     let anchors: Vec<Certificate> = options
         .trust_anchors
         .iter()
-        .filter_map(|der| Certificate::from_der(der).ok())
+        .filter_map(|der| {
+            // Re-encoded for signature checks, so only DER anchors are of use.
+            let cert = Certificate::from_der(der).ok()?;
+            (der::Encode::to_der(&cert).ok().as_deref() == Some(der.as_slice())).then_some(cert)
+        })
         .collect();
     let signatures = fields::signature_fields(&doc)
         .into_iter()

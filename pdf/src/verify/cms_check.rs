@@ -2,7 +2,6 @@
 //! content, the signature over the signed attributes, the ESS signing-certificate binding, the
 //! claimed signing time and an RFC 3161 signature timestamp.
 
-use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
 use const_oid::ObjectIdentifier;
@@ -70,15 +69,6 @@ pub fn check(der_bytes: &[u8], content: Content<'_>) -> Result<Checked, String> 
         ));
     }
     let signed: SignedData = info.content.decode_as().map_err(|e| e.to_string())?;
-    let certificates: Vec<Certificate> = signed
-        .certificates
-        .iter()
-        .flat_map(|set| set.0.iter())
-        .filter_map(|c| match c {
-            CertificateChoices::Certificate(c) => Some(c.clone()),
-            _ => None,
-        })
-        .collect();
     let mut problems = Vec::new();
     let infos: Vec<&SignerInfo> = signed.signer_infos.0.iter().collect();
     let Some(signer_info) = infos.first() else {
@@ -91,6 +81,7 @@ pub fn check(der_bytes: &[u8], content: Content<'_>) -> Result<Checked, String> 
         ));
     }
     let raw_signed_attrs = raw_signed_attributes(&info.content, 0)?;
+    let certificates = certificates(&info.content, &mut problems)?;
     let econtent = signed
         .encap_content_info
         .econtent
@@ -331,6 +322,33 @@ fn ess_names(value: AnyRef<'_>, v2: bool, cert: &Certificate) -> bool {
         Ok(digest.value() == hash.digest(&der_cert).as_slice())
     };
     run().unwrap_or(false)
+}
+
+/// The certificates of a SignedData. Only those in DER are kept: hashes and signatures are
+/// checked over re-encoded certificates, which must therefore be the bytes the CMS carries.
+fn certificates(
+    signed_data: &der::Any,
+    problems: &mut Vec<String>,
+) -> Result<Vec<Certificate>, String> {
+    let fields = asn1::items(signed_data.value())?;
+    let Some(set) = fields.iter().find(|f| f.tag().octet() == 0xa0) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for item in asn1::items(set.value())? {
+        if item.tag() != der::Tag::Sequence {
+            continue;
+        }
+        let raw = asn1::encoding(item)?;
+        match Certificate::from_der(&raw) {
+            Ok(cert) if cert.to_der().ok().as_deref() == Some(raw.as_slice()) => out.push(cert),
+            _ => problems.push(words::reason(
+                "Một chứng thư số trong chữ ký không đọc được hoặc không mã hóa theo DER; đã bỏ qua",
+                "A certificate in the signature is unreadable or not DER-encoded; it was ignored",
+            )),
+        }
+    }
+    Ok(out)
 }
 
 /// The exact bytes of the `index`-th SignerInfo's signed attributes, retagged as the SET OF the
