@@ -11,9 +11,8 @@ use crate::config::CertClass;
 use crate::error::Rv;
 use crate::module::Module;
 
+use kyso_proto::class::OID_UID;
 pub use kyso_proto::dates::{date, now};
-/// `UID` (0.9.2342.19200300.100.1.1).
-const OID_UID: &str = "0.9.2342.19200300.100.1.1";
 /// Most certificates one search looks at for one `CKA_ID`.
 const MAX_CANDIDATES: usize = 8;
 /// Most certificates read from one token when it arrives.
@@ -132,20 +131,7 @@ pub fn hex(bytes: &[u8]) -> String {
     kyso_proto::hex::encode(bytes)
 }
 
-/// The class a subject `UID` gives, as Vietnamese CA profiles write it.
-pub fn class_of_uid(uid: Option<&str>) -> CertClass {
-    let Some(uid) = uid else {
-        return CertClass::Other;
-    };
-    let uid = uid.trim().to_ascii_uppercase();
-    if ["CCCD:", "CMND:", "HC:"].iter().any(|p| uid.starts_with(p)) {
-        CertClass::Personal
-    } else if ["MST:", "MNS:"].iter().any(|p| uid.starts_with(p)) {
-        CertClass::Organisation
-    } else {
-        CertClass::Other
-    }
-}
+pub use kyso_proto::class::class_of_uid;
 
 /// One attribute's value read with a length query first; `None` when absent or unreadable.
 fn read_attribute(module: &Module, session: Ulong, object: Ulong, kind: Ulong) -> Option<Vec<u8>> {

@@ -103,27 +103,7 @@ impl Default for PolicyConfig {
 }
 
 /// A certificate's class for the signing policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CertClass {
-    /// A person's certificate (`UID=CCCD:`, `CMND:`, `HC:`).
-    Personal,
-    /// An organisation's, the agency's seal (`UID=MST:`, `MNS:`).
-    Organisation,
-    /// Devices and anything else.
-    Other,
-}
-
-impl CertClass {
-    /// The name used in the configuration, the audit journal and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            CertClass::Personal => "personal",
-            CertClass::Organisation => "organisation",
-            CertClass::Other => "other",
-        }
-    }
-}
+pub use kyso_proto::class::CertClass;
 
 /// `[pin]`: how PINs are collected.
 #[derive(Debug, Clone, Deserialize)]

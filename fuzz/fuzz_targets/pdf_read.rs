@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(report) = verify::verify_pdf("fuzz.pdf", data, &options) {
         assert!(report.signatures.iter().all(|s| s.verdict != Verdict::Valid));
-        let _ = report.text();
+        let _ = report.to_text();
     }
     let options = kyso_pdf::sign::Options {
         field_name: None,

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
+pub mod class;
 pub mod client;
 pub mod dates;
 pub mod frame;

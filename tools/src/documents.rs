@@ -380,7 +380,7 @@ pub fn verify(args: VerifyArgs) -> ExitCode {
         let text = if args.json {
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
         } else {
-            report.text()
+            report.to_text()
         };
         Ok((text, all_valid))
     };
