@@ -29,8 +29,9 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko_certvalidator import ValidationContext
 from pyhanko.keys import load_cert_from_pemder
+from pyhanko.config.pkcs11 import TokenCriteria
 module, label, pin, pdf, signed_by_kyso, ca = sys.argv[1:7]
-session = pkcs11.open_pkcs11_session(module, token_label=label, user_pin=pin)
+session = pkcs11.open_pkcs11_session(module, token_criteria=TokenCriteria(label=label), user_pin=pin)
 signer = pkcs11.PKCS11Signer(session, key_id=b"\x01", cert_id=b"\x01", use_raw_mechanism=False)
 data = open(pdf, "rb").read()
 t = time.perf_counter()
