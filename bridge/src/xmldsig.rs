@@ -18,7 +18,7 @@ fn bad(detail: &str) -> Failure {
     Failure::with(Status::BadRequest, detail.to_string())
 }
 
-fn parse(xml: &[u8]) -> Result<Document<'_>, Failure> {
+pub(crate) fn parse(xml: &[u8]) -> Result<Document<'_>, Failure> {
     let text = std::str::from_utf8(xml).map_err(|_| bad("XML: not UTF-8 / không phải UTF-8"))?;
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
