@@ -1,11 +1,12 @@
-//! The `kyso` command line against a running kysod: `kyso status` (table and JSON) and
-//! `kyso udev-rules`.
+//! The `kyso` command line against a running kysod: `kyso status` (table and JSON, with the
+//! bridge up and down) and `kyso udev-rules`.
 
 use std::process::Command;
 
 use kyso_proto::dates;
+use kyso_tests::bridge::{bridge_config, bridge_pinentry, free_port, Bridge};
 use kyso_tests::util::cert_time;
-use kyso_tests::{repo_root, target_dir, Daemon, Fixture, LABEL_A};
+use kyso_tests::{repo_root, target_dir, Daemon, DaemonConfig, Fixture, LABEL_A};
 
 fn kyso() -> Command {
     let path = target_dir().join("kyso");
@@ -28,8 +29,10 @@ fn status_lists_the_tokens_with_their_slot_ids() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tokens: Vec<kyso_proto::TokenStatus> =
+    let status: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("kyso status --json prints JSON");
+    let tokens: Vec<kyso_proto::TokenStatus> =
+        serde_json::from_value(status["tokens"].clone()).expect("the tokens");
     let a = tokens
         .iter()
         .find(|t| t.serial == fx.serial_a())
@@ -87,7 +90,9 @@ fn expired_and_expiring_certificates_are_announced_when_the_token_arrives() {
         .arg(daemon.socket())
         .output()
         .expect("run kyso status --json");
-    let tokens: Vec<kyso_proto::TokenStatus> = serde_json::from_slice(&out.stdout).unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens: Vec<kyso_proto::TokenStatus> =
+        serde_json::from_value(status["tokens"].clone()).unwrap();
     let a = tokens.iter().find(|t| t.serial == fx.serial_a()).unwrap();
     let ids: Vec<&str> = a.certificates.iter().map(|c| c.id.as_str()).collect();
     for id in ["01", "02", "03", "04", "05", "06"] {
@@ -129,7 +134,7 @@ fn certificates_are_shown_with_one_standing_in_status_and_token_status() {
 
     // kyso status --json: kysod's fields as they were, and a status for each certificate.
     let json: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
-    let token = json
+    let token = json["tokens"]
         .as_array()
         .unwrap()
         .iter()
@@ -217,4 +222,58 @@ fn udev_rules_match_the_checked_in_file() {
         out.stdout, file,
         "udev/70-kyso-tokens.rules differs from `kyso udev-rules`: regenerate it"
     );
+}
+
+#[test]
+fn status_says_whether_the_bridge_is_up() {
+    let fx = Fixture::new();
+    let program = bridge_pinentry(&fx.subdir("pinentry"));
+    let port = free_port();
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            extra: bridge_config(&program, port, &[]),
+            ..Default::default()
+        },
+    );
+    let status = |json: bool| {
+        let mut cmd = kyso();
+        cmd.arg("status")
+            .arg("--socket")
+            .arg(daemon.socket())
+            .arg("--config")
+            .arg(daemon.config_path());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("run kyso status");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = |text: String| -> serde_json::Value { serde_json::from_str(&text).unwrap() };
+    let listen = format!("127.0.0.1:{port}");
+    let down = json(status(true));
+    assert_eq!(
+        down["bridge"],
+        serde_json::json!({ "listen": listen, "up": false }),
+        "{down}"
+    );
+    assert!(down["tokens"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(status(false).contains(&format!("not running ({listen})")));
+
+    let bridge = Bridge::start(&daemon, port, &[]);
+    let up = json(status(true));
+    assert_eq!(
+        up["bridge"],
+        serde_json::json!({ "listen": listen, "up": true }),
+        "{up}"
+    );
+    assert!(status(false).contains(&format!("up at wss://{listen}")));
+
+    drop(bridge);
+    assert_eq!(json(status(true))["bridge"]["up"], false);
 }

@@ -75,14 +75,23 @@ pub fn run(command: BridgeCommand) -> ExitCode {
     }
 }
 
-/// The bridge's line in `kyso status`.
-pub fn status_line() -> String {
-    match config::load(None) {
+/// The bridge's line in `kyso status`, from the configuration in `path` (else the default).
+pub fn status_line(path: Option<PathBuf>) -> String {
+    match config::load(path) {
         Ok(c) if config::bridge_up(&c) => format!(
             "bridge: đang chạy / up at wss://{} (https://{}/)",
             c.bridge.listen, c.bridge.listen
         ),
         Ok(c) => format!("bridge: không chạy / not running ({})", c.bridge.listen),
         Err(e) => format!("bridge: {e}"),
+    }
+}
+
+/// The bridge in `kyso status --json`: `{"listen", "up"}`, or `{"error"}` when the
+/// configuration cannot be read.
+pub fn status_json(path: Option<PathBuf>) -> serde_json::Value {
+    match config::load(path) {
+        Ok(c) => serde_json::json!({ "listen": c.bridge.listen, "up": config::bridge_up(&c) }),
+        Err(e) => serde_json::json!({ "error": e }),
     }
 }
