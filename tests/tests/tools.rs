@@ -1,5 +1,5 @@
 //! The `kyso` command line against a running kysod: `kyso status` (table and JSON, with the
-//! bridge up and down) and `kyso udev-rules`.
+//! bridge up and down), `kyso udev-rules`, and `kyso bridge policy` following `[bridge] origins`.
 
 use std::process::Command;
 
@@ -276,4 +276,76 @@ fn status_says_whether_the_bridge_is_up() {
 
     drop(bridge);
     assert_eq!(json(status(true))["bridge"]["up"], false);
+}
+
+/// What the package's path unit runs when kysod.toml changes: the managed policy of Chromium
+/// (and of Chrome, once installed) lists exactly the configured origins, and goes with them.
+#[test]
+fn the_browsers_policy_follows_the_configured_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kysod.toml");
+    let root = dir.path().join("root");
+    let chromium = root.join("etc/chromium/policies/managed/kyso.json");
+    let chrome = root.join("etc/opt/chrome/policies/managed/kyso.json");
+    let policy = |origins: &[&str]| {
+        let list: Vec<String> = origins.iter().map(|o| format!("\"{o}\"")).collect();
+        std::fs::write(
+            &config,
+            format!("[bridge]\norigins = [{}]\n", list.join(", ")),
+        )
+        .unwrap();
+        let out = kyso()
+            .args(["bridge", "policy", "--config"])
+            .arg(&config)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .expect("run kyso bridge policy");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let listed = |file: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+    };
+    policy(&["https://vpdt.example.gov.vn"]);
+    assert_eq!(
+        listed(&chromium),
+        serde_json::json!({"LoopbackNetworkAllowedForUrls": ["https://vpdt.example.gov.vn"]})
+    );
+    assert!(!chrome.exists(), "no Chrome installed");
+
+    std::fs::create_dir_all(root.join("etc/opt/chrome")).unwrap();
+    policy(&["https://vpdt.example.gov.vn", "https://hssk.example.gov.vn"]);
+    for file in [&chromium, &chrome] {
+        assert_eq!(
+            listed(file),
+            serde_json::json!({"LoopbackNetworkAllowedForUrls":
+                ["https://vpdt.example.gov.vn", "https://hssk.example.gov.vn"]})
+        );
+    }
+
+    policy(&[]);
+    assert!(!chromium.exists() && !chrome.exists());
+    policy(&["https://a.example.vn"]);
+    std::fs::remove_file(&config).unwrap();
+    let out = kyso()
+        .args(["bridge", "policy", "--config"])
+        .arg(&config)
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!chromium.exists(), "no configuration, no sites");
+
+    // The package's path unit watches the file the service reads.
+    let unit = |name: &str| {
+        std::fs::read_to_string(repo_root().join("packaging/systemd").join(name)).unwrap()
+    };
+    assert!(unit("kyso-bridge-policy.path").contains("PathChanged=/etc/kyso/kysod.toml"));
+    assert!(unit("kyso-bridge-policy.service")
+        .contains("kyso bridge policy --config /etc/kyso/kysod.toml"));
 }
