@@ -412,6 +412,11 @@ mod tests {
             "<a><Signature xmlns=\"{DSIG}\"><SignedInfo><CanonicalizationMethod Algorithm=\"{}\"/><SignatureMethod Algorithm=\"{DSIG}rsa-sha1\"/><Reference URI=\"https://example.com/x\"><DigestMethod Algorithm=\"{DSIG}sha1\"/><DigestValue>AA==</DigestValue></Reference></SignedInfo></Signature></a>",
             Method::EXCLUSIVE
         );
+        // Deep nesting is refused before anything recurses over it.
+        let deep = "<a>".repeat(200_000) + &"</a>".repeat(200_000);
+        let f = verify(deep.as_bytes()).unwrap_err();
+        assert_eq!(f.status, Status::BadRequest);
+        assert!(f.detail.unwrap().contains("deeper"));
         let f = verify(external.as_bytes()).unwrap_err();
         assert_eq!(f.status, Status::NotSupported);
         assert!(f.detail.unwrap().contains("https://example.com/x"));

@@ -123,7 +123,7 @@ fn xmlsec_sign(dir: &Path, name: &str, xml: &str, key: &Path, cert: &Path) -> Ve
 
 #[test]
 fn xmlsec1_signatures_verify_and_changes_are_caught() {
-    let (fx, _pin, _daemon, bridge) = start();
+    let (fx, _pin, _daemon, mut bridge) = start();
     let dir = fx.subdir("xml");
     let (rsa_key, rsa_cert) = key_and_cert(&dir, "rsa");
     let (p256_key, p256_cert) = key_and_cert(&dir, "P-256");
@@ -272,9 +272,14 @@ fn xmlsec1_signatures_verify_and_changes_are_caught() {
         "{answer}"
     );
 
-    // Not XML, and XML without a signature.
+    // Not XML, XML without a signature, and XML nested too deep for the parser's recursion,
+    // which is refused without harm to the bridge.
     assert_eq!(verify_xml(&bridge, SITE, b"<a>")["Status"], 10);
     assert_eq!(verify_xml(&bridge, SITE, b"<a/>")["Status"], 8);
+    let deep = "<a>".repeat(100_000) + &"</a>".repeat(100_000);
+    let answer = verify_xml(&bridge, SITE, deep.as_bytes());
+    assert_eq!(answer["Status"], 10, "{answer}");
+    assert!(bridge.is_running());
 }
 
 /// The line of `dir/confirms` the scripted pinentry answers next.
