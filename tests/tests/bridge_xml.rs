@@ -172,6 +172,19 @@ fn xmlsec1_signatures_verify_and_changes_are_caught() {
             &rsa_key,
             &rsa_cert,
         ),
+        // ECDSA P-256 over an element by Id with inclusive c14n (the namespaces in scope).
+        (
+            "p256-by-id",
+            template(
+                INCLUSIVE,
+                &format!("{more}ecdsa-sha256"),
+                "http://www.w3.org/2001/04/xmlenc#sha256",
+                "#data",
+                &format!("<Transform Algorithm=\"{INCLUSIVE}\"/>"),
+            ),
+            &p256_key,
+            &p256_cert,
+        ),
         // ECDSA P-256 with SHA-256, and P-384 with SHA-384.
         (
             "p256",
