@@ -208,8 +208,9 @@ impl Bridge {
                 Ok(json!({ "Status": 0, "LicenseRequest": "", "Error": "" }))
             }
             // Verifying uses no token and reveals nothing of the user's: no consent asked.
-            Request::VerifyXml { xml } => {
-                tokio::task::spawn_blocking(move || crate::xmlverify::answer(&xml))
+            Request::VerifyXml { xml, signature } => {
+                let verify = move || crate::xmlverify::answer(&xml, signature.as_deref());
+                tokio::task::spawn_blocking(verify)
                     .await
                     .unwrap_or(Err(Failure::new(Status::BadRequest)))
             }

@@ -192,7 +192,12 @@ pub fn sign(
     if signature_only {
         return Ok(signature.into_bytes());
     }
-    // The document as it came, with the signature spliced in before the root's end tag.
+    splice(&doc, &signature).map(String::into_bytes)
+}
+
+/// The document as it came, with `signature` spliced in before the root's end tag (where
+/// SignXML puts it, and where a caller puts the lone `<Signature>` it asked for).
+pub(crate) fn splice(doc: &Document<'_>, signature: &str) -> Result<String, Failure> {
     let source = doc.input_text();
     let root = doc.root_element().range();
     let head = &source[..root.end];
@@ -204,16 +209,16 @@ pub fn sign(
         let qname = &source[root.start + 1..qname_end];
         out.push_str(open.trim_end());
         out.push('>');
-        out.push_str(&signature);
+        out.push_str(signature);
         out.push_str(&format!("</{qname}>"));
     } else {
         let close = head.rfind("</").ok_or(bad("XML"))?;
         out.push_str(&source[..close]);
-        out.push_str(&signature);
+        out.push_str(signature);
         out.push_str(&source[close..root.end]);
     }
     out.push_str(&source[root.end..]);
-    Ok(out.into_bytes())
+    Ok(out)
 }
 
 #[cfg(test)]

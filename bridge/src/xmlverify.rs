@@ -333,10 +333,39 @@ pub fn verify(xml: &[u8]) -> Result<Vec<Verified>, Failure> {
         .collect()
 }
 
-/// The VerifyXML answer: `{"Status":0,"Valid":true,"SigningCertInfo":{…},"Message",
+/// `xml` with the lone `<Signature>` element `signature` put before its root's end tag.
+pub fn with_signature(xml: &[u8], signature: &[u8]) -> Result<Vec<u8>, Failure> {
+    let lone = crate::xmldsig::parse(signature).map_err(|f| {
+        Failure::with(
+            Status::BadRequest,
+            format!("Signature: {}", f.detail.unwrap_or_default()),
+        )
+    })?;
+    if !lone.root_element().has_tag_name((DSIG, "Signature")) {
+        return Err(Failure::with(
+            Status::BadRequest,
+            "Signature: not an XML-DSig <Signature> element / không phải phần tử <Signature>",
+        ));
+    }
+    // The element as written, without an XML declaration or anything around it.
+    let element = &lone.input_text()[lone.root_element().range()];
+    let doc = crate::xmldsig::parse(xml)?;
+    crate::xmldsig::splice(&doc, element).map(String::into_bytes)
+}
+
+/// The VerifyXML answer for `xml`, or for `xml` with a lone `<Signature>` put in (see
+/// [`with_signature`]): `{"Status":0,"Valid":true,"SigningCertInfo":{…},"Message",
 /// "Signatures":[{"SigningCertInfo","SignatureMethod","References"}]}`, the first signature's
 /// certificate at the top.
-pub fn answer(xml: &[u8]) -> Result<Value, Failure> {
+pub fn answer(xml: &[u8], signature: Option<&[u8]>) -> Result<Value, Failure> {
+    let joined;
+    let xml = match signature {
+        Some(s) => {
+            joined = with_signature(xml, s)?;
+            &joined[..]
+        }
+        None => xml,
+    };
     let verified = verify(xml)?;
     let mut each = Vec::new();
     for v in &verified {

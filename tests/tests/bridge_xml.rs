@@ -335,6 +335,23 @@ fn the_bridges_own_signxml_verifies() {
             assert_eq!(signed["Status"], 0, "{signed}");
             let mut xml = String::from_utf8(unb64(&signed["Signature"])).unwrap();
             if only {
+                // The lone <Signature> given beside the document, as it came.
+                let beside = |doc: &str| {
+                    bridge.call(
+                        "VerifyXML",
+                        Some(site),
+                        &format!(
+                            r#"{{"Base64Content":"{}","Signature":"{}"}}"#,
+                            b64(doc.as_bytes()),
+                            b64(xml.as_bytes())
+                        ),
+                    )
+                };
+                let answer = beside(document);
+                assert_eq!(answer["Status"], 0, "{answer}");
+                assert!(unb64(&answer["SigningCertInfo"]["Base64Data"]) == cert);
+                let answer = beside(&document.replace("123/UBND-VP", "124/UBND-VP"));
+                assert_eq!(answer["Status"], 8, "{answer}");
                 // The caller puts the lone <Signature> where SignXML would have.
                 xml = document.replace("</CongVan>", &format!("{xml}</CongVan>"));
             }
