@@ -1,11 +1,12 @@
-//! Exclusive XML Canonicalization 1.0 without comments (`xml-exc-c14n#`) of a whole document,
-//! as XML-DSig's `Reference URI=""` with the enveloped-signature transform digests it.
-//! No InclusiveNamespaces prefix list; the parser (roxmltree) has already normalised line
-//! ends and attribute values and merged CDATA into text, as the XPath data model requires.
+//! XML Canonicalization 1.0, inclusive (`xml-c14n`) and exclusive (`xml-exc-c14n#`, with an
+//! InclusiveNamespaces prefix list), with or without comments, of a whole document or of an
+//! element's subtree, leaving out one element (the enveloped-signature transform). The parser
+//! (roxmltree) has already normalised line ends and attribute values and merged CDATA into
+//! text, as the XPath data model requires.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use roxmltree::{Document, Node, NodeType};
+use roxmltree::{Document, Node, NodeId, NodeType};
 
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
@@ -44,23 +45,109 @@ fn escape_attr(s: &str, out: &mut String) {
     }
 }
 
-/// The canonical form of the whole document.
+/// Which canonicalization.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Method {
+    /// Exclusive c14n; else inclusive.
+    pub exclusive: bool,
+    pub comments: bool,
+    /// Exclusive c14n's InclusiveNamespaces PrefixList (`#default` is the default namespace,
+    /// kept as "").
+    pub inclusive_prefixes: BTreeSet<String>,
+}
+
+impl Method {
+    pub const EXCLUSIVE: &'static str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+    pub const EXCLUSIVE_COMMENTS: &'static str =
+        "http://www.w3.org/2001/10/xml-exc-c14n#WithComments";
+    pub const INCLUSIVE: &'static str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+    pub const INCLUSIVE_COMMENTS: &'static str =
+        "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments";
+
+    /// The method an XML-DSig algorithm URI names, if it is one of the four above.
+    pub fn from_uri(uri: &str) -> Option<Method> {
+        let (exclusive, comments) = match uri {
+            Self::EXCLUSIVE => (true, false),
+            Self::EXCLUSIVE_COMMENTS => (true, true),
+            Self::INCLUSIVE => (false, false),
+            Self::INCLUSIVE_COMMENTS => (false, true),
+            _ => return None,
+        };
+        Some(Method {
+            exclusive,
+            comments,
+            inclusive_prefixes: BTreeSet::new(),
+        })
+    }
+}
+
+/// The canonical form of the whole document (exclusive, without comments).
 pub fn canonicalize(doc: &Document<'_>) -> String {
-    let source = doc.input_text();
-    let mut out = String::with_capacity(source.len());
-    let root = doc.root_element();
+    canonicalize_subset(
+        doc,
+        doc.root(),
+        None,
+        &Method {
+            exclusive: true,
+            ..Method::default()
+        },
+    )
+}
+
+struct Walk<'m> {
+    source: &'m str,
+    method: &'m Method,
+    omit: Option<NodeId>,
+}
+
+/// The canonical form of `apex` (the document's root node, or an element) and what it holds,
+/// without the element `omit` and its content.
+pub fn canonicalize_subset(
+    doc: &Document<'_>,
+    apex: Node<'_, '_>,
+    omit: Option<NodeId>,
+    method: &Method,
+) -> String {
+    let walk = Walk {
+        source: doc.input_text(),
+        method,
+        omit,
+    };
+    let mut out = String::with_capacity(walk.source.len());
+    if apex.is_element() {
+        // Inclusive c14n of a subtree carries the xml:* attributes its ancestors set.
+        let mut inherited: Vec<(String, String)> = Vec::new();
+        if !method.exclusive {
+            for a in apex.ancestors().skip(1).filter(|n| n.is_element()) {
+                for attr in a.attributes() {
+                    if attr.namespace() == Some(XML_NS)
+                        && apex.attribute((XML_NS, attr.name())).is_none()
+                        && !inherited.iter().any(|(n, _)| n == attr.name())
+                    {
+                        inherited.push((attr.name().to_string(), attr.value().to_string()));
+                    }
+                }
+            }
+        }
+        walk.element(apex, &BTreeMap::new(), &inherited, &mut out);
+        return out;
+    }
     let mut after_root = false;
-    for child in doc.root().children() {
+    for child in apex.children() {
         match child.node_type() {
             NodeType::Element => {
-                element(source, child, &BTreeMap::new(), &mut out);
+                if Some(child.id()) != omit {
+                    walk.element(child, &BTreeMap::new(), &[], &mut out);
+                }
                 after_root = true;
             }
-            NodeType::PI => {
+            NodeType::PI | NodeType::Comment
+                if child.node_type() == NodeType::PI || method.comments =>
+            {
                 if after_root {
                     out.push('\n');
                 }
-                pi(child, &mut out);
+                other(child, &mut out);
                 if !after_root {
                     out.push('\n');
                 }
@@ -68,11 +155,11 @@ pub fn canonicalize(doc: &Document<'_>) -> String {
             _ => {}
         }
     }
-    let _ = root;
     out
 }
 
-fn pi(node: Node<'_, '_>, out: &mut String) {
+/// A processing instruction or a comment.
+fn other(node: Node<'_, '_>, out: &mut String) {
     if let Some(p) = node.pi() {
         out.push_str("<?");
         out.push_str(p.target);
@@ -81,101 +168,135 @@ fn pi(node: Node<'_, '_>, out: &mut String) {
             out.push_str(v);
         }
         out.push_str("?>");
+    } else if node.is_comment() {
+        out.push_str("<!--");
+        out.push_str(node.text().unwrap_or(""));
+        out.push_str("-->");
     }
 }
 
-/// Writes `node` and its content; `rendered` maps each prefix ("" for the default) to the
-/// namespace an output ancestor declared for it.
-fn element(
-    source: &str,
-    node: Node<'_, '_>,
-    rendered: &BTreeMap<String, String>,
-    out: &mut String,
-) {
-    let start = node.range().start + 1;
-    let prefix = prefix_at(source, start).unwrap_or("");
-    let local = node.tag_name().name();
-    let qname = if prefix.is_empty() {
-        local.to_string()
-    } else {
-        format!("{prefix}:{local}")
-    };
-    // Prefixes visibly used here, with their namespaces.
-    let mut used: BTreeMap<String, String> = BTreeMap::new();
-    used.insert(
-        prefix.to_string(),
-        node.tag_name().namespace().unwrap_or("").to_string(),
-    );
-    let mut attrs: Vec<(String, String, String, String)> = Vec::new();
-    for a in node.attributes() {
-        let ap = prefix_at(source, a.range_qname().start).unwrap_or("");
-        let uri = a.namespace().unwrap_or("");
-        if !ap.is_empty() && uri != XML_NS {
-            used.insert(ap.to_string(), uri.to_string());
-        }
-        let aq = if ap.is_empty() {
-            a.name().to_string()
+impl Walk<'_> {
+    /// Writes `node` and its content; `rendered` maps each prefix ("" for the default) to the
+    /// namespace an output ancestor declared for it. `inherited`: xml:* attributes to add.
+    fn element(
+        &self,
+        node: Node<'_, '_>,
+        rendered: &BTreeMap<String, String>,
+        inherited: &[(String, String)],
+        out: &mut String,
+    ) {
+        let source = self.source;
+        let start = node.range().start + 1;
+        let prefix = prefix_at(source, start).unwrap_or("");
+        let local = node.tag_name().name();
+        let qname = if prefix.is_empty() {
+            local.to_string()
         } else {
-            format!("{ap}:{}", a.name())
+            format!("{prefix}:{local}")
         };
-        attrs.push((
-            uri.to_string(),
-            a.name().to_string(),
-            aq,
-            a.value().to_string(),
-        ));
-    }
-    attrs.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
-    let mut now = rendered.clone();
-    let mut decls: Vec<(String, String)> = Vec::new();
-    for (p, uri) in used {
-        if p == "xml" {
-            continue;
-        }
-        let before = rendered.get(&p).map(String::as_str);
-        let needed = if p.is_empty() {
-            // xmlns="" only to undo a default an ancestor rendered.
-            before.unwrap_or("") != uri
-        } else {
-            before != Some(uri.as_str())
+        // The namespaces to consider rendering: exclusive c14n's visibly used ones (and the
+        // listed prefixes in scope), inclusive c14n's whole scope.
+        let mut used: BTreeMap<String, String> = BTreeMap::new();
+        let in_scope = || {
+            node.namespaces()
+                .map(|ns| (ns.name().unwrap_or("").to_string(), ns.uri().to_string()))
         };
-        if needed {
-            now.insert(p.clone(), uri.clone());
-            decls.push((p, uri));
-        }
-    }
-    out.push('<');
-    out.push_str(&qname);
-    for (p, uri) in &decls {
-        if p.is_empty() {
-            out.push_str(" xmlns=\"");
+        if self.method.exclusive {
+            used.insert(
+                prefix.to_string(),
+                node.tag_name().namespace().unwrap_or("").to_string(),
+            );
+            for (p, uri) in in_scope() {
+                if self.method.inclusive_prefixes.contains(&p) {
+                    used.insert(p, uri);
+                }
+            }
         } else {
-            out.push_str(" xmlns:");
-            out.push_str(p);
+            used.insert(String::new(), String::new());
+            used.extend(in_scope());
+        }
+        let mut attrs: Vec<(String, String, String, String)> = Vec::new();
+        for a in node.attributes() {
+            let ap = prefix_at(source, a.range_qname().start).unwrap_or("");
+            let uri = a.namespace().unwrap_or("");
+            if !ap.is_empty() && uri != XML_NS {
+                used.insert(ap.to_string(), uri.to_string());
+            }
+            let aq = if ap.is_empty() {
+                a.name().to_string()
+            } else {
+                format!("{ap}:{}", a.name())
+            };
+            attrs.push((
+                uri.to_string(),
+                a.name().to_string(),
+                aq,
+                a.value().to_string(),
+            ));
+        }
+        for (name, value) in inherited {
+            attrs.push((
+                XML_NS.to_string(),
+                name.clone(),
+                format!("xml:{name}"),
+                value.clone(),
+            ));
+        }
+        attrs.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+        let mut now = rendered.clone();
+        let mut decls: Vec<(String, String)> = Vec::new();
+        for (p, uri) in used {
+            if p == "xml" {
+                continue;
+            }
+            let before = rendered.get(&p).map(String::as_str);
+            let needed = if p.is_empty() {
+                // xmlns="" only to undo a default an ancestor rendered.
+                before.unwrap_or("") != uri
+            } else {
+                before != Some(uri.as_str())
+            };
+            if needed {
+                now.insert(p.clone(), uri.clone());
+                decls.push((p, uri));
+            }
+        }
+        out.push('<');
+        out.push_str(&qname);
+        for (p, uri) in &decls {
+            if p.is_empty() {
+                out.push_str(" xmlns=\"");
+            } else {
+                out.push_str(" xmlns:");
+                out.push_str(p);
+                out.push_str("=\"");
+            }
+            escape_attr(uri, out);
+            out.push('"');
+        }
+        for (_, _, aq, value) in &attrs {
+            out.push(' ');
+            out.push_str(aq);
             out.push_str("=\"");
+            escape_attr(value, out);
+            out.push('"');
         }
-        escape_attr(uri, out);
-        out.push('"');
-    }
-    for (_, _, aq, value) in &attrs {
-        out.push(' ');
-        out.push_str(aq);
-        out.push_str("=\"");
-        escape_attr(value, out);
-        out.push('"');
-    }
-    out.push('>');
-    for child in node.children() {
-        match child.node_type() {
-            NodeType::Element => element(source, child, &now, out),
-            NodeType::Text => escape_text(child.text().unwrap_or(""), out),
-            NodeType::PI => pi(child, out),
-            _ => {}
+        out.push('>');
+        for child in node.children() {
+            match child.node_type() {
+                NodeType::Element if Some(child.id()) != self.omit => {
+                    self.element(child, &now, &[], out)
+                }
+                NodeType::Text => escape_text(child.text().unwrap_or(""), out),
+                NodeType::PI => other(child, out),
+                NodeType::Comment if self.method.comments => other(child, out),
+                _ => {}
+            }
         }
+        out.push_str("</");
+        out.push_str(&qname);
+        out.push('>');
     }
-    out.push_str("</");
-    out.push_str(&qname);
-    out.push('>');
 }
 
 #[cfg(test)]

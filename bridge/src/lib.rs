@@ -6,7 +6,8 @@
 //! The path of a call through the files: [`server`] (TLS, WebSocket, limits) → [`request`]
 //! (decoding) → [`consent`] (may the site use the token) → [`sites`] (the site's thread) →
 //! [`kysod`] (the site's kysod client). [`prompt`] asks the user, [`settings`] is the settings
-//! page, [`cert`] and [`trust`] make and register the bridge's certificate.
+//! page, [`cert`] and [`trust`] make and register the bridge's certificate; [`xmldsig`] signs
+//! XML and [`xmlverify`] checks XML signatures, both over [`c14n`].
 #![forbid(unsafe_code)]
 
 pub mod cert;
@@ -37,6 +38,8 @@ pub mod sites;
 pub mod verify;
 #[cfg(feature = "server")]
 pub mod xmldsig;
+#[cfg(feature = "server")]
+pub mod xmlverify;
 
 /// The bridge's directory inside kyso's state directory: its certificate and the user's
 /// remembered answers.

@@ -82,6 +82,19 @@ fn run(config: Config) -> Result<(), String> {
             Err(e) => return Err(format!("[bridge] origins: {o}: {e}")),
         }
     }
+    // The managed policy is root's, written from /etc/kyso/kysod.toml: origins configured only
+    // in the user's own file are not in it, and Chromium asks before letting them through.
+    let chromium = std::path::Path::new(kyso_bridge::trust::POLICY_DIRS[0]);
+    if chromium.parent().is_some_and(|d| d.exists()) {
+        let missing =
+            kyso_bridge::trust::origins_missing_from_policy(chromium, &config.bridge.origins);
+        if !missing.is_empty() {
+            tracing::warn!(
+                "Chromium's managed policy does not let {} reach the bridge: Chromium asks the user for each (local network access); list them in /etc/kyso/kysod.toml's [bridge] origins",
+                missing.join(", ")
+            );
+        }
+    }
     let consent = ConsentStore::load(&dir.join("consent.json"), configured);
     let prompts = Arc::new(Prompts::new(
         config

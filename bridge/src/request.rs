@@ -104,6 +104,8 @@ pub enum Request {
     },
     VerifyXml {
         xml: Vec<u8>,
+        /// A lone `<Signature>` (SignXML's signature-only answer) to verify over `xml`.
+        signature: Option<Vec<u8>>,
     },
     Auth {
         challenge: String,
@@ -178,8 +180,13 @@ pub fn decode(operation: &str, frame: &str) -> Result<Request, Failure> {
         "SignXML" => sign_xml(frame),
         "VerifyXML" => {
             let v = object(frame)?;
+            let signature = match string_field(&v, "Signature")? {
+                Some(s) => Some(base64_value("Signature", s)?),
+                None => None,
+            };
             Ok(Request::VerifyXml {
                 xml: base64_field(&v, "Base64Content")?,
+                signature,
             })
         }
         "Auth" => {

@@ -3,8 +3,10 @@
 //!
 //! - For the user: the NSS databases of Chromium (`~/.pki/nssdb`, made when missing) and of
 //!   every Firefox profile (`~/.mozilla/firefox/*/`, with `cert9.db`), through `certutil`.
-//! - As root: the system store (`/usr/local/share/ca-certificates/`, `update-ca-certificates`)
-//!   and the managed policy `LoopbackNetworkAllowedForUrls` of Chromium and Google Chrome.
+//! - As root: the system store (`/usr/local/share/ca-certificates/`, `update-ca-certificates`),
+//!   Firefox's enterprise policy `Certificates.Install` naming that system copy (merged into
+//!   the `policies.json` files Firefox reads), and the managed policy
+//!   `LoopbackNetworkAllowedForUrls` of Chromium and Google Chrome.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +22,12 @@ pub const POLICY_DIRS: [&str; 2] = [
 ];
 /// The policy file kyso writes in each.
 pub const POLICY_FILE: &str = "kyso.json";
+/// Firefox's enterprise policy files: the system-wide one (made when missing) and Debian's
+/// firefox-esr's own (changed only when it exists).
+pub const FIREFOX_POLICY_FILES: [&str; 2] = [
+    "/etc/firefox/policies/policies.json",
+    "/usr/lib/firefox-esr/distribution/policies.json",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -34,6 +42,8 @@ pub enum TrustError {
     },
     #[error("HOME is not set")]
     NoHome,
+    #[error("{path}: not a JSON policy file ({detail}); left as it is")]
+    Policy { path: PathBuf, detail: String },
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), TrustError> {
@@ -158,6 +168,10 @@ pub fn trust(
             if run("update-ca-certificates", &[]).is_ok() {
                 done.push(format!("system store: {SYSTEM_CA}"));
             }
+            let files = FIREFOX_POLICY_FILES.map(PathBuf::from);
+            for p in firefox_policy_in(&files, Path::new(SYSTEM_CA), true)? {
+                done.push(format!("Firefox policy: {}", p.display()));
+            }
         }
         for p in write_browser_policy(origins)? {
             done.push(format!("policy: {}", p.display()));
@@ -180,6 +194,12 @@ pub fn untrust(bridge_dir: &Path, home: &Path, system: bool) -> Result<Vec<Strin
         let _ = std::fs::remove_file(SYSTEM_CA);
         let _ = run("update-ca-certificates", &["--fresh"]);
         done.push(format!("system store: {SYSTEM_CA}"));
+    }
+    if system {
+        let files = FIREFOX_POLICY_FILES.map(PathBuf::from);
+        for p in firefox_policy_in(&files, Path::new(SYSTEM_CA), false)? {
+            done.push(format!("Firefox policy: {}", p.display()));
+        }
     }
     let paths = CertPaths::in_dir(bridge_dir);
     for f in [&paths.ca, &paths.cert, &paths.key] {
@@ -228,6 +248,142 @@ pub fn write_policy_in(dirs: &[PathBuf], origins: &[String]) -> Result<Vec<PathB
     Ok(written)
 }
 
+/// The policy directories of [`POLICY_DIRS`] under `root` instead of `/` (for tests).
+pub fn policy_dirs_under(root: &Path) -> Vec<PathBuf> {
+    POLICY_DIRS
+        .iter()
+        .map(|d| root.join(d.trim_start_matches('/')))
+        .collect()
+}
+
+/// The configured origins Chromium's managed policy in `dir` (kyso's file there) does not list:
+/// Chromium asks the user before letting those sites reach the bridge.
+pub fn origins_missing_from_policy(dir: &Path, origins: &[String]) -> Vec<String> {
+    let listed: Vec<String> = std::fs::read(dir.join(POLICY_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.get("LoopbackNetworkAllowedForUrls")?.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|o| o.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    origins
+        .iter()
+        .filter(|o| !listed.contains(o))
+        .cloned()
+        .collect()
+}
+
+/// Adds `ca` to (or, `install` false, removes it from) `Certificates.Install` in Firefox's
+/// policy files, keeping every other policy: the first file is made when missing (starting
+/// from the policies of the others, which Firefox stops reading once it exists), the others are
+/// changed only when they exist. A file left with no policy is removed. Returns the files
+/// changed.
+pub fn firefox_policy_in(
+    files: &[PathBuf],
+    ca: &Path,
+    install: bool,
+) -> Result<Vec<PathBuf>, TrustError> {
+    let ours = ca.display().to_string();
+    let read = |file: &Path| -> Result<Option<serde_json::Value>, TrustError> {
+        match std::fs::read(file) {
+            Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .map(Some)
+                .ok_or_else(|| TrustError::Policy {
+                    path: file.to_path_buf(),
+                    detail: "not a JSON object".into(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TrustError::Policy {
+                path: file.to_path_buf(),
+                detail: e.to_string(),
+            }),
+        }
+    };
+    let mut changed = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let mut doc = match read(file)? {
+            Some(d) => d,
+            None if i > 0 || !install => continue,
+            None => {
+                let mut seed = None;
+                for other in &files[1..] {
+                    if let Some(d) = read(other)? {
+                        seed = Some(d);
+                        break;
+                    }
+                }
+                seed.unwrap_or_else(|| serde_json::json!({}))
+            }
+        };
+        let before = doc.clone();
+        let root = doc.as_object_mut().expect("checked to be an object");
+        let policies = root
+            .entry("policies")
+            .or_insert_with(|| serde_json::json!({}));
+        let Some(policies) = policies.as_object_mut() else {
+            return Err(TrustError::Policy {
+                path: file.clone(),
+                detail: "\"policies\" is not an object".into(),
+            });
+        };
+        let certificates = policies
+            .entry("Certificates")
+            .or_insert_with(|| serde_json::json!({}));
+        let Some(certificates) = certificates.as_object_mut() else {
+            return Err(TrustError::Policy {
+                path: file.clone(),
+                detail: "\"Certificates\" is not an object".into(),
+            });
+        };
+        let list = certificates
+            .entry("Install")
+            .or_insert_with(|| serde_json::json!([]));
+        let Some(list) = list.as_array_mut() else {
+            return Err(TrustError::Policy {
+                path: file.clone(),
+                detail: "\"Certificates.Install\" is not a list".into(),
+            });
+        };
+        list.retain(|p| p.as_str() != Some(ours.as_str()));
+        if install {
+            list.push(ours.clone().into());
+        }
+        if list.is_empty() {
+            certificates.remove("Install");
+        }
+        if certificates.is_empty() {
+            policies.remove("Certificates");
+        }
+        if doc == before {
+            continue;
+        }
+        if doc["policies"].as_object().is_some_and(|p| p.is_empty())
+            && doc.as_object().is_some_and(|d| d.len() == 1)
+        {
+            std::fs::remove_file(file).map_err(|source| TrustError::Write {
+                path: file.clone(),
+                source,
+            })?;
+        } else {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| TrustError::Write {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            cert::write_file(file, format!("{doc:#}\n").as_bytes(), 0o644)?;
+        }
+        changed.push(file.clone());
+    }
+    Ok(changed)
+}
+
 /// The user's home directory.
 pub fn home() -> Result<PathBuf, TrustError> {
     std::env::var_os("HOME")
@@ -254,11 +410,75 @@ mod tests {
             v,
             serde_json::json!({"LoopbackNetworkAllowedForUrls": ["https://vpdt.example.gov.vn"]})
         );
+        assert_eq!(
+            origins_missing_from_policy(
+                &chromium,
+                &[
+                    "https://vpdt.example.gov.vn".into(),
+                    "https://x.example".into()
+                ]
+            ),
+            ["https://x.example"]
+        );
         std::fs::create_dir_all(dir.path().join("etc/opt/chrome")).unwrap();
         let written = write_policy_in(&dirs, &["https://a.example".into()]).unwrap();
         assert_eq!(written.len(), 2);
         write_policy_in(&dirs, &[]).unwrap();
         assert!(!chromium.join(POLICY_FILE).exists() && !chrome.join(POLICY_FILE).exists());
+    }
+
+    #[test]
+    fn firefox_policy_is_merged_and_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc/firefox/policies/policies.json");
+        let esr = dir
+            .path()
+            .join("usr/lib/firefox-esr/distribution/policies.json");
+        let files = [etc.clone(), esr.clone()];
+        let ca = dir.path().join("kyso-bridge.crt");
+        let read = |f: &Path| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap()
+        };
+        // Debian's firefox-esr ships policies of its own: kept, in both files.
+        std::fs::create_dir_all(esr.parent().unwrap()).unwrap();
+        std::fs::write(
+            &esr,
+            r#"{"policies":{"DisableAppUpdate":true,"Certificates":{"Install":["/other/ca.pem"]}}}"#,
+        )
+        .unwrap();
+        let changed = firefox_policy_in(&files, &ca, true).unwrap();
+        assert_eq!(changed, files);
+        let want = serde_json::json!({"policies":{"DisableAppUpdate":true,
+            "Certificates":{"Install":["/other/ca.pem", ca.display().to_string()]}}});
+        assert_eq!(read(&etc), want);
+        assert_eq!(read(&esr), want);
+        // Again: no duplicate, nothing changed.
+        assert!(firefox_policy_in(&files, &ca, true).unwrap().is_empty());
+        assert_eq!(read(&etc), want);
+        // Taken back: the other policies stay.
+        firefox_policy_in(&files, &ca, false).unwrap();
+        let left = serde_json::json!({"policies":{"DisableAppUpdate":true,
+            "Certificates":{"Install":["/other/ca.pem"]}}});
+        assert_eq!(read(&etc), left);
+        assert_eq!(read(&esr), left);
+
+        // Without Firefox's own file: the system-wide one is made, and goes when emptied.
+        std::fs::remove_file(&esr).unwrap();
+        std::fs::remove_file(&etc).unwrap();
+        firefox_policy_in(&files, &ca, true).unwrap();
+        assert_eq!(
+            read(&etc),
+            serde_json::json!({"policies":{"Certificates":{"Install":[ca.display().to_string()]}}})
+        );
+        assert!(!esr.exists());
+        firefox_policy_in(&files, &ca, false).unwrap();
+        assert!(!etc.exists());
+
+        // A file that is not JSON is left alone, with an error naming it.
+        std::fs::write(&etc, "{ not json").unwrap();
+        let e = firefox_policy_in(&files, &ca, true).unwrap_err();
+        assert!(e.to_string().contains("policies.json"), "{e}");
+        assert_eq!(std::fs::read_to_string(&etc).unwrap(), "{ not json");
     }
 
     #[test]

@@ -18,8 +18,72 @@ fn bad(detail: &str) -> Failure {
     Failure::with(Status::BadRequest, detail.to_string())
 }
 
-fn parse(xml: &[u8]) -> Result<Document<'_>, Failure> {
+/// Elements nested deeper than this are refused: the parser and canonicalization recurse once
+/// per level, on threads with small stacks.
+pub const MAX_DEPTH: usize = 128;
+
+/// The deepest nesting of elements in `text`, counted from its tags before any parsing (and
+/// an upper bound for text that is not well-formed); stops counting past `limit`.
+fn nesting(text: &str, limit: usize) -> usize {
+    let b = text.as_bytes();
+    let (mut i, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+    let skip_to = |from: usize, end: &str| {
+        text[from..]
+            .find(end)
+            .map_or(b.len(), |k| from + k + end.len())
+    };
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &text[i..];
+        if rest.starts_with("<!--") {
+            i = skip_to(i + 4, "-->");
+        } else if rest.starts_with("<![CDATA[") {
+            i = skip_to(i + 9, "]]>");
+        } else if rest.starts_with("<?") {
+            i = skip_to(i + 2, "?>");
+        } else if rest.starts_with("</") {
+            depth = depth.saturating_sub(1);
+            i = skip_to(i + 2, ">");
+        } else if rest.starts_with("<!") {
+            i = skip_to(i + 2, ">");
+        } else {
+            // A start tag: to its '>' outside quoted attribute values.
+            let mut j = i + 1;
+            let mut quote = None;
+            while j < b.len() {
+                match (quote, b[j]) {
+                    (None, b'"' | b'\'') => quote = Some(b[j]),
+                    (Some(q), c) if c == q => quote = None,
+                    (None, b'>') => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if !(j < b.len() && b[j - 1] == b'/') {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
+                }
+            }
+            i = j + 1;
+        }
+    }
+    deepest
+}
+
+/// Parses UTF-8 XML without a DTD (so without entities of its own), no deeper than
+/// [`MAX_DEPTH`].
+pub(crate) fn parse(xml: &[u8]) -> Result<Document<'_>, Failure> {
     let text = std::str::from_utf8(xml).map_err(|_| bad("XML: not UTF-8 / không phải UTF-8"))?;
+    if nesting(text, MAX_DEPTH) > MAX_DEPTH {
+        return Err(bad(&format!(
+            "XML: nested deeper than {MAX_DEPTH} / lồng quá {MAX_DEPTH} cấp"
+        )));
+    }
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         ..Default::default()
@@ -31,13 +95,9 @@ fn parse(xml: &[u8]) -> Result<Document<'_>, Failure> {
 /// What an XML document is, in a few words for prompts and the journal: its root element,
 /// size and the start of its SHA-256.
 pub fn describe(xml: &[u8]) -> String {
-    let root = std::str::from_utf8(xml)
+    let root = parse(xml)
         .ok()
-        .and_then(|t| {
-            Document::parse(t)
-                .ok()
-                .map(|d| d.root_element().tag_name().name().to_string())
-        })
+        .map(|d| d.root_element().tag_name().name().to_string())
         .unwrap_or_else(|| "?".into());
     let hash: String = HashAlg::Sha256
         .digest(xml)
@@ -132,7 +192,12 @@ pub fn sign(
     if signature_only {
         return Ok(signature.into_bytes());
     }
-    // The document as it came, with the signature spliced in before the root's end tag.
+    splice(&doc, &signature).map(String::into_bytes)
+}
+
+/// The document as it came, with `signature` spliced in before the root's end tag (where
+/// SignXML puts it, and where a caller puts the lone `<Signature>` it asked for).
+pub(crate) fn splice(doc: &Document<'_>, signature: &str) -> Result<String, Failure> {
     let source = doc.input_text();
     let root = doc.root_element().range();
     let head = &source[..root.end];
@@ -144,21 +209,35 @@ pub fn sign(
         let qname = &source[root.start + 1..qname_end];
         out.push_str(open.trim_end());
         out.push('>');
-        out.push_str(&signature);
+        out.push_str(signature);
         out.push_str(&format!("</{qname}>"));
     } else {
         let close = head.rfind("</").ok_or(bad("XML"))?;
         out.push_str(&source[..close]);
-        out.push_str(&signature);
+        out.push_str(signature);
         out.push_str(&source[close..root.end]);
     }
     out.push_str(&source[root.end..]);
-    Ok(out.into_bytes())
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_counted_from_the_tags() {
+        assert_eq!(nesting("<a><b/><c x='>' y=\"/>\"><d></d></c></a>", 99), 3);
+        assert_eq!(
+            nesting("<?p <a>?><!-- <a><a> --><a><![CDATA[<a><a>]]></a>", 99),
+            1
+        );
+        let deep = "<a>".repeat(200_000);
+        assert_eq!(nesting(&deep, MAX_DEPTH), MAX_DEPTH + 1);
+        assert!(parse(deep.as_bytes()).is_err());
+        let fine = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        assert!(parse(fine.as_bytes()).is_ok());
+    }
 
     #[test]
     fn the_signature_goes_before_the_roots_end_tag() {

@@ -1,11 +1,12 @@
-//! The `kyso` command line against a running kysod: `kyso status` (table and JSON) and
-//! `kyso udev-rules`.
+//! The `kyso` command line against a running kysod: `kyso status` (table and JSON, with the
+//! bridge up and down), `kyso udev-rules`, and `kyso bridge policy` following `[bridge] origins`.
 
 use std::process::Command;
 
 use kyso_proto::dates;
+use kyso_tests::bridge::{bridge_config, bridge_pinentry, free_port, Bridge};
 use kyso_tests::util::cert_time;
-use kyso_tests::{repo_root, target_dir, Daemon, Fixture, LABEL_A};
+use kyso_tests::{repo_root, target_dir, Daemon, DaemonConfig, Fixture, LABEL_A};
 
 fn kyso() -> Command {
     let path = target_dir().join("kyso");
@@ -28,8 +29,10 @@ fn status_lists_the_tokens_with_their_slot_ids() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tokens: Vec<kyso_proto::TokenStatus> =
+    let status: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("kyso status --json prints JSON");
+    let tokens: Vec<kyso_proto::TokenStatus> =
+        serde_json::from_value(status["tokens"].clone()).expect("the tokens");
     let a = tokens
         .iter()
         .find(|t| t.serial == fx.serial_a())
@@ -87,7 +90,9 @@ fn expired_and_expiring_certificates_are_announced_when_the_token_arrives() {
         .arg(daemon.socket())
         .output()
         .expect("run kyso status --json");
-    let tokens: Vec<kyso_proto::TokenStatus> = serde_json::from_slice(&out.stdout).unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens: Vec<kyso_proto::TokenStatus> =
+        serde_json::from_value(status["tokens"].clone()).unwrap();
     let a = tokens.iter().find(|t| t.serial == fx.serial_a()).unwrap();
     let ids: Vec<&str> = a.certificates.iter().map(|c| c.id.as_str()).collect();
     for id in ["01", "02", "03", "04", "05", "06"] {
@@ -129,7 +134,7 @@ fn certificates_are_shown_with_one_standing_in_status_and_token_status() {
 
     // kyso status --json: kysod's fields as they were, and a status for each certificate.
     let json: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
-    let token = json
+    let token = json["tokens"]
         .as_array()
         .unwrap()
         .iter()
@@ -217,4 +222,130 @@ fn udev_rules_match_the_checked_in_file() {
         out.stdout, file,
         "udev/70-kyso-tokens.rules differs from `kyso udev-rules`: regenerate it"
     );
+}
+
+#[test]
+fn status_says_whether_the_bridge_is_up() {
+    let fx = Fixture::new();
+    let program = bridge_pinentry(&fx.subdir("pinentry"));
+    let port = free_port();
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            extra: bridge_config(&program, port, &[]),
+            ..Default::default()
+        },
+    );
+    let status = |json: bool| {
+        let mut cmd = kyso();
+        cmd.arg("status")
+            .arg("--socket")
+            .arg(daemon.socket())
+            .arg("--config")
+            .arg(daemon.config_path());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("run kyso status");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = |text: String| -> serde_json::Value { serde_json::from_str(&text).unwrap() };
+    let listen = format!("127.0.0.1:{port}");
+    let down = json(status(true));
+    assert_eq!(
+        down["bridge"],
+        serde_json::json!({ "listen": listen, "up": false }),
+        "{down}"
+    );
+    assert!(down["tokens"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(status(false).contains(&format!("not running ({listen})")));
+
+    let bridge = Bridge::start(&daemon, port, &[]);
+    let up = json(status(true));
+    assert_eq!(
+        up["bridge"],
+        serde_json::json!({ "listen": listen, "up": true }),
+        "{up}"
+    );
+    assert!(status(false).contains(&format!("up at wss://{listen}")));
+
+    drop(bridge);
+    assert_eq!(json(status(true))["bridge"]["up"], false);
+}
+
+/// What the package's path unit runs when kysod.toml changes: the managed policy of Chromium
+/// (and of Chrome, once installed) lists exactly the configured origins, and goes with them.
+#[test]
+fn the_browsers_policy_follows_the_configured_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kysod.toml");
+    let root = dir.path().join("root");
+    let chromium = root.join("etc/chromium/policies/managed/kyso.json");
+    let chrome = root.join("etc/opt/chrome/policies/managed/kyso.json");
+    let policy = |origins: &[&str]| {
+        let list: Vec<String> = origins.iter().map(|o| format!("\"{o}\"")).collect();
+        std::fs::write(
+            &config,
+            format!("[bridge]\norigins = [{}]\n", list.join(", ")),
+        )
+        .unwrap();
+        let out = kyso()
+            .args(["bridge", "policy", "--config"])
+            .arg(&config)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .expect("run kyso bridge policy");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let listed = |file: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+    };
+    policy(&["https://vpdt.example.gov.vn"]);
+    assert_eq!(
+        listed(&chromium),
+        serde_json::json!({"LoopbackNetworkAllowedForUrls": ["https://vpdt.example.gov.vn"]})
+    );
+    assert!(!chrome.exists(), "no Chrome installed");
+
+    std::fs::create_dir_all(root.join("etc/opt/chrome")).unwrap();
+    policy(&["https://vpdt.example.gov.vn", "https://hssk.example.gov.vn"]);
+    for file in [&chromium, &chrome] {
+        assert_eq!(
+            listed(file),
+            serde_json::json!({"LoopbackNetworkAllowedForUrls":
+                ["https://vpdt.example.gov.vn", "https://hssk.example.gov.vn"]})
+        );
+    }
+
+    policy(&[]);
+    assert!(!chromium.exists() && !chrome.exists());
+    policy(&["https://a.example.vn"]);
+    std::fs::remove_file(&config).unwrap();
+    let out = kyso()
+        .args(["bridge", "policy", "--config"])
+        .arg(&config)
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!chromium.exists(), "no configuration, no sites");
+
+    // The package's path unit watches the file the service reads.
+    let unit = |name: &str| {
+        std::fs::read_to_string(repo_root().join("packaging/systemd").join(name)).unwrap()
+    };
+    assert!(unit("kyso-bridge-policy.path").contains("PathChanged=/etc/kyso/kysod.toml"));
+    assert!(unit("kyso-bridge-policy.service")
+        .contains("kyso bridge policy --config /etc/kyso/kysod.toml"));
 }

@@ -34,9 +34,10 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Shows the tokens kysod knows: slot id, presence, label, serial, model and module, and
-    /// each certificate's standing (valid, renew by, too late to renew, expired).
+    /// each certificate's standing (valid, renew by, too late to renew, expired); and whether
+    /// kyso-bridge is up.
     Status {
-        /// Prints JSON instead of a table.
+        /// Prints JSON instead of a table: {"tokens": [...], "bridge": {"listen", "up"}}.
         #[arg(long)]
         json: bool,
         /// kysod's socket. Default: $KYSO_SOCKET, else $XDG_RUNTIME_DIR/kyso/kysod.sock.
@@ -325,15 +326,15 @@ fn run_report(args: ReportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `kyso status`: kysod's tokens as a table, or as JSON with each certificate's `status`
-/// added.
+/// `kyso status`: kysod's tokens as a table, or as JSON `{"tokens": [...], "bridge": {...}}`
+/// with each certificate's `status` added; and whether the bridge is up.
 fn status(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Result<String, String> {
-    let warn_days = config::KysodConfig::read(config)?.warn_days;
+    let warn_days = config::KysodConfig::read(config.clone())?.warn_days;
     let tokens = Kysod::connect(socket)?.tokens()?;
     let now = dates::now();
     if !json {
         let mut text = status_table(&tokens, now, warn_days);
-        text.push_str(&bridge::status_line());
+        text.push_str(&bridge::status_line(config));
         text.push('\n');
         return Ok(text);
     }
@@ -351,6 +352,7 @@ fn status(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Resul
             shown.insert("status".into(), status.name().into());
         }
     }
+    let value = serde_json::json!({ "tokens": value, "bridge": bridge::status_json(config) });
     serde_json::to_string_pretty(&value)
         .map(|text| text + "\n")
         .map_err(|e| e.to_string())
