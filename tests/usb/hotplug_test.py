@@ -132,7 +132,7 @@ def status(env):
     out = subprocess.run([KYSO, "status", "--json"], env=env, capture_output=True, text=True, timeout=10)
     if out.returncode != 0:
         return None
-    return {t["serial"]: t for t in json.loads(out.stdout)["tokens"]}
+    return {t["serial"]: t for t in json.loads(out.stdout)}
 
 
 def present(env):

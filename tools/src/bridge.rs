@@ -28,6 +28,14 @@ pub enum BridgeCommand {
         #[arg(long)]
         user_only: bool,
     },
+    /// Whether kyso-bridge is up, at the address of [bridge] listen. Exit 0 when it is.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Prints JSON: `{"listen": "127.0.0.1:8987", "up": true}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// As root: writes Chromium's and Chrome's managed policy LoopbackNetworkAllowedForUrls
     /// from [bridge] origins (removes it when there are none). The package runs it on install
     /// and whenever /etc/kyso/kysod.toml changes.
@@ -44,6 +52,19 @@ pub enum BridgeCommand {
 
 pub fn run(command: BridgeCommand) -> ExitCode {
     let result = match command {
+        BridgeCommand::Status { config, json } => {
+            let status = status_json(config.clone());
+            if json {
+                println!("{status}");
+            } else {
+                println!("{}", status_line(config));
+            }
+            return if status["up"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         BridgeCommand::Trust { config, user_only } => config::load(config).and_then(|c| {
             let dir = config::bridge_dir(&c)?;
             let home = trust::home().map_err(|e| e.to_string())?;
@@ -104,7 +125,7 @@ pub fn status_line(path: Option<PathBuf>) -> String {
     }
 }
 
-/// The bridge in `kyso status --json`: `{"listen", "up"}`, or `{"error"}` when the
+/// The bridge in `kyso bridge status --json`: `{"listen", "up"}`, or `{"error"}` when the
 /// configuration cannot be read.
 pub fn status_json(path: Option<PathBuf>) -> serde_json::Value {
     match config::load(path) {

@@ -352,7 +352,6 @@ fn status(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Resul
             shown.insert("status".into(), status.name().into());
         }
     }
-    let value = serde_json::json!({ "tokens": value, "bridge": bridge::status_json(config) });
     serde_json::to_string_pretty(&value)
         .map(|text| text + "\n")
         .map_err(|e| e.to_string())
