@@ -4,8 +4,9 @@
 //!
 //! - token: one `C_Sign` (CKM_RSA_PKCS over a SHA-256 DigestInfo) on SoftHSM2 in process.
 //! - kyso sign / verify: the `kyso` command, start to finish (process start, kysod, PDF work).
-//! - pyHanko: in one Python process per round, the time of `sign_pdf` (PKCS#11 on SoftHSM2
-//!   directly) and of `validate_pdf_signature`, imports and token session opening excluded.
+//! - pyHanko: a Python process per operation and round; both the library call alone
+//!   (`sign_pdf` with PKCS#11 on SoftHSM2 directly, `validate_pdf_signature`; imports and the
+//!   token session excluded) and the whole run (what a user of a pyHanko program waits for).
 //!
 //! Run: `cargo build --release --workspace && target/release/kyso-pdf-bench [--rounds N]`
 
@@ -23,6 +24,7 @@ use kyso_tests::{
 
 const PYHANKO: &str = r#"
 import sys, time, json, io
+mode, module, label, pin, pdf, signed_by_kyso, ca = sys.argv[1:8]
 from pyhanko.sign import signers, pkcs11
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -30,21 +32,21 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko_certvalidator import ValidationContext
 from pyhanko.keys import load_cert_from_pemder
 from pyhanko.config.pkcs11 import TokenCriteria
-module, label, pin, pdf, signed_by_kyso, ca = sys.argv[1:7]
-session = pkcs11.open_pkcs11_session(module, token_criteria=TokenCriteria(label=label), user_pin=pin)
-signer = pkcs11.PKCS11Signer(session, key_id=b"\x01", cert_id=b"\x01", use_raw_mechanism=False)
-data = open(pdf, "rb").read()
-t = time.perf_counter()
-w = IncrementalPdfFileWriter(io.BytesIO(data))
-out = signers.sign_pdf(w, signers.PdfSignatureMetadata(field_name="Signature1"), signer=signer)
-sign_s = time.perf_counter() - t
-ctx = ValidationContext(trust_roots=[load_cert_from_pemder(ca)], allow_fetching=False, revocation_mode="soft-fail")
-kyso_signed = open(signed_by_kyso, "rb").read()
-t = time.perf_counter()
-r = PdfFileReader(io.BytesIO(kyso_signed))
-st = validate_pdf_signature(r.embedded_signatures[0], ctx)
-verify_s = time.perf_counter() - t
-print(json.dumps({"sign": sign_s, "verify": verify_s, "intact": bool(st.intact)}))
+if mode == "sign":
+    session = pkcs11.open_pkcs11_session(module, token_criteria=TokenCriteria(label=label), user_pin=pin)
+    signer = pkcs11.PKCS11Signer(session, key_id=b"\x01", cert_id=b"\x01", use_raw_mechanism=False)
+    data = open(pdf, "rb").read()
+    t = time.perf_counter()
+    w = IncrementalPdfFileWriter(io.BytesIO(data))
+    out = signers.sign_pdf(w, signers.PdfSignatureMetadata(field_name="Signature1"), signer=signer)
+    print(json.dumps({"seconds": time.perf_counter() - t, "ok": len(out.getvalue()) > len(data)}))
+else:
+    ctx = ValidationContext(trust_roots=[load_cert_from_pemder(ca)], allow_fetching=False, revocation_mode="soft-fail")
+    kyso_signed = open(signed_by_kyso, "rb").read()
+    t = time.perf_counter()
+    r = PdfFileReader(io.BytesIO(kyso_signed))
+    st = validate_pdf_signature(r.embedded_signatures[0], ctx)
+    print(json.dumps({"seconds": time.perf_counter() - t, "ok": bool(st.intact)}))
 "#;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -108,6 +110,7 @@ fn main() {
 
     let (mut kyso_sign, mut kyso_verify, mut py_sign, mut py_verify) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut py_sign_run, mut py_verify_run) = (Vec::new(), Vec::new());
     let signed = dir.join("signed.pdf");
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
@@ -132,57 +135,56 @@ fn main() {
                 .arg("--config")
                 .arg(daemon.config_path()),
         ));
-        let out = run(
-            Command::new(pyhanko_python())
-                .args(["-W", "ignore", "-c", PYHANKO])
-                .arg(fx.softhsm_module())
-                .args([LABEL_A, USER_PIN])
-                .arg(&input)
-                .arg(&signed)
-                .arg(fx.ca_pem())
-                .env("SOFTHSM2_CONF", fx.softhsm_conf()),
-            Duration::from_secs(600),
-        );
-        assert!(out.status.success(), "pyHanko: {}", out.stderr);
-        let v: serde_json::Value =
-            serde_json::from_str(out.stdout.trim()).expect("pyHanko's figures");
-        assert_eq!(v["intact"], true, "pyHanko finds kyso's signature intact");
-        py_sign.push(v["sign"].as_f64().unwrap());
-        py_verify.push(v["verify"].as_f64().unwrap());
+        for (mode, library, whole) in [
+            ("sign", &mut py_sign, &mut py_sign_run),
+            ("verify", &mut py_verify, &mut py_verify_run),
+        ] {
+            let start = Instant::now();
+            let out = run(
+                Command::new(pyhanko_python())
+                    .args(["-W", "ignore", "-c", PYHANKO, mode])
+                    .arg(fx.softhsm_module())
+                    .args([LABEL_A, USER_PIN])
+                    .arg(&input)
+                    .arg(&signed)
+                    .arg(fx.ca_pem())
+                    .env("SOFTHSM2_CONF", fx.softhsm_conf()),
+                Duration::from_secs(600),
+            );
+            whole.push(start.elapsed().as_secs_f64());
+            assert!(out.status.success(), "pyHanko {mode}: {}", out.stderr);
+            let v: serde_json::Value =
+                serde_json::from_str(out.stdout.trim()).expect("pyHanko's figures");
+            assert_eq!(v["ok"], true, "pyHanko {mode}: {v}");
+            library.push(v["seconds"].as_f64().unwrap());
+        }
     }
     let ms = |s: f64| s * 1000.0;
-    let (ks, kv, ps, pv) = (
-        median(kyso_sign),
-        median(kyso_verify),
-        median(py_sign),
-        median(py_verify),
-    );
+    let (ks, kv) = (median(kyso_sign), median(kyso_verify));
+    let (ps, pv) = (median(py_sign), median(py_verify));
+    let (psr, pvr) = (median(py_sign_run), median(py_verify_run));
     println!(
-        "PDF: {} pages, {:.1} MB; RSA-2048 on SoftHSM2; median of {rounds} rounds\n",
-        100,
+        "PDF: 100 pages, {:.1} MB; RSA-2048 on SoftHSM2; median of {rounds} rounds\n",
         size as f64 / 1e6
     );
-    println!("| figure | kyso | pyHanko | kyso / pyHanko | target |");
-    println!("|---|---|---|---|---|");
     println!(
-        "| sign | {:.0} ms | {:.0} ms | {:.2} | at most 0.5 |",
-        ms(ks),
-        ms(ps),
-        ks / ps
+        "| figure | kyso command | pyHanko library call | ratio | pyHanko whole run | ratio |"
     );
+    println!("|---|---|---|---|---|---|");
+    for (what, k, p, r) in [("sign", ks, ps, psr), ("verify", kv, pv, pvr)] {
+        println!(
+            "| {what} | {:.0} ms | {:.0} ms | {:.2} | {:.0} ms | {:.2} |",
+            ms(k),
+            ms(p),
+            k / p,
+            ms(r),
+            k / r
+        );
+    }
     println!(
-        "| verify | {:.0} ms | {:.0} ms | {:.2} | at most 0.5 |",
-        ms(kv),
-        ms(pv),
-        kv / pv
-    );
-    println!(
-        "\nThe token's own signature: {:.1} ms; kyso sign adds {:.0} ms (target: at most 300 ms)",
+        "\nTarget: kyso at most 0.5 of pyHanko. The token's own signature: {:.1} ms; kyso sign adds {:.0} ms (target: at most 300 ms); kyso verify takes {:.0} ms in all.",
         ms(token),
-        ms(ks - token)
-    );
-    println!(
-        "kyso verify takes {:.0} ms in all (target: at most 300 ms)",
+        ms(ks - token),
         ms(kv)
     );
 }
