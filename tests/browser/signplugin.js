@@ -20,4 +20,8 @@
         call("SignXML", JSON.stringify({ Base64Content: xmlBase64, ReturnSignatureOnly: signatureOnly ? "true" : "false", HashAlg: "Sha256", XmlDsigForm: "true" }), callback);
     };
     global.vgca_config = function (callback) { call("Config", "config", callback); };
+    // Documents: the page names the file and the upload handler; the service fetches, signs
+    // and uploads, and answers with the handler's FileServer.
+    global.vgca_sign_approved = function (json, callback) { call("SignApproved", json, callback); };
+    global.vgca_sign_issued = function (json, callback) { call("SignIssued", json, callback); };
 })(window);

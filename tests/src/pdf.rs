@@ -175,3 +175,81 @@ pub fn pdfsig_valid_count(pdf: &Path) -> usize {
         .matches("Signature Validation: Signature is Valid.")
         .count()
 }
+
+/// Writes an RGBA PNG of `width` × `height` whose pixels `pixel(x, y)` gives.
+pub fn write_png(path: &Path, width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 4]) {
+    let file = std::fs::File::create(path).expect("create the PNG");
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut data = Vec::with_capacity((width * height * 4) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            data.extend_from_slice(&pixel(x, y));
+        }
+    }
+    let mut writer = encoder.write_header().expect("PNG header");
+    writer.write_image_data(&data).expect("PNG data");
+}
+
+/// A round red seal (a ring and a star-less centre dot) on a transparent background.
+pub fn seal_png(path: &Path) {
+    write_png(path, 200, 200, |x, y| {
+        let (dx, dy) = (x as f32 - 99.5, y as f32 - 99.5);
+        let r = (dx * dx + dy * dy).sqrt();
+        if (80.0..98.0).contains(&r) || r < 20.0 {
+            [220, 20, 30, 255]
+        } else {
+            [0, 0, 0, 0]
+        }
+    });
+}
+
+/// A blue scribble (a thick diagonal band) on a transparent background.
+pub fn signature_png(path: &Path) {
+    write_png(path, 300, 120, |x, y| {
+        let d = (x as i32 / 2 - y as i32 + 10).abs();
+        if d < 8 {
+            [20, 40, 200, 255]
+        } else {
+            [0, 0, 0, 0]
+        }
+    });
+}
+
+/// Page `page` of `pdf` rendered by poppler's `pdftoppm` at `dpi`: width, height and RGB rows.
+pub fn render_page(pdf: &Path, page: u32, dpi: u32) -> (u32, u32, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = dir.path().join("page");
+    let out = run(
+        Command::new("pdftoppm")
+            .args(["-png", "-singlefile", "-r", &dpi.to_string()])
+            .args(["-f", &page.to_string(), "-l", &page.to_string()])
+            .arg(pdf)
+            .arg(&prefix),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "pdftoppm: {}", out.stderr);
+    let file = std::fs::File::open(prefix.with_extension("png")).expect("the rendered page");
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().expect("PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("PNG size")];
+    let info = reader.next_frame(&mut buf).expect("PNG frame");
+    assert_eq!(info.color_type, png::ColorType::Rgb, "pdftoppm writes RGB");
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// The pixels of a rendered page for which `pick(r, g, b)` holds, as (x, y).
+pub fn pixels_where(
+    page: &(u32, u32, Vec<u8>),
+    pick: impl Fn(u8, u8, u8) -> bool,
+) -> Vec<(u32, u32)> {
+    let (w, _, data) = page;
+    data.chunks_exact(3)
+        .enumerate()
+        .filter(|(_, p)| pick(p[0], p[1], p[2]))
+        .map(|(i, _)| (i as u32 % w, i as u32 / w))
+        .collect()
+}

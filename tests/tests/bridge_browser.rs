@@ -204,3 +204,137 @@ fn chromium_signs_through_the_bridge_and_asks_about_unlisted_sites() {
     drop(policy);
     drop(bridge);
 }
+
+/// A document's way through an e-office page in Chromium: the leader approves it
+/// (SignApproved), the clerk seals and issues it (SignIssued); kyso-bridge fetches the PDF from
+/// the web application, signs it and uploads it to the page's handler. The uploaded file has
+/// two signatures pyHanko and pdfsig accept, and its first page shows the seal where Decree 30
+/// puts it: at real size over the left third of the leader's signature.
+#[test]
+fn chromium_has_a_document_approved_then_sealed() {
+    use kyso_tests::pdf::{
+        pdfsig_valid_count, pixels_where, pyhanko_validate, render_page, sample_pdf, seal_png,
+        signature_png,
+    };
+    let fx = Fixture::new();
+    let pin = fx.subdir("pinentry");
+    let program = bridge_pinentry(&pin);
+    let images = fx.subdir("images");
+    seal_png(&images.join("seal.png"));
+    signature_png(&images.join("signature.png"));
+    let (bridge_port, site) = (free_port(), free_port());
+    let site_origin = format!("http://127.0.0.1:{site}");
+    let daemon = Daemon::start_with(
+        &fx,
+        DaemonConfig {
+            extra: format!(
+                "{}\n[documents]\nseal_image = {}\nsignature_image = {}\n",
+                bridge_config(&program, bridge_port, &[&site_origin]),
+                kyso_tests::toml_str(&images.join("seal.png").to_string_lossy()),
+                kyso_tests::toml_str(&images.join("signature.png").to_string_lossy()),
+            ),
+            ..Default::default()
+        },
+    );
+    let home = fx.subdir("home");
+    let out = run(
+        Command::new(target_dir().join("kyso"))
+            .args(["bridge", "trust", "--user-only", "--config"])
+            .arg(daemon.config_path())
+            .env("HOME", &home),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "kyso bridge trust: {}", out.text());
+    let bridge = Bridge::start(&daemon, bridge_port, &[]);
+    let dir = Path::new("/etc/chromium/policies/managed");
+    std::fs::create_dir_all(dir).expect("policy directory (needs root)");
+    let policy = Policy(dir.join(format!("kyso-test-{bridge_port}.json")));
+    std::fs::write(
+        &policy.0,
+        serde_json::json!({ "LoopbackNetworkAllowedForUrls": [&site_origin] }).to_string(),
+    )
+    .unwrap();
+
+    let out_dir = fx.subdir("browser");
+    let document = out_dir.join("van-ban.pdf");
+    std::fs::write(&document, sample_pdf(1, 0)).unwrap();
+    let out = run(
+        Command::new("node")
+            .arg(repo_root().join("tests/browser/documents_test.mjs"))
+            .env("HOME", &home)
+            .env("BRIDGE_PORT", bridge_port.to_string())
+            .env("SITE_PORT", site.to_string())
+            .env("PDF", &document)
+            .env("OUT", &out_dir),
+        Duration::from_secs(150),
+    );
+    let results: Value = serde_json::from_slice(
+        &std::fs::read(out_dir.join("results.json"))
+            .unwrap_or_else(|_| panic!("no results: {}\nbridge:\n{}", out.text(), bridge.log())),
+    )
+    .unwrap();
+    assert!(
+        results.get("error").is_none(),
+        "{results:#}\n{}\nbridge:\n{}",
+        out.text(),
+        bridge.log()
+    );
+    for op in ["approved", "issued"] {
+        assert_eq!(
+            results[op]["Status"],
+            0,
+            "{op}: {results:#}\n{}",
+            bridge.log()
+        );
+    }
+    // The handler's FileServer, passed through as it was written.
+    assert_eq!(
+        results["issued"]["FileServer"],
+        "{\"fileEntryId\":2,\"url\":\"/files/signed-2.pdf\"}"
+    );
+
+    let sealed = out_dir.join("signed-2.pdf");
+    let sigs = pyhanko_validate(&sealed, &fx.ca_pem());
+    assert_eq!(sigs.len(), 2, "{sigs:?}");
+    assert!(
+        sigs.iter().all(|s| s.intact && s.valid && s.trusted),
+        "{sigs:?}"
+    );
+    assert_eq!(pdfsig_valid_count(&sealed), 2);
+
+    // The page at 50 dpi (A4: 413 × 585 pixels): the seal's red, centred where the default
+    // layout puts a 36 mm seal over the left third of the signature box (its centre 122 mm
+    // from the left, 52.5 mm from the bottom), and the signature's blue in the box beside it.
+    let page = render_page(&sealed, 1, 50);
+    let mm = |v: f32| (v / 25.4 * 50.0).round() as i64;
+    let red = pixels_where(&page, |r, g, b| r > 170 && g < 90 && b < 90);
+    let blue = pixels_where(&page, |r, g, b| b > 150 && r < 90 && g < 120);
+    assert!(
+        red.len() > 200,
+        "the seal is drawn: {} red pixels",
+        red.len()
+    );
+    let (cx, cy) = (
+        red.iter().map(|p| p.0 as i64).sum::<i64>() / red.len() as i64,
+        red.iter().map(|p| p.1 as i64).sum::<i64>() / red.len() as i64,
+    );
+    assert!(
+        (cx - mm(122.0)).abs() <= mm(5.0) && (cy - mm(297.0 - 52.5)).abs() <= mm(5.0),
+        "the seal's centre at ({cx}, {cy}) px, not near ({}, {})",
+        mm(122.0),
+        mm(297.0 - 52.5)
+    );
+    let width = red.iter().map(|p| p.0).max().unwrap() - red.iter().map(|p| p.0).min().unwrap();
+    assert!(
+        (i64::from(width) - mm(36.0)).abs() <= mm(3.0),
+        "the seal is {width} px across, not its real 36 mm"
+    );
+    assert!(blue.len() > 50, "the leader's signature is drawn");
+    let box_left = mm(120.0);
+    assert!(
+        blue.iter().all(|p| i64::from(p.0) >= box_left - 2),
+        "the signature stays in its box"
+    );
+    drop(policy);
+    drop(bridge);
+}
