@@ -5,8 +5,14 @@
 //!
 //! The path of a call through the files: [`server`] (TLS, WebSocket, limits) → [`request`]
 //! (decoding) → [`consent`] (may the site use the token) → [`sites`] (the site's thread) →
-//! [`kysod`] (the site's kysod client). [`prompt`] asks the user, [`settings`] is the settings
-//! page, [`cert`] and [`trust`] make and register the bridge's certificate.
+//! [`kysod`] (the site's kysod client). The document operations go from [`sites`] through
+//! [`documents`] (fetch, sign, upload), which uses [`fetch`] (HTTP to the page's own origin)
+//! and [`pdf_signer`] (kysod's client as the PDF library's signer). [`prompt`] asks the user,
+//! [`settings`] is the settings page, [`cert`] and [`trust`] make and register the bridge's
+//! certificate.
+//!
+//! Features: `server` is the service; `client` alone is kysod's client and the PDF signer
+//! over it, without the server (for `kyso sign`).
 #![forbid(unsafe_code)]
 
 pub mod cert;
@@ -17,17 +23,23 @@ pub mod trust;
 pub mod c14n;
 #[cfg(feature = "server")]
 pub mod consent;
-#[cfg(feature = "server")]
+#[cfg(feature = "client")]
 pub mod der;
 #[cfg(feature = "server")]
-pub mod http;
+pub mod documents;
 #[cfg(feature = "server")]
+pub mod fetch;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "client")]
 pub mod kysod;
 #[cfg(feature = "server")]
 pub mod origin;
+#[cfg(feature = "client")]
+pub mod pdf_signer;
 #[cfg(feature = "server")]
 pub mod prompt;
-#[cfg(feature = "server")]
+#[cfg(feature = "client")]
 pub mod request;
 #[cfg(feature = "server")]
 pub mod server;
@@ -35,7 +47,7 @@ pub mod server;
 pub mod settings;
 #[cfg(feature = "server")]
 pub mod sites;
-#[cfg(feature = "server")]
+#[cfg(feature = "client")]
 pub mod status;
 #[cfg(feature = "server")]
 pub mod verify;
