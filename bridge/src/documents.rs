@@ -70,6 +70,20 @@ pub struct Context<'a> {
     pub cert: TokenCert,
 }
 
+/// Refuses a request naming an address off the page's origin and the allowed ones, before
+/// anything is asked or fetched.
+pub fn check_addresses(
+    site: &Origin,
+    settings: &Settings,
+    request: &DocumentRequest,
+) -> Result<(), Failure> {
+    crate::fetch::check(site, &settings.fetch_origins, &request.upload_handler)?;
+    for f in &request.files {
+        crate::fetch::check(site, &settings.fetch_origins, &f.url)?;
+    }
+    Ok(())
+}
+
 /// Runs a document request; the page's answer.
 pub fn run(cx: &mut Context, request: &DocumentRequest) -> Result<Value, Failure> {
     let web = Web::new(
@@ -81,8 +95,7 @@ pub fn run(cx: &mut Context, request: &DocumentRequest) -> Result<Value, Failure
         },
         cx.settings.limits,
     );
-    // The handler's address first: a page naming a foreign one gets nothing fetched either.
-    web.check(&request.upload_handler)?;
+    check_addresses(cx.site, cx.settings, request)?;
     if !request.several {
         let file = request
             .files

@@ -169,6 +169,22 @@ fn redirect_target(from: &str, location: &str) -> String {
     }
 }
 
+/// The absolute address of `address` if a page of `page` may have it fetched or posted to:
+/// on `page` itself or on one of `extra`.
+pub fn check(page: &Origin, extra: &[Origin], address: &str) -> Result<String, Failure> {
+    let (absolute, origin) = resolve(page, address)?;
+    if origin != *page && !extra.contains(&origin) {
+        let shown: String = absolute.chars().take(200).collect();
+        return Err(Failure::with(
+            Status::AddressRefused,
+            format!(
+                "{shown}: không thuộc {page} hay các địa chỉ được phép / neither on {page} nor in [documents] fetch_origins"
+            ),
+        ));
+    }
+    Ok(absolute)
+}
+
 fn timeout(what: &str, address: &str) -> Failure {
     Failure::with(Status::ServerTimeout, format!("{what} {address}"))
 }
@@ -189,18 +205,7 @@ impl Web {
 
     /// The absolute address of `address` if the page may have it fetched or posted to.
     pub fn check(&self, address: &str) -> Result<String, Failure> {
-        let (absolute, origin) = resolve(&self.page, address)?;
-        if !self.allowed.contains(&origin) {
-            let shown: String = absolute.chars().take(200).collect();
-            return Err(Failure::with(
-                Status::AddressRefused,
-                format!(
-                    "{shown}: không thuộc {page} hay các địa chỉ được phép / neither on {page} nor in [documents] fetch_origins",
-                    page = self.page
-                ),
-            ));
-        }
-        Ok(absolute)
+        check(&self.page, &self.allowed, address)
     }
 
     fn with_credentials<B>(&self, mut request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {

@@ -248,6 +248,7 @@ impl Site {
                 Ok(json!({ "Status": 0, "Signature": b64(&signed) }))
             }
             Request::Document(request) => {
+                documents::check_addresses(&self.origin, &self.documents, &request)?;
                 let cert = self.current()?;
                 let mut cx = documents::Context {
                     site: &self.origin,
