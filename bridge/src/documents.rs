@@ -398,10 +398,7 @@ fn one(
 
     let (http, body) = web
         .upload(&request.upload_handler, &name, &signed)
-        .map_err(|f| {
-            tell_user(cx.prompts, cx.site, &name, &f);
-            f
-        })?;
+        .inspect_err(|f| tell_user(cx.prompts, cx.site, &name, f))?;
     let refused = |detail: String| {
         let f = Failure::with(Status::UploadFailed, detail);
         tell_user(cx.prompts, cx.site, &name, &f);
