@@ -338,6 +338,17 @@ impl Setup {
             .call(operation, Some(&self.app.origin()), &frame.to_string())
     }
 
+    /// The next answers to CONFIRM prompts (`ok`, `notok`, `cancel`).
+    fn answers(&self, lines: &[&str]) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.pin.join("confirms"))
+            .expect("confirms");
+        for l in lines {
+            writeln!(f, "{l}").expect("write");
+        }
+    }
+
     /// What the pinentry was shown so far.
     fn seen(&self) -> String {
         std::fs::read_to_string(self.pin.join("seen")).unwrap_or_default()
@@ -705,6 +716,13 @@ fn files_that_cannot_be_signed_get_a_status_and_nothing_is_uploaded() {
         "nothing was offered for signing:\n{}",
         s.seen()
     );
+    // The user declines a document: nothing is signed or uploaded.
+    s.app.put("/a.pdf", sample_pdf("Van ban"));
+    s.answers(&["cancel"]);
+    let e = s.call("SignApproved", &document_frame(&s.app, "/a.pdf", "/upload"));
+    assert_eq!(e["Status"], 1, "{e}");
+    assert!(s.seen().contains("a.pdf"), "{}", s.seen());
+    assert_eq!(s.app.posts(), 0);
     // Bad requests name the field.
     let d = s.call("SignIssued", &json!({"FileName": s.app.url("/page.pdf")}));
     assert_eq!(d["Status"], 10, "{d}");
