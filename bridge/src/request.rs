@@ -485,6 +485,22 @@ fn meta_data(m: &serde_json::Map<String, Value>) -> Result<Vec<(String, String)>
     Ok(out)
 }
 
+/// A credential sent in an HTTP header: visible ASCII, and for a cookie no `;` `,` `"` `\\`.
+fn header_safe(name: &str, value: Option<String>, cookie: bool) -> Result<Option<String>, Failure> {
+    if let Some(v) = &value {
+        let ok = v.len() <= 8192
+            && v.bytes().all(|b| {
+                b.is_ascii_graphic() && !(cookie && matches!(b, b';' | b',' | b'"' | b'\\'))
+            });
+        if !ok {
+            return Err(bad(format!(
+                "{name}: characters an HTTP header cannot carry / ký tự không hợp lệ"
+            )));
+        }
+    }
+    Ok(value)
+}
+
 fn document(op: DocumentOp, frame: &str) -> Result<DocumentRequest, Failure> {
     let m = object(frame)?;
     let upload_handler = text_field(&m, "FileUploadHandler")?
@@ -539,8 +555,8 @@ fn document(op: DocumentOp, frame: &str) -> Result<DocumentRequest, Failure> {
     Ok(DocumentRequest {
         op,
         upload_handler,
-        session_id: text_field(&m, "SessionId")?,
-        jwt: text_field(&m, "JWTToken")?,
+        session_id: header_safe("SessionId", text_field(&m, "SessionId")?, true)?,
+        jwt: header_safe("JWTToken", text_field(&m, "JWTToken")?, false)?,
         files,
         several,
         meta: meta_data(&m)?,
@@ -776,6 +792,16 @@ mod tests {
         )
         .contains("not both"));
         assert!(detail("SignIssued", "[]").contains("object"));
+        assert!(detail(
+            "SignPDF",
+            r#"{"FileUploadHandler":"/u","FileName":"/a","SessionId":"a;b=c"}"#
+        )
+        .contains("SessionId"));
+        assert!(detail(
+            "SignPDF",
+            r#"{"FileUploadHandler":"/u","FileName":"/a","JWTToken":"x\r\nHost: evil"}"#
+        )
+        .contains("JWTToken"));
     }
 
     #[test]
