@@ -68,6 +68,8 @@ struct Seen {
 struct AppState {
     /// Path → file served.
     files: HashMap<String, Vec<u8>>,
+    /// Path → where it redirects (`302 Found`).
+    redirects: HashMap<String, String>,
     /// `(file name, bytes)` of each upload received, in order.
     uploads: Vec<(String, Vec<u8>)>,
     seen: Vec<Seen>,
@@ -108,6 +110,14 @@ impl App {
 
     fn put(&self, path: &str, bytes: Vec<u8>) {
         self.state.lock().unwrap().files.insert(path.into(), bytes);
+    }
+
+    fn redirect(&self, path: &str, location: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .redirects
+            .insert(path.into(), location.into());
     }
 
     fn uploads(&self) -> Vec<(String, Vec<u8>)> {
@@ -249,6 +259,13 @@ fn serve(stream: TcpStream, state: &Mutex<AppState>) {
         (_, "/silent.pdf" | "/upload-silent") => {
             // Holds the connection and never answers.
             std::thread::sleep(Duration::from_secs(120));
+        }
+        ("GET", p) if state.lock().unwrap().redirects.contains_key(p) => {
+            let location = state.lock().unwrap().redirects[p].clone();
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes());
         }
         ("GET", p) => {
             let file = state.lock().unwrap().files.get(p).cloned();
@@ -554,13 +571,15 @@ fn several_files_are_signed_and_uploaded_each() {
     let s = Setup::new();
     s.app.put("/a.pdf", sample_pdf("Phu luc 1"));
     s.app.put("/b.pdf", sample_pdf("Phu luc 2"));
+    // A redirect on the page's own origin is followed.
+    s.app.redirect("/moved/b", "/b.pdf");
     let frame = json!({
         "FileUploadHandler": "/upload",
         "SessionId": "",
         "JWTToken": "",
         "Files": [
             {"FileID": 11, "FileName": "Phụ lục 1.pdf", "URL": s.app.url("/a.pdf")},
-            {"FileID": "12", "FileName": "Phụ lục 2.pdf", "URL": "/b.pdf"},
+            {"FileID": "12", "FileName": "Phụ lục 2.pdf", "URL": "/moved/b"},
         ],
     });
     let a = s.call("SignAppendix", &frame);
@@ -595,6 +614,10 @@ fn an_address_on_another_origin_is_refused_without_a_connection() {
     frame["FileUploadHandler"] = json!(format!("{elsewhere}/upload"));
     let b = s.call("SignApproved", &frame);
     assert_eq!(b["Status"], 31, "{b}");
+    // A redirect elsewhere.
+    s.app.redirect("/away.pdf", &format!("{elsewhere}/a.pdf"));
+    let r = s.call("SignPDF", &document_frame(&s.app, "/away.pdf", "/upload"));
+    assert_eq!(r["Status"], 31, "{r}");
     // A host on the user's network, and another scheme.
     for address in ["http://192.168.1.1/admin", "file:///etc/passwd"] {
         let mut frame = document_frame(&s.app, "/a.pdf", "/upload");
@@ -606,7 +629,8 @@ fn an_address_on_another_origin_is_refused_without_a_connection() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the other server saw a connection: {other:?}"),
     }
-    assert!(s.app.seen().is_empty(), "{:?}", s.app.seen());
+    let requests: Vec<String> = s.app.seen().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(requests, ["/away.pdf"], "only the redirect was asked for");
     assert!(
         !s.seen().contains("a.pdf"),
         "nothing was offered for signing:\n{}",
