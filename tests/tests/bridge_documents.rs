@@ -328,6 +328,11 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with_documents("")
+    }
+
+    /// With `documents`, the body of the configuration's `[documents]` table.
+    fn with_documents(documents: &str) -> Setup {
         let fx = Fixture::new();
         let app = App::start();
         let pin = fx.subdir("pinentry");
@@ -336,7 +341,10 @@ impl Setup {
         let daemon = Daemon::start_with(
             &fx,
             DaemonConfig {
-                extra: bridge_config(&program, port, &[&app.origin()]),
+                extra: format!(
+                    "{}\n[documents]\n{documents}\n",
+                    bridge_config(&program, port, &[&app.origin()])
+                ),
                 ..Default::default()
             },
         );
@@ -567,6 +575,33 @@ fn approved_then_issued_gives_two_signatures_pyhanko_and_poppler_validate() {
 }
 
 #[test]
+fn an_ec_certificate_signs_a_document() {
+    let s = Setup::new();
+    s.app.put("/a.pdf", sample_pdf("Van ban EC"));
+    // The chooser offers the RSA certificate first: the user takes the next, the EC one.
+    s.answers(&["notok", "ok", "ok"]);
+    let a = s.call("SignPDF", &document_frame(&s.app, "/a.pdf", "/upload"));
+    assert_eq!(a["Status"], 0, "{a}\n{}", s.bridge.log());
+    let uploads = s.app.uploads();
+    assert_eq!(uploads.len(), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdf = dir.path().join("signed.pdf");
+    std::fs::write(&pdf, &uploads[0].1).expect("write");
+    let report = pyhanko_validate(&pdf, &s.fx.ca_pem());
+    assert_eq!(
+        report.lines().filter(|l| l.ends_with(":VALID")).count(),
+        1,
+        "pyhanko:\n{report}"
+    );
+    let poppler = pdfsig(&pdf);
+    assert!(poppler.contains("Signature is Valid"), "pdfsig:\n{poppler}");
+    assert!(
+        poppler.contains("ECDSA") || poppler.contains("NGUYEN VAN A"),
+        "{poppler}"
+    );
+}
+
+#[test]
 fn several_files_are_signed_and_uploaded_each() {
     let s = Setup::new();
     s.app.put("/a.pdf", sample_pdf("Phu luc 1"));
@@ -707,6 +742,25 @@ fn a_handler_answering_false_gives_a_failure_and_the_user_is_told() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn an_unreachable_handler_on_an_allowed_origin_gives_a_failure() {
+    // An origin the configuration allows, where nothing listens.
+    let closed = free_port();
+    let s = Setup::with_documents(&format!("fetch_origins = [\"http://127.0.0.1:{closed}\"]"));
+    s.app.put("/a.pdf", sample_pdf("Van ban"));
+    let mut frame = document_frame(&s.app, "/a.pdf", "/upload");
+    frame["FileUploadHandler"] = json!(format!("http://127.0.0.1:{closed}/upload"));
+    let a = s.call("SignPDF", &frame);
+    assert_eq!(a["Status"], 37, "{a}\n{}", s.bridge.log());
+    assert!(
+        a["Message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{closed}/upload")),
+        "{a}"
+    );
 }
 
 #[test]
