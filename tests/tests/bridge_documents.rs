@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kyso_tests::bridge::{bridge_config, bridge_pinentry, free_port, Bridge};
+use kyso_tests::util::{pem_cert_to_der, sha256};
 use kyso_tests::{Daemon, DaemonConfig, Fixture};
 use serde_json::{json, Value};
 
