@@ -14,7 +14,7 @@ use std::sync::Arc;
 use kyso_pdf::appearance::{self, Kind};
 use kyso_pdf::config::Documents;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::fetch::{Credentials, Limits, TimestampFetch, Web};
 use crate::kysod::{Signer, TokenCert};
@@ -140,6 +140,15 @@ pub fn run(cx: &mut Context, request: &DocumentRequest) -> Result<Value, Failure
             a
         }
     })
+}
+
+/// Now, in the machine's time zone (what the signature's appearance shows).
+fn local_now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    let offset = chrono::Local::now().offset().local_minus_utc();
+    UtcOffset::from_whole_seconds(offset)
+        .map(|o| now.to_offset(o))
+        .unwrap_or(now)
 }
 
 /// What a fetched file is.
@@ -361,7 +370,7 @@ fn one(
     cx.prompts
         .confirm_signature(&site, &what, &cx.cert.holder)?;
 
-    let time = OffsetDateTime::now_utc();
+    let time = local_now();
     let appearance = appearance_of(op, request, cx.settings, &cx.cert.der, time)?;
     let timestamp_url = cx.settings.documents.timestamp_url.clone();
     let timestamps = timestamp_url
