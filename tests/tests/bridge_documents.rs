@@ -21,6 +21,8 @@ const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/venv");
 /// What the test application's handler answers as `FileServer` (a JSON string, as e-office
 /// handlers answer it), with the upload's number in place of `N`.
 const FILE_SERVER: &str = "{\"fileEntryId\":N,\"url\":\"/f/N\"}";
+/// Another configured site, whose calls must not wait behind the application's documents.
+const OTHER_SITE: &str = "https://vpdt.example.gov.vn";
 const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
 const SESSION: &str = "k2x4vq1mz0abc";
 
@@ -344,7 +346,7 @@ impl Setup {
             DaemonConfig {
                 extra: format!(
                     "{}\n[documents]\n{documents}\n",
-                    bridge_config(&program, port, &[&app.origin()])
+                    bridge_config(&program, port, &[&app.origin(), OTHER_SITE])
                 ),
                 ..Default::default()
             },
@@ -690,11 +692,32 @@ fn a_200_mb_document_is_refused_without_reading_it() {
 }
 
 #[test]
-fn a_server_that_never_answers_gives_a_timeout() {
+fn a_server_that_never_answers_gives_a_timeout_and_holds_no_other_site() {
     let s = Setup::new();
     let start = Instant::now();
-    let a = s.call("SignPDF", &document_frame(&s.app, "/silent.pdf", "/upload"));
-    assert_eq!(a["Status"], 33, "{a}");
+    let frame = document_frame(&s.app, "/silent.pdf", "/upload").to_string();
+    let origin = s.app.origin();
+    let answer = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| s.bridge.call("SignPDF", Some(&origin), &frame));
+        // While the application's document waits, another site is answered at once.
+        while !s.app.seen().iter().any(|r| r.path == "/silent.pdf") {
+            assert!(start.elapsed() < Duration::from_secs(10), "no fetch");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let asked = Instant::now();
+        let info = s
+            .bridge
+            .call("GetCertInfo", Some(OTHER_SITE), "get_cert_info");
+        assert_eq!(info["Status"], 0, "{info}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert!(!waiting.is_finished(), "the document was still waiting");
+        waiting.join().expect("the document's call")
+    });
+    assert_eq!(answer["Status"], 33, "{answer}");
     // KYSO_BRIDGE_HTTP_TIMEOUT=3.
     assert!(
         start.elapsed() < Duration::from_secs(15),
