@@ -304,11 +304,18 @@ fn serve(stream: TcpStream, state: &Mutex<AppState>) {
                 s.files.insert(format!("/f/{n}"), file);
                 n
             };
+            let file_server = FILE_SERVER.replace('N', &n.to_string());
+            // `/upload-object` answers FileServer as a JSON object rather than a string.
+            let file_server = if p == "/upload-object" {
+                serde_json::from_str::<Value>(&file_server).expect("JSON")
+            } else {
+                json!(file_server)
+            };
             let answer = json!({
                 "Status": true,
                 "Message": "",
                 "FileName": name,
-                "FileServer": FILE_SERVER.replace('N', &n.to_string()),
+                "FileServer": file_server,
             });
             respond(
                 &mut stream,
@@ -602,6 +609,40 @@ fn an_ec_certificate_signs_a_document() {
     assert!(report.contains(&hex), "pyhanko:\n{report}");
     let poppler = pdfsig(&pdf);
     assert!(poppler.contains("Signature is Valid"), "pdfsig:\n{poppler}");
+}
+
+#[test]
+fn a_copy_and_a_comment_are_signed_in_sequence() {
+    let s = Setup::new();
+    s.app
+        .put("/vb/to-trinh.pdf", sample_pdf("To trinh so 45/TTr-VP"));
+    let mut copy = document_frame(&s.app, "/vb/to-trinh.pdf", "/upload-object");
+    copy["DocNumber"] = json!("45/TTr-VP");
+    copy["MetaData"] = json!([{"Key": "DocId", "Value": 45}]);
+    let a = s.call("SignCopy", &copy);
+    assert_eq!(a["Status"], 0, "{a}\n{}", s.bridge.log());
+    // An object FileServer is passed through as the same object.
+    assert_eq!(a["FileServer"], json!({"fileEntryId": 1, "url": "/f/1"}));
+    let mut comment = document_frame(&s.app, "/f/1", "/upload");
+    comment["MetaData"] = json!([{"Key": "Comment", "Value": "Đồng ý ban hành"}]);
+    let b = s.call("Comment", &comment);
+    assert_eq!(b["Status"], 0, "{b}\n{}", s.bridge.log());
+    let seen = s.seen();
+    assert!(
+        seen.contains("bản sao điện tử") && seen.contains("ý kiến"),
+        "{seen}"
+    );
+    let uploads = s.app.uploads();
+    assert_eq!(uploads.len(), 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdf = dir.path().join("signed.pdf");
+    std::fs::write(&pdf, &uploads[1].1).expect("write");
+    let report = pyhanko_validate(&pdf, &s.fx.ca_pem());
+    assert_eq!(
+        report.lines().filter(|l| l.ends_with(":VALID")).count(),
+        2,
+        "pyhanko:\n{report}"
+    );
 }
 
 #[test]
