@@ -362,11 +362,17 @@ fn one(
         }
         _ => return Err(Failure::with(Status::NotPdf, name)),
     }
-    let what = format!(
+    let mut what = format!(
         "{}: \"{name}\" ({} KB)",
         op.description(),
         pdf.len().div_ceil(1024)
     );
+    if let Some(n) = &request.doc_number {
+        what.push_str(&format!("\nSố / number: {n}"));
+    }
+    if let Some(d) = &request.issued_date {
+        what.push_str(&format!("\nNgày / date: {d}"));
+    }
     cx.prompts
         .confirm_signature(&site, &what, &cx.cert.holder)?;
 

@@ -512,6 +512,11 @@ fn approved_then_issued_gives_two_signatures_pyhanko_and_poppler_validate() {
     issued["SessionId"] = json!("");
     let b = s.call("SignIssued", &issued);
     assert_eq!(b["Status"], 0, "{b}\n{}", s.bridge.log());
+    assert!(
+        s.seen().contains("Số / number: 123/UBND-VP"),
+        "{}",
+        s.seen()
+    );
     assert_eq!(
         b["FileServer"],
         json!("{\"fileEntryId\":2,\"url\":\"/f/2\"}")
