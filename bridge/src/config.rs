@@ -45,3 +45,18 @@ pub fn bridge_up(config: &Config) -> bool {
         .and_then(|mut a| a.next())
         .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
 }
+
+/// The organisation's configuration, whose `[documents]` a user's own file overrides.
+pub const ORGANISATION_CONFIG: &str = "/etc/kyso/kysod.toml";
+
+/// `[documents]` as it applies to the user of `config`: the organisation's table
+/// ([`ORGANISATION_CONFIG`]) with the user's keys over it.
+pub fn documents(config: &Config) -> Result<kyso_pdf::config::Documents, String> {
+    let path = std::path::Path::new(ORGANISATION_CONFIG);
+    let organisation = if path.exists() {
+        Config::load(path).map_err(|e| e.to_string())?.documents
+    } else {
+        toml::Table::new()
+    };
+    kyso_pdf::config::Documents::merged(&organisation, &config.documents)
+}

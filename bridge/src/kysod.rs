@@ -208,7 +208,7 @@ impl Signer {
         let mut certs = Vec::new();
         for t in tokens.into_iter().filter(|t| t.present) {
             for c in &t.certificates {
-                let Some(id) = hex_decode(&c.id) else {
+                let Some(id) = kyso_proto::hex::decode(&c.id) else {
                     continue;
                 };
                 let session = match self.session(t.slot) {
@@ -379,14 +379,4 @@ impl Signer {
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }

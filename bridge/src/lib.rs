@@ -11,44 +11,39 @@
 //! [`settings`] is the settings page, [`cert`] and [`trust`] make and register the bridge's
 //! certificate.
 //!
-//! Features: `server` is the service; `client` alone is kysod's client and the PDF signer
-//! over it, without the server (for `kyso sign`).
+//! Without the `server` feature the library holds kysod's client and the PDF signer over it
+//! ([`pdf_signer`]), with the certificate and trust code.
 #![forbid(unsafe_code)]
 
 pub mod cert;
 pub mod config;
+pub mod der;
+pub mod kysod;
+pub mod pdf_signer;
+pub mod request;
+pub mod status;
 pub mod trust;
 
 #[cfg(feature = "server")]
 pub mod c14n;
 #[cfg(feature = "server")]
 pub mod consent;
-#[cfg(feature = "client")]
-pub mod der;
 #[cfg(feature = "server")]
 pub mod documents;
 #[cfg(feature = "server")]
 pub mod fetch;
 #[cfg(feature = "server")]
 pub mod http;
-#[cfg(feature = "client")]
-pub mod kysod;
 #[cfg(feature = "server")]
 pub mod origin;
-#[cfg(feature = "client")]
-pub mod pdf_signer;
 #[cfg(feature = "server")]
 pub mod prompt;
-#[cfg(feature = "client")]
-pub mod request;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod settings;
 #[cfg(feature = "server")]
 pub mod sites;
-#[cfg(feature = "client")]
-pub mod status;
 #[cfg(feature = "server")]
 pub mod verify;
 #[cfg(feature = "server")]

@@ -178,17 +178,23 @@ impl Failure {
         }
     }
 
-    /// The message with its detail.
+    /// The message with its detail (as `Display` writes it).
     pub fn message(&self) -> String {
-        match &self.detail {
-            Some(d) => format!("{}: {d}", self.status.message()),
-            None => self.status.message().to_string(),
-        }
+        self.to_string()
     }
 
     /// The answer frame: `{"Status": N, "Message": …}`.
     pub fn answer(&self) -> serde_json::Value {
-        serde_json::json!({ "Status": self.status.code(), "Message": self.message() })
+        serde_json::json!({ "Status": self.status.code(), "Message": self.to_string() })
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}: {d}", self.status.message()),
+            None => f.write_str(self.status.message()),
+        }
     }
 }
 

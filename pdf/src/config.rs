@@ -12,9 +12,12 @@
 //! fetch_origins = ["https://files.example.gov.vn"]   # beyond the calling page's own origin
 //! max_size_mb = 50
 //!
-//! [documents.layout.signature]             # millimetres from the lower left corner
-//! page = -1                                # counted from the end: -1 is the last page
-//! x_mm = 110
+//! [documents.layout]                       # see appearance::Layout; defaults in appearance
+//! seal_size_mm = 36                        # the seal's real diameter
+//!
+//! [documents.layout.signature]             # millimetres from the lower left corner; seal,
+//! page = -1                                # doc_number, issued_date and stamp alike
+//! x_mm = 110                               # (page counted from the end: -1 is the last)
 //! y_mm = 40
 //! width_mm = 60
 //! height_mm = 25

@@ -8,11 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod appearance;
+mod cades;
 pub mod config;
 pub mod error;
+mod incremental;
 pub mod net;
 pub mod sign;
 pub mod signer;
+mod timestamp;
 pub mod verify;
 
 pub use error::Error;

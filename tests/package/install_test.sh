@@ -107,7 +107,7 @@ check "programs are 0755 root:root" \
 check "other files are 0644 root:root" \
     bash -c "grep -vE ' \./usr/bin/.' '$WORK/contents' | awk '\$1 !~ /^d/ { if (\$1 != \"-rw-r--r--\" || \$2 != \"root/root\") exit 1 }'"
 depends=$(dpkg-deb -f "$DEB" Depends)
-for dep in 'libc6 (' 'libusb-1.0-0 (' 'libgcc-s1' 'pinentry-curses | pinentry' 'p11-kit'; do
+for dep in 'libc6 (' 'libusb-1.0-0 (' 'libgcc-s1' 'pinentry-curses | pinentry' 'p11-kit' 'fonts-liberation2'; do
     case $depends in
         *"$dep"*) ok "Depends has ${dep% (}" ;;
         *) bad "Depends has ${dep% (}" "$depends" ;;

@@ -20,6 +20,7 @@ mod fixture;
 mod module;
 mod opencryptoki;
 mod paths;
+pub mod pdf;
 pub mod pinentry;
 mod raw;
 pub mod recovery;

@@ -15,6 +15,7 @@ use cryptoki_sys::{
 mod audit;
 mod bridge;
 mod config;
+mod documents;
 mod recover;
 mod report;
 mod token;
@@ -69,6 +70,13 @@ enum Command {
     /// renew, expired) at the end of the day the report is made (--today), with kysod's
     /// [policy] warn_days. Exit 2: no journal or bad arguments.
     Report(ReportArgs),
+    /// Signs a PDF (PAdES, with a Decree 30/2020 appearance) with a certificate on a token,
+    /// through kysod: its PIN prompt, policy and journal apply. The input is never changed.
+    Sign(documents::SignArgs),
+    /// Verifies every signature of a PDF (Decree 68/2024 Art. 30-32): intact, what it covers,
+    /// signer, signing time, certificate validity, trust path, revocation. Exit 0 only when
+    /// there are signatures and all are valid, 1 otherwise, 2 when the file cannot be read.
+    Verify(documents::VerifyArgs),
     /// The local web-signing service's certificate (kyso-bridge).
     #[command(subcommand)]
     Bridge(bridge::BridgeCommand),
@@ -209,6 +217,8 @@ fn main() -> ExitCode {
         }) => recover::apply(socket, &grant, &out, force),
         Command::Report(args) => run_report(args),
         Command::Bridge(command) => bridge::run(command),
+        Command::Sign(args) => documents::sign(args),
+        Command::Verify(args) => documents::verify(args),
         Command::ManPage { dir } => {
             match std::fs::create_dir_all(&dir).and_then(|()| {
                 clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), &dir)
