@@ -5,15 +5,22 @@
 //!
 //! The path of a call through the files: [`server`] (TLS, WebSocket, limits) → [`request`]
 //! (decoding) → [`consent`] (may the site use the token) → [`sites`] (the site's thread) →
-//! [`kysod`] (the site's kysod client). [`prompt`] asks the user, [`settings`] is the settings
-//! page, [`cert`] and [`trust`] make and register the bridge's certificate; [`xmldsig`] signs
-//! XML and [`xmlverify`] checks XML signatures, both over [`c14n`].
+//! [`kysod`] (the site's kysod client). The document operations go from [`sites`] through
+//! [`documents`] (fetch, sign, upload), which uses [`fetch`] (HTTP to the page's own origin)
+//! and [`pdf_signer`] (kysod's client as the PDF library's signer). [`prompt`] asks the user,
+//! [`settings`] is the settings page, [`cert`] and [`trust`] make and register the bridge's
+//! certificate; [`xmldsig`] signs XML and [`xmlverify`] checks XML signatures, both over
+//! [`c14n`].
+//!
+//! Without the `server` feature the library holds kysod's client and the PDF signer over it
+//! ([`pdf_signer`]), with the certificate and trust code.
 #![forbid(unsafe_code)]
 
 pub mod cert;
 pub mod config;
 pub mod der;
 pub mod kysod;
+pub mod pdf_signer;
 pub mod request;
 pub mod status;
 pub mod trust;
@@ -22,6 +29,10 @@ pub mod trust;
 pub mod c14n;
 #[cfg(feature = "server")]
 pub mod consent;
+#[cfg(feature = "server")]
+pub mod documents;
+#[cfg(feature = "server")]
+pub mod fetch;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]

@@ -103,6 +103,20 @@ impl Prompts {
         Err(Failure::new(Status::Cancelled))
     }
 
+    /// Tells the user something that needs no answer (a signed document the server did not
+    /// take); waits until the message is closed.
+    pub fn notify(&self, site: &str, text: &str) {
+        let _turn = self.turn.lock();
+        let prompt = PinPrompt {
+            title: TITLE.into(),
+            description: format!("{site}:\n{text}"),
+            ..Default::default()
+        };
+        if let Err(e) = pinentry::notify(&self.settings(), &prompt) {
+            tracing::warn!("cannot show a message: {e}");
+        }
+    }
+
     /// Confirms a signature (or the first of a batch) for `site`; `what` says what is signed.
     pub fn confirm_signature(&self, site: &str, what: &str, holder: &str) -> Result<(), Failure> {
         let _turn = self.turn.lock();

@@ -88,6 +88,100 @@ pub enum Signed {
     Content { alg: HashAlg, data: Vec<u8> },
 }
 
+/// The document operations: each fetches a file, signs it and uploads the signed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentOp {
+    /// `SignPDF`: a plain signature.
+    Pdf,
+    /// `SignFile`: a plain signature on a PDF (other files are not supported).
+    File,
+    /// `SignApproved`: the leader's signature ("ký duyệt").
+    Approved,
+    /// `SignIssued`: the organisation's seal when a clerk issues ("đóng dấu phát hành").
+    Issued,
+    /// `SignIncome`: a received document ("ký văn bản đến").
+    Income,
+    /// `SignAppendix`: an attachment.
+    Appendix,
+    /// `SignCopy`: an electronic copy ("bản sao điện tử").
+    Copy,
+    /// `Comment`: an opinion.
+    Comment,
+}
+
+impl DocumentOp {
+    pub const ALL: [DocumentOp; 8] = [
+        DocumentOp::Pdf,
+        DocumentOp::File,
+        DocumentOp::Approved,
+        DocumentOp::Issued,
+        DocumentOp::Income,
+        DocumentOp::Appendix,
+        DocumentOp::Copy,
+        DocumentOp::Comment,
+    ];
+
+    /// The operation's path (`SignApproved`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DocumentOp::Pdf => "SignPDF",
+            DocumentOp::File => "SignFile",
+            DocumentOp::Approved => "SignApproved",
+            DocumentOp::Issued => "SignIssued",
+            DocumentOp::Income => "SignIncome",
+            DocumentOp::Appendix => "SignAppendix",
+            DocumentOp::Copy => "SignCopy",
+            DocumentOp::Comment => "Comment",
+        }
+    }
+
+    /// What the user is asked to confirm (Vietnamese / English).
+    pub fn description(self) -> &'static str {
+        match self {
+            DocumentOp::Pdf | DocumentOp::File => "ký văn bản / sign the document",
+            DocumentOp::Approved => "ký duyệt / the leader's signature",
+            DocumentOp::Issued => "đóng dấu phát hành / the organisation's seal on issue",
+            DocumentOp::Income => "ký văn bản đến / sign a received document",
+            DocumentOp::Appendix => "ký phụ lục / sign an attachment",
+            DocumentOp::Copy => "ký bản sao điện tử / sign an electronic copy",
+            DocumentOp::Comment => "ký ý kiến / sign an opinion",
+        }
+    }
+}
+
+/// One file of a document request: where to fetch it, and how the page names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentFile {
+    /// `FileID` of the several-files form, given back in its answer.
+    pub id: Option<String>,
+    /// `FileName` of the several-files form (a name, not an address).
+    pub name: Option<String>,
+    /// The address to fetch: `FileName` of the one-file form, `URL` of the several-files form.
+    pub url: String,
+}
+
+/// A document operation's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRequest {
+    pub op: DocumentOp,
+    /// `FileUploadHandler`: where the signed file is posted.
+    pub upload_handler: String,
+    /// `SessionId`, sent as the cookie `ASP.NET_SessionId` (when not empty).
+    pub session_id: Option<String>,
+    /// `JWTToken`, sent as `Authorization: Bearer` (when not empty).
+    pub jwt: Option<String>,
+    pub files: Vec<DocumentFile>,
+    /// Whether the request used the several-files form (`Files`), which has its own answer.
+    pub several: bool,
+    /// `MetaData`: `[{"Key","Value"}]`.
+    pub meta: Vec<(String, String)>,
+    pub doc_number: Option<String>,
+    pub issued_date: Option<String>,
+}
+
+/// Files one request may name at most.
+pub const MAX_FILES: usize = 100;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     GetCertInfo,
@@ -112,6 +206,7 @@ pub enum Request {
     },
     GetLicenseRequest,
     Config,
+    Document(DocumentRequest),
     /// An operation of the original service kyso does not offer; answered "not supported".
     Unsupported(&'static str),
 }
@@ -124,14 +219,6 @@ const UNSUPPORTED: &[&str] = &[
     "SignPDFWP",
     "SignJson",
     "VerifyJson",
-    "SignPDF",
-    "SignFile",
-    "SignApproved",
-    "SignIssued",
-    "SignIncome",
-    "Comment",
-    "SignAppendix",
-    "SignCopy",
 ];
 
 impl Request {
@@ -146,6 +233,7 @@ impl Request {
             Request::Auth { .. } => "Auth",
             Request::GetLicenseRequest => "GetLicenseRequest",
             Request::Config => "Config",
+            Request::Document(d) => d.op.name(),
             Request::Unsupported(op) => op,
         }
     }
@@ -158,6 +246,7 @@ impl Request {
                 | Request::SignMsg(_)
                 | Request::SignXml { .. }
                 | Request::Auth { .. }
+                | Request::Document(_)
         )
     }
 }
@@ -199,13 +288,20 @@ pub fn decode(operation: &str, frame: &str) -> Result<Request, Failure> {
         }
         "GetLicenseRequest" => Ok(Request::GetLicenseRequest),
         "Config" => Ok(Request::Config),
-        other => match UNSUPPORTED.iter().find(|u| **u == other) {
-            Some(u) => Ok(Request::Unsupported(u)),
-            None => Err(Failure::with(
-                Status::NotSupported,
-                "không có chức năng này / no such operation",
-            )),
+        other => match DocumentOp::ALL.into_iter().find(|d| d.name() == other) {
+            Some(op) => document(op, frame).map(Request::Document),
+            None => unsupported(other),
         },
+    }
+}
+
+fn unsupported(other: &str) -> Result<Request, Failure> {
+    match UNSUPPORTED.iter().find(|u| **u == other) {
+        Some(u) => Ok(Request::Unsupported(u)),
+        None => Err(Failure::with(
+            Status::NotSupported,
+            "không có chức năng này / no such operation",
+        )),
     }
 }
 
@@ -335,6 +431,147 @@ fn verify_msg(frame: &str) -> Result<Request, Failure> {
     })
 }
 
+/// A string field; an empty string counts as absent.
+fn text_field(m: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, Failure> {
+    Ok(string_field(m, name)?
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string))
+}
+
+/// A string or a number (ids are sent as either), as text.
+fn id_field(m: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, Failure> {
+    match m.get(name) {
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        _ => text_field(m, name),
+    }
+}
+
+fn meta_data(m: &serde_json::Map<String, Value>) -> Result<Vec<(String, String)>, Failure> {
+    let parsed;
+    let items = match m.get("MetaData") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        // Some callers send the list as a JSON string.
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(Vec::new()),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Array(a)) => {
+                parsed = a;
+                &parsed
+            }
+            _ => {
+                return Err(bad(
+                    "MetaData: expected a list of {Key, Value} / cần danh sách {Key, Value}",
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(bad(
+                "MetaData: expected a list of {Key, Value} / cần danh sách {Key, Value}",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items.iter().take(256) {
+        let Value::Object(o) = item else {
+            return Err(bad(
+                "MetaData: expected {Key, Value} objects / cần đối tượng {Key, Value}",
+            ));
+        };
+        let key = string_field(o, "Key")
+            .map_err(|_| bad("MetaData.Key: expected a string / cần một chuỗi"))?
+            .ok_or_else(|| bad("MetaData.Key: missing / thiếu trường"))?;
+        let value = match o.get("Value") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            Some(_) => return Err(bad("MetaData.Value: expected a string / cần một chuỗi")),
+        };
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// A credential sent in an HTTP header: visible ASCII, and for a cookie no `;` `,` `"` `\\`.
+fn header_safe(name: &str, value: Option<String>, cookie: bool) -> Result<Option<String>, Failure> {
+    if let Some(v) = &value {
+        let ok = v.len() <= 8192
+            && v.bytes().all(|b| {
+                b.is_ascii_graphic() && !(cookie && matches!(b, b';' | b',' | b'"' | b'\\'))
+            });
+        if !ok {
+            return Err(bad(format!(
+                "{name}: characters an HTTP header cannot carry / ký tự không hợp lệ"
+            )));
+        }
+    }
+    Ok(value)
+}
+
+fn document(op: DocumentOp, frame: &str) -> Result<DocumentRequest, Failure> {
+    let m = object(frame)?;
+    let upload_handler = text_field(&m, "FileUploadHandler")?
+        .ok_or_else(|| bad("FileUploadHandler: missing / thiếu trường"))?;
+    let file_name = text_field(&m, "FileName")?;
+    let (files, several) = match (m.get("Files"), file_name) {
+        (None | Some(Value::Null), Some(url)) => (
+            vec![DocumentFile {
+                id: None,
+                name: None,
+                url,
+            }],
+            false,
+        ),
+        (None | Some(Value::Null), None) => {
+            return Err(bad("FileName: missing / thiếu trường"));
+        }
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "give FileName or Files, not both / chỉ cần FileName hoặc Files",
+            ))
+        }
+        (Some(Value::Array(items)), None) => {
+            if items.is_empty() || items.len() > MAX_FILES {
+                return Err(bad(format!(
+                    "Files: from 1 to {MAX_FILES} files / từ 1 đến {MAX_FILES} tệp"
+                )));
+            }
+            let mut files = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Value::Object(o) = item else {
+                    return Err(bad(format!(
+                        "Files[{i}]: expected an object / cần một đối tượng"
+                    )));
+                };
+                let at = |f: Failure| Failure {
+                    detail: f.detail.map(|d| format!("Files[{i}].{d}")),
+                    ..f
+                };
+                files.push(DocumentFile {
+                    id: id_field(o, "FileID").map_err(at)?,
+                    name: text_field(o, "FileName").map_err(at)?,
+                    url: text_field(o, "URL")
+                        .map_err(at)?
+                        .ok_or_else(|| bad(format!("Files[{i}].URL: missing / thiếu trường")))?,
+                });
+            }
+            (files, true)
+        }
+        (Some(_), None) => return Err(bad("Files: expected a list / cần một danh sách")),
+    };
+    Ok(DocumentRequest {
+        op,
+        upload_handler,
+        session_id: header_safe("SessionId", text_field(&m, "SessionId")?, true)?,
+        jwt: header_safe("JWTToken", text_field(&m, "JWTToken")?, false)?,
+        files,
+        several,
+        meta: meta_data(&m)?,
+        doc_number: text_field(&m, "DocNumber")?,
+        issued_date: text_field(&m, "IssuedDate")?,
+    })
+}
+
 fn sign_xml(frame: &str) -> Result<Request, Failure> {
     let m = object(frame)?;
     let xml = base64_field(&m, "Base64Content")?;
@@ -460,8 +697,8 @@ mod tests {
     #[test]
     fn unknown_and_unsupported_operations() {
         assert_eq!(
-            decode("SignPDF", "{}").unwrap(),
-            Request::Unsupported("SignPDF")
+            decode("SignJson", "{}").unwrap(),
+            Request::Unsupported("SignJson")
         );
         assert_eq!(
             decode("Nope", "{}").unwrap_err().status,
@@ -478,6 +715,103 @@ mod tests {
     }
 
     #[test]
+    fn document_requests_in_both_forms() {
+        let r = decode(
+            "SignIssued",
+            r#"{"FileUploadHandler":"https://a.vn/up","SessionId":"","JWTToken":"t","FileName":"https://a.vn/f.pdf","DocNumber":"123/BCY-CTSBMTT","IssuedDate":"2019-03-12T12:00:00+07:00","MetaData":[{"Key":"Comment","Value":"Đồng ý"},{"Key":"n","Value":5}]}"#,
+        )
+        .unwrap();
+        let Request::Document(d) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(d.op, DocumentOp::Issued);
+        assert_eq!(d.upload_handler, "https://a.vn/up");
+        assert_eq!(d.session_id, None);
+        assert_eq!(d.jwt.as_deref(), Some("t"));
+        assert!(!d.several);
+        assert_eq!(d.files[0].url, "https://a.vn/f.pdf");
+        assert_eq!(d.doc_number.as_deref(), Some("123/BCY-CTSBMTT"));
+        assert_eq!(
+            d.meta,
+            vec![
+                ("Comment".into(), "Đồng ý".into()),
+                ("n".into(), "5".into())
+            ]
+        );
+        let r = decode(
+            "SignApproved",
+            r#"{"FileUploadHandler":"/up","Files":[{"FileID":7,"FileName":"a.pdf","URL":"/a.pdf"},{"FileID":"x","URL":"/b.pdf"}]}"#,
+        )
+        .unwrap();
+        let Request::Document(d) = r else {
+            panic!("{r:?}")
+        };
+        assert!(d.several);
+        assert_eq!(d.files.len(), 2);
+        assert_eq!(d.files[0].id.as_deref(), Some("7"));
+        assert_eq!(d.files[0].name.as_deref(), Some("a.pdf"));
+        assert_eq!(d.files[1].url, "/b.pdf");
+        // MetaData as a JSON string.
+        let r = decode(
+            "Comment",
+            r#"{"FileUploadHandler":"/up","FileName":"/a.pdf","MetaData":"[{\"Key\":\"Comment\",\"Value\":\"ok\"}]"}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(r, Request::Document(d) if d.meta == vec![("Comment".into(), "ok".into())])
+        );
+    }
+
+    #[test]
+    fn bad_document_requests_name_the_field() {
+        let detail = |op: &str, frame: &str| {
+            let f = decode(op, frame).unwrap_err();
+            assert_eq!(f.status, Status::BadRequest, "{frame}");
+            f.detail.unwrap()
+        };
+        assert!(detail("SignPDF", r#"{"FileName":"/a.pdf"}"#).contains("FileUploadHandler"));
+        assert!(detail("SignPDF", r#"{"FileUploadHandler":"/u"}"#).contains("FileName"));
+        assert!(
+            detail("SignPDF", r#"{"FileUploadHandler":5,"FileName":"/a"}"#)
+                .contains("FileUploadHandler")
+        );
+        assert!(detail(
+            "SignCopy",
+            r#"{"FileUploadHandler":"/u","FileName":"/a","DocNumber":1}"#
+        )
+        .contains("DocNumber"));
+        assert!(detail(
+            "Comment",
+            r#"{"FileUploadHandler":"/u","FileName":"/a","MetaData":[{"Value":"x"}]}"#
+        )
+        .contains("MetaData.Key"));
+        assert!(detail(
+            "SignApproved",
+            r#"{"FileUploadHandler":"/u","Files":[{"FileID":1}]}"#
+        )
+        .contains("Files[0].URL"));
+        assert!(
+            detail("SignApproved", r#"{"FileUploadHandler":"/u","Files":[]}"#).contains("Files")
+        );
+        assert!(detail(
+            "SignApproved",
+            r#"{"FileUploadHandler":"/u","FileName":"/a","Files":[{"URL":"/b"}]}"#
+        )
+        .contains("not both"));
+        assert!(detail("SignIssued", "[]").contains("object"));
+        assert!(detail(
+            "SignPDF",
+            r#"{"FileUploadHandler":"/u","FileName":"/a","SessionId":"a;b=c"}"#
+        )
+        .contains("SessionId"));
+        assert!(detail(
+            "SignPDF",
+            r#"{"FileUploadHandler":"/u","FileName":"/a","JWTToken":"x\r\nHost: evil"}"#
+        )
+        .contains("JWTToken"));
+    }
+
+    #[test]
     fn any_text_decodes_or_fails_without_panic() {
         let ops = [
             "SignMsg",
@@ -485,6 +819,8 @@ mod tests {
             "SignXML",
             "VerifyXML",
             "Auth",
+            "SignPDF",
+            "SignApproved",
             "X",
             "",
         ];
@@ -501,6 +837,8 @@ mod tests {
             "{\"Base64Content\":\"====\"}",
             "\u{feff}{}",
             "{\"Signature\":\"AA==\",\"HashValue\":\"AA==\",\"Base64Content\":\"AA==\"}",
+            "{\"FileUploadHandler\":\"/u\",\"Files\":[null,{\"URL\":[]}]}",
+            "{\"FileUploadHandler\":\"/u\",\"FileName\":\"/a\",\"MetaData\":\"{\"}",
         ];
         for op in ops {
             for s in samples {

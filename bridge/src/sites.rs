@@ -6,6 +6,9 @@
 //! the SignMsg that follow from the same site need no new confirmation while each comes within
 //! [`BATCH_GAP`] of the one before, up to [`BATCH_MAX`] signatures and [`BATCH_SPAN`] after the
 //! confirmation. kysod's journal still records every one with the site and its hash.
+//!
+//! Document operations (fetch, sign, upload: seconds each) run on the site's thread too, so
+//! they hold no other site's requests.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::documents;
 use crate::kysod::{Signer, TokenCert};
 use crate::origin::Origin;
 use crate::prompt::Prompts;
@@ -43,6 +47,7 @@ struct Job {
 pub struct Sites {
     socket: PathBuf,
     prompts: Arc<Prompts>,
+    documents: Arc<documents::Settings>,
     workers: Mutex<HashMap<Origin, mpsc::SyncSender<Job>>>,
 }
 
@@ -64,6 +69,7 @@ struct Site {
     origin: Origin,
     signer: Signer,
     prompts: Arc<Prompts>,
+    documents: Arc<documents::Settings>,
     chosen: Option<TokenCert>,
     batch: Option<Batch>,
 }
@@ -81,10 +87,16 @@ fn hex_prefix(b: &[u8]) -> String {
 }
 
 impl Sites {
-    pub fn new(socket: PathBuf, prompts: Arc<Prompts>) -> Sites {
+    /// `documents`: `[documents]` for the document operations.
+    pub fn new(
+        socket: PathBuf,
+        prompts: Arc<Prompts>,
+        documents: Arc<documents::Settings>,
+    ) -> Sites {
         Sites {
             socket,
             prompts,
+            documents,
             workers: Mutex::new(HashMap::new()),
         }
     }
@@ -118,6 +130,7 @@ impl Sites {
             origin: origin.clone(),
             signer: Signer::new(self.socket.clone(), origin.to_string()),
             prompts: self.prompts.clone(),
+            documents: self.documents.clone(),
             chosen: None,
             batch: None,
         };
@@ -233,6 +246,18 @@ impl Site {
                         signer.sign_digest(&cert, digest, &format!("SignXML {what}"))
                     })?;
                 Ok(json!({ "Status": 0, "Signature": b64(&signed) }))
+            }
+            Request::Document(request) => {
+                documents::check_addresses(&self.origin, &self.documents, &request)?;
+                let cert = self.current()?;
+                let mut cx = documents::Context {
+                    site: &self.origin,
+                    settings: &self.documents,
+                    prompts: &self.prompts,
+                    client: &mut self.signer,
+                    cert,
+                };
+                documents::run(&mut cx, &request)
             }
             other => Err(Failure::with(Status::NotSupported, other.operation())),
         }

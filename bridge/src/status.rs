@@ -35,6 +35,27 @@ pub enum Status {
     KysodUnavailable = 20,
     /// The token or kysod failed the operation.
     TokenError = 21,
+    /// The document could not be fetched: the server refused the connection, answered an
+    /// HTTP error, or broke off.
+    DocumentUnreachable = 30,
+    /// A document's or upload handler's address is neither on the page's own origin nor on one
+    /// allowed in `[documents] fetch_origins`; nothing was sent to it.
+    AddressRefused = 31,
+    /// The document is over `[documents] max_size_mb`.
+    DocumentTooLarge = 32,
+    /// The web application's server did not answer in time.
+    ServerTimeout = 33,
+    /// The file is not a PDF.
+    NotPdf = 34,
+    /// The PDF is encrypted.
+    PdfEncrypted = 35,
+    /// The PDF is damaged.
+    PdfDamaged = 36,
+    /// The upload handler refused the signed document (`Status:false`), answered something
+    /// that is not its JSON answer, or could not be reached.
+    UploadFailed = 37,
+    /// The signature could not be made into the document (appearance, timestamp, other).
+    SigningFailed = 38,
     /// The operation is not supported by kyso (yet).
     NotSupported = 40,
 }
@@ -78,6 +99,27 @@ impl Status {
             Status::TokenError => {
                 "Thiết bị ký số báo lỗi / The token failed the operation"
             }
+            Status::DocumentUnreachable => {
+                "Không tải được văn bản / The document could not be fetched"
+            }
+            Status::AddressRefused => {
+                "Địa chỉ không thuộc trang web này, không được phép / The address is not the site's own and is not allowed"
+            }
+            Status::DocumentTooLarge => "Văn bản quá lớn / The document is too large",
+            Status::ServerTimeout => {
+                "Máy chủ của trang web không trả lời kịp / The site's server did not answer in time"
+            }
+            Status::NotPdf => "Tệp không phải văn bản PDF / The file is not a PDF",
+            Status::PdfEncrypted => {
+                "Văn bản PDF đã bị mã hóa, không ký được / The PDF is encrypted and cannot be signed"
+            }
+            Status::PdfDamaged => "Văn bản PDF bị hỏng / The PDF is damaged",
+            Status::UploadFailed => {
+                "Máy chủ không nhận văn bản đã ký / The server did not accept the signed document"
+            }
+            Status::SigningFailed => {
+                "Không ký được văn bản / The document could not be signed"
+            }
             Status::NotSupported => {
                 "Chức năng này chưa được hỗ trợ / This operation is not supported"
             }
@@ -85,7 +127,7 @@ impl Status {
     }
 
     /// Every status, for the documentation test.
-    pub const ALL: [Status; 16] = [
+    pub const ALL: [Status; 25] = [
         Status::Cancelled,
         Status::SiteRefused,
         Status::NoWebOrigin,
@@ -101,6 +143,15 @@ impl Status {
         Status::Timeout,
         Status::KysodUnavailable,
         Status::TokenError,
+        Status::DocumentUnreachable,
+        Status::AddressRefused,
+        Status::DocumentTooLarge,
+        Status::ServerTimeout,
+        Status::NotPdf,
+        Status::PdfEncrypted,
+        Status::PdfDamaged,
+        Status::UploadFailed,
+        Status::SigningFailed,
         Status::NotSupported,
     ];
 }
@@ -125,6 +176,11 @@ impl Failure {
             status,
             detail: Some(detail.into()),
         }
+    }
+
+    /// The message with its detail (as `Display` writes it).
+    pub fn message(&self) -> String {
+        self.to_string()
     }
 
     /// The answer frame: `{"Status": N, "Message": …}`.

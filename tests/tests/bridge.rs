@@ -353,7 +353,9 @@ fn bad_input_gets_a_status_and_changes_nothing() {
         10
     );
     assert_eq!(status("NoSuchOperation", Some(SITE), "x"), 40);
-    assert_eq!(status("SignPDF", Some(SITE), "{}"), 40);
+    assert_eq!(status("SignJson", Some(SITE), "{}"), 40);
+    // A document operation without its fields.
+    assert_eq!(status("SignPDF", Some(SITE), "{}"), 10);
     let lic = b.call("GetLicenseRequest", Some(SITE), "request");
     assert_eq!(
         lic,
