@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kyso_bridge::kysod::{Signer, TokenCert};
-use kyso_bridge::request::{Digest, HashAlg};
+use kyso_bridge::pdf_signer::TokenPdfSigner;
 use kyso_pdf::appearance::{self, Kind};
 use kyso_pdf::config::Documents;
-use kyso_pdf::signer::{DigestAlg, KeyKind};
 
 /// How long a timestamping service, OCSP responder or CRL server may take.
 const NET_TIMEOUT: Duration = Duration::from_secs(20);
@@ -106,54 +105,6 @@ fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// A certificate of a token behind kysod, as the document library signs with it.
-struct TokenSigner {
-    kysod: Signer,
-    cert: TokenCert,
-    kind: KeyKind,
-    document: String,
-}
-
-impl kyso_pdf::signer::Signer for TokenSigner {
-    fn certificate(&self) -> &[u8] {
-        &self.cert.der
-    }
-
-    fn key_kind(&self) -> KeyKind {
-        self.kind
-    }
-
-    fn sign_digest(&mut self, alg: DigestAlg, digest: &[u8]) -> Result<Vec<u8>, String> {
-        let DigestAlg::Sha256 = alg;
-        let digest = Digest {
-            alg: HashAlg::Sha256,
-            value: digest.to_vec(),
-        };
-        self.kysod
-            .sign_digest(&self.cert, &digest, &self.document)
-            .map_err(|f| f.to_string())
-    }
-}
-
-/// RSA or EC, from the certificate's public key.
-fn key_kind(der: &[u8]) -> Result<KeyKind, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("the token's certificate cannot be read: {e}"))?;
-    match cert
-        .public_key()
-        .algorithm
-        .algorithm
-        .to_id_string()
-        .as_str()
-    {
-        "1.2.840.113549.1.1.1" => Ok(KeyKind::Rsa),
-        "1.2.840.10045.2.1" => Ok(KeyKind::Ec),
-        other => Err(format!(
-            "the certificate's key ({other}) is neither RSA nor EC"
-        )),
-    }
-}
-
 /// The certificate `token` and `key_id` pick out; with several left, the choice is the user's.
 fn choose(
     certs: Vec<TokenCert>,
@@ -223,7 +174,6 @@ fn sign_file(args: SignArgs) -> Result<String, String> {
     );
     let certs = kysod.certificates().map_err(|f| f.to_string())?;
     let cert = choose(certs, args.token.as_deref(), args.key_id.as_deref())?;
-    let kind = key_kind(&cert.der)?;
     let time = now_local();
     let (cn, organisation) = holder_parts(&cert.der);
     let appearance = match args.appearance.kind() {
@@ -252,14 +202,14 @@ fn sign_file(args: SignArgs) -> Result<String, String> {
         fetch: &http,
         time,
     };
-    let mut signer = TokenSigner {
-        kysod,
-        cert,
-        kind,
-        document: format!("PDF {name}"),
-    };
-    let signed =
-        kyso_pdf::sign::sign_pdf(&pdf, &mut signer, &options).map_err(|e| e.to_string())?;
+    let mut signer =
+        TokenPdfSigner::new(&mut kysod, cert, format!("PDF {name}")).map_err(|f| f.to_string())?;
+    let signed = kyso_pdf::sign::sign_pdf(&pdf, &mut signer, &options).map_err(|e| match signer
+        .take_failure()
+    {
+        Some(f) => f.to_string(),
+        None => e.to_string(),
+    })?;
     write_replacing(&args.out, &signed)?;
     Ok(format!(
         "Đã ký {} vào {} / Signed {} into {}\n",
