@@ -21,7 +21,7 @@ use crate::kysod::{Signer, TokenCert};
 use crate::origin::Origin;
 use crate::pdf_signer::TokenPdfSigner;
 use crate::prompt::Prompts;
-use crate::request::{DocumentFile, DocumentOp, DocumentRequest};
+use crate::request::{DocumentFile, DocumentOp, DocumentRequest, PdfSource};
 use crate::status::{Failure, Status};
 
 /// `[documents]` as the bridge uses it.
@@ -35,7 +35,11 @@ pub struct Settings {
 impl Settings {
     /// From the configuration's `[documents]` table.
     pub fn from_table(table: &toml::Table) -> Result<Settings, String> {
-        let documents = Documents::from_table(table)?;
+        Settings::new(Documents::from_table(table)?)
+    }
+
+    /// From `[documents]` as read (the organisation's with the user's over it).
+    pub fn new(documents: Documents) -> Result<Settings, String> {
         let mut fetch_origins = Vec::new();
         for o in &documents.fetch_origins {
             fetch_origins.push(
@@ -299,6 +303,68 @@ fn appearance_of(
         seal_image,
         layout: d.layout.clone(),
     })
+}
+
+/// How long a CRL or OCSP answer may take while verifying.
+const REVOCATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `VerifyPDF`: every signature of the PDF, as `kyso verify --json` reports them. Status 0 only
+/// when there are signatures and every one is valid; otherwise status 8, the report still
+/// given. A document by address is fetched as the document operations fetch (the page's own
+/// origin and `fetch_origins`, no credentials). No token is used.
+pub fn verify(settings: &Settings, page: &Origin, source: &PdfSource) -> Result<Value, Failure> {
+    let fetched;
+    let (name, pdf) = match source {
+        PdfSource::Inline(bytes) => ("document.pdf".to_string(), bytes),
+        PdfSource::Address(address) => {
+            let web = Web::new(
+                page.clone(),
+                &settings.fetch_origins,
+                Credentials::default(),
+                settings.limits.clone(),
+            );
+            fetched = web.get(address)?;
+            (address.clone(), &fetched)
+        }
+    };
+    if pdf.len() as u64 > settings.documents.max_size() {
+        return Err(failure_of(kyso_pdf::Error::TooLarge {
+            size: pdf.len() as u64,
+            limit: settings.documents.max_size(),
+        }));
+    }
+    // Without readable anchors no path is trusted, which the report says of each signature.
+    let trust_anchors = match &settings.documents.trust_anchors {
+        Some(dir) => kyso_pdf::config::read_trust_anchors(dir).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let http = kyso_pdf::net::Http::new(REVOCATION_TIMEOUT, settings.limits.max_size);
+    let options = kyso_pdf::verify::Options {
+        trust_anchors,
+        fetch: &http,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let report = kyso_pdf::verify::verify_pdf(&name, pdf, &options).map_err(failure_of)?;
+    let valid = !report.signatures.is_empty()
+        && report
+            .signatures
+            .iter()
+            .all(|s| s.verdict == kyso_pdf::verify::Verdict::Valid);
+    let message = if report.signatures.is_empty() {
+        "Văn bản không có chữ ký số / The document has no signature".to_string()
+    } else {
+        report.to_text()
+    };
+    Ok(json!({
+        "Status": if valid { 0 } else { Status::SignatureInvalid.code() },
+        "Valid": valid,
+        "FileName": report.file,
+        "Signatures": report.signatures,
+        "Message": message,
+    }))
 }
 
 /// The library's error as the page's failure.

@@ -103,7 +103,8 @@ fn run(config: Config) -> Result<(), String> {
             .unwrap_or_else(|| PathBuf::from("pinentry")),
     ));
     let socket = kyso_proto::client::default_socket();
-    let documents = kyso_bridge::documents::Settings::from_table(&config.documents)?;
+    let documents =
+        kyso_bridge::documents::Settings::new(kyso_bridge::config::documents(&config)?)?;
     let sites = Sites::new(socket.clone(), prompts.clone(), Arc::new(documents));
 
     let std_listener = match systemd_listener() {

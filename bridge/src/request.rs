@@ -207,8 +207,19 @@ pub enum Request {
     GetLicenseRequest,
     Config,
     Document(DocumentRequest),
+    /// `VerifyPDF`: every signature of a PDF given inline or by its address.
+    VerifyPdf(PdfSource),
     /// An operation of the original service kyso does not offer; answered "not supported".
     Unsupported(&'static str),
+}
+
+/// Where `VerifyPDF`'s document comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PdfSource {
+    /// `Base64Content`.
+    Inline(Vec<u8>),
+    /// `FileName`: fetched as the document operations fetch.
+    Address(String),
 }
 
 /// Operations of the original service kyso answers "not supported".
@@ -234,6 +245,7 @@ impl Request {
             Request::GetLicenseRequest => "GetLicenseRequest",
             Request::Config => "Config",
             Request::Document(d) => d.op.name(),
+            Request::VerifyPdf(_) => "VerifyPDF",
             Request::Unsupported(op) => op,
         }
     }
@@ -277,6 +289,21 @@ pub fn decode(operation: &str, frame: &str) -> Result<Request, Failure> {
                 xml: base64_field(&v, "Base64Content")?,
                 signature,
             })
+        }
+        "VerifyPDF" => {
+            let v = object(frame)?;
+            if v.contains_key("Base64Content") {
+                return Ok(Request::VerifyPdf(PdfSource::Inline(base64_field(
+                    &v,
+                    "Base64Content",
+                )?)));
+            }
+            match string_field(&v, "FileName")? {
+                Some(address) if !address.is_empty() => {
+                    Ok(Request::VerifyPdf(PdfSource::Address(address.to_string())))
+                }
+                _ => Err(bad("FileName or Base64Content")),
+            }
         }
         "Auth" => {
             if frame.is_empty() {

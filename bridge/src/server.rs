@@ -208,8 +208,16 @@ impl Bridge {
                 Ok(json!({ "Status": 0, "LicenseRequest": "", "Error": "" }))
             }
             // Verifying uses no token and reveals nothing of the user's: no consent asked.
+            // VerifyPDF fetches only from the page's own origin (and `fetch_origins`).
             Request::VerifyXml { xml, signature } => {
                 let verify = move || crate::xmlverify::answer(&xml, signature.as_deref());
+                tokio::task::spawn_blocking(verify)
+                    .await
+                    .unwrap_or(Err(Failure::new(Status::BadRequest)))
+            }
+            Request::VerifyPdf(source) => {
+                let settings = self.sites.documents();
+                let verify = move || crate::documents::verify(&settings, &origin, &source);
                 tokio::task::spawn_blocking(verify)
                     .await
                     .unwrap_or(Err(Failure::new(Status::BadRequest)))

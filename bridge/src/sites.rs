@@ -87,6 +87,11 @@ fn hex_prefix(b: &[u8]) -> String {
 }
 
 impl Sites {
+    /// `[documents]` as the bridge uses it.
+    pub fn documents(&self) -> Arc<documents::Settings> {
+        self.documents.clone()
+    }
+
     /// `documents`: `[documents]` for the document operations.
     pub fn new(
         socket: PathBuf,

@@ -81,6 +81,31 @@ impl Documents {
     }
 }
 
+/// The trust anchors in `dir`: every certificate (DER, or PEM with one or more) of its files.
+/// Files that hold no certificate are passed over.
+pub fn read_trust_anchors(dir: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    use der::{Decode, Encode};
+    use x509_cert::Certificate;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read the trust anchors in {}: {e}", dir.display()))?;
+    let mut anchors = Vec::new();
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths.into_iter().filter(|p| p.is_file()) {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if bytes.starts_with(b"-----BEGIN") {
+            if let Ok(certs) = Certificate::load_pem_chain(&bytes) {
+                anchors.extend(certs.iter().filter_map(|c| c.to_der().ok()));
+            }
+        } else if Certificate::from_der(&bytes).is_ok() {
+            anchors.push(bytes);
+        }
+    }
+    Ok(anchors)
+}
+
 fn merge(base: &mut toml::Table, over: &toml::Table) {
     for (k, v) in over {
         match (base.get_mut(k), v) {

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use kyso_tests::bridge::{bridge_config, bridge_pinentry, free_port, Bridge};
 use kyso_tests::util::{pem_cert_to_der, sha256};
 use kyso_tests::{Daemon, DaemonConfig, Fixture};
@@ -912,4 +913,60 @@ fn encrypted_and_damaged_pdfs_get_their_status() {
     );
     assert_eq!(b["Status"], 36, "{b}");
     assert_eq!(s.app.posts(), 0);
+}
+
+/// `VerifyPDF`: a document by its address on the page's site, or inline, verified signature by
+/// signature against `[documents] trust_anchors`, with no token and no prompt; a changed byte is
+/// invalid, a file that is not a PDF gets its status.
+#[test]
+fn verifypdf_answers_per_signature() {
+    // The anchors are read at each verification: the fixture's CA goes in once it exists.
+    let trust = tempfile::tempdir().expect("tempdir");
+    let s = Setup::with_documents(&format!(
+        "trust_anchors = {}",
+        kyso_tests::toml_str(&trust.path().to_string_lossy())
+    ));
+    std::fs::copy(s.fx.ca_pem(), trust.path().join("ca.pem")).unwrap();
+    s.app
+        .put("/vb/to-trinh.pdf", sample_pdf("To trinh so 7/TTr-UBND"));
+    let a = s.call(
+        "SignApproved",
+        &document_frame(&s.app, "/vb/to-trinh.pdf", "/upload"),
+    );
+    assert_eq!(a["Status"], 0, "{a}\n{}", s.bridge.log());
+    let prompts = s.seen();
+
+    // By address: the signed file the handler now serves.
+    let v = s.call("VerifyPDF", &json!({ "FileName": s.app.url("/f/1") }));
+    let sig = &v["Signatures"][0];
+    assert_eq!(v["Signatures"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(sig["intact"], true, "{v}");
+    assert_eq!(sig["covers"], "whole", "{v}");
+    assert_eq!(sig["class"], "personal", "{v}");
+    assert_eq!(sig["trusted"], true, "{v}");
+    // Revocation cannot be checked for the demo CA: not "valid", so status 8.
+    assert_eq!(sig["revocation"], "not_checked", "{v}");
+    assert_eq!(v["Valid"], false, "{v}");
+    assert_eq!(v["Status"], 8, "{v}");
+    assert!(
+        v["Message"].as_str().is_some_and(|m| m.contains(" / ")),
+        "{v}"
+    );
+    assert_eq!(s.seen(), prompts, "verifying asks the user nothing");
+
+    // Inline, with a byte of the page's text changed.
+    let mut signed = s.app.uploads()[0].1.clone();
+    let at = find(&signed, b"To trinh").expect("page text");
+    signed[at] = b't';
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&signed);
+    let v = s.call("VerifyPDF", &json!({ "Base64Content": b64 }));
+    assert_eq!(v["Signatures"][0]["intact"], false, "{v}");
+    assert_eq!(v["Signatures"][0]["verdict"], "invalid", "{v}");
+    assert_eq!(v["Status"], 8, "{v}");
+
+    let not_pdf = base64::engine::general_purpose::STANDARD.encode(b"hello");
+    let v = s.call("VerifyPDF", &json!({ "Base64Content": not_pdf }));
+    assert_eq!(v["Status"], 34, "{v}");
+    let v = s.call("VerifyPDF", &json!({ "FileName": "http://10.1.2.3/x.pdf" }));
+    assert_eq!(v["Status"], 31, "{v}");
 }

@@ -277,32 +277,6 @@ pub fn sign(args: SignArgs) -> ExitCode {
     }
 }
 
-/// The trust anchors: every certificate (DER or PEM) in the files of `dir`.
-fn anchors(dir: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the trust anchors in {}: {e}", dir.display()))?;
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.is_file() {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        if bytes.starts_with(b"-----BEGIN") {
-            for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes).flatten() {
-                if pem.label == "CERTIFICATE" {
-                    out.push(pem.contents);
-                }
-            }
-        } else if x509_parser::parse_x509_certificate(&bytes).is_ok() {
-            out.push(bytes);
-        }
-    }
-    Ok(out)
-}
-
 /// Exit 0 only when the file has signatures and every one is valid; 1 otherwise; 2 when the
 /// file cannot be read as a PDF.
 pub fn verify(args: VerifyArgs) -> ExitCode {
@@ -310,7 +284,7 @@ pub fn verify(args: VerifyArgs) -> ExitCode {
         let config = documents(args.config)?;
         let pdf = read_limited(&args.file, config.max_size().max(kyso_pdf::sign::MAX_SIZE))?;
         let anchors = match args.trust.or(config.trust_anchors) {
-            Some(dir) => anchors(&dir)?,
+            Some(dir) => kyso_pdf::config::read_trust_anchors(&dir)?,
             None => Vec::new(),
         };
         let http = kyso_pdf::net::Http::new(NET_TIMEOUT, 16 * 1024 * 1024);
