@@ -321,7 +321,7 @@ pub fn verify(settings: &Settings, page: &Origin, source: &PdfSource) -> Result<
                 page.clone(),
                 &settings.fetch_origins,
                 Credentials::default(),
-                settings.limits.clone(),
+                settings.limits,
             );
             fetched = web.get(address)?;
             (address.clone(), &fetched)
