@@ -273,7 +273,7 @@ fn status_says_whether_the_bridge_is_up() {
     assert!(status().contains(&format!("up at wss://{listen}")));
 
     drop(bridge);
-    assert_eq!(bridge_status().0, false);
+    assert!(!bridge_status().0);
 }
 
 /// What the package's path unit runs when kysod.toml changes: the managed policy of Chromium
