@@ -10,7 +10,7 @@
 //! | what | default place |
 //! |---|---|
 //! | signature box (`approved`, `comment`, `plain`) | last page, 60 × 25 mm, centred under the right half of the text column, 40 mm above the bottom edge |
-//! | seal (`issued`) | [`DEFAULT_SEAL_MM`] across, beside the signature box, covering its left third, centred on it vertically |
+//! | seal (`issued`) | [`DEFAULT_SEAL_MM`] across, beside the signature box, covering its left third, centred on it vertically; written as text (no picture), under the box |
 //! | document number (`issued`) | page 1, 40 mm from the left, 47 mm below the top (the blank after "Số:") |
 //! | issue date (`issued`) | page 1, the right half of the text column, 47 mm below the top (the blank after the place name) |
 //! | copy and attachment notes (`copy`, `appendix`) | page 1, top right: 10 mm from the right edge, 5 mm below the top |
@@ -158,7 +158,7 @@ const PAD_PT: f32 = 2.0;
 /// - `approved`: the leader's signature picture fitted in the signature box; without one, the
 ///   signer, the organisation and the time as text.
 /// - `issued`: the seal picture at its real size overlapping the left third of the signature
-///   box (text without one), plus the document number and the issue date ("ngày 05 tháng 02
+///   box (without one, text under the box), plus the document number and the issue date ("ngày 05 tháng 02
 ///   năm 2019", from `issued_date`, else the signing date) at their places on page 1.
 /// - `copy`: top right of page 1, 10 pt black: the kind of copy, the organisation, the signing
 ///   time (ISO 8601).
@@ -343,7 +343,12 @@ impl Painter<'_> {
             Some(p) => (Page::find(self.doc, p.page)?, mm(p.x_mm)?, mm(p.y_mm)?),
             None => {
                 let (page, [sx, sy, sw, sh]) = self.signature_box()?;
-                (page, sx + sw / 3.0 - d, sy + sh / 2.0 - h / 2.0)
+                if picture.is_some() {
+                    (page, sx + sw / 3.0 - d, sy + sh / 2.0 - h / 2.0)
+                } else {
+                    // Written as text, the seal goes under the signature box, not over its text.
+                    (page, sx, sy - h - 2.0 * PT_PER_MM)
+                }
             }
         };
         // A seal pushed past the page's edge by a box near it is moved back onto the page.

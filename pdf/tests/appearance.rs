@@ -409,7 +409,8 @@ fn without_pictures_who_signed_is_written() {
     add_field(&mut doc, "Seal", &issued);
     let pdf = save(&mut doc, dir.path());
     let last = render(&pdf, 3);
-    let lower_right = [100.0, 30.0, 90.0, 40.0];
+    // The signature box's text, and the seal's under it rather than over it.
+    let lower_right = [100.0, 0.0, 90.0, 70.0];
     assert!(last.count(dark, lower_right, true) > 100);
     assert_eq!(last.count(dark, lower_right, false), 0);
     let text = tool("pdftotext", &[pdf.to_str().unwrap(), "-"]);
