@@ -90,7 +90,16 @@ fn signed_pdfs_validate_in_pyhanko_and_pdfsig() {
     std::fs::write(&input, sample_pdf(3, 0)).expect("write the PDF");
     let original = std::fs::read(&input).unwrap();
 
-    for (key, appearance) in [("01", "none"), ("02", "approved"), ("01", "copy")] {
+    // Every appearance, RSA and EC keys.
+    for (key, appearance) in [
+        ("01", "none"),
+        ("02", "approved"),
+        ("01", "copy"),
+        ("02", "income"),
+        ("01", "appendix"),
+        ("02", "comment"),
+        ("01", "plain"),
+    ] {
         let out = fx.dir().join(format!("signed-{key}-{appearance}.pdf"));
         signed_ok(
             &daemon,
