@@ -161,7 +161,7 @@ fn sign_file(args: SignArgs) -> Result<String, String> {
     if same(&args.file, &args.out) {
         return Err("--out is the input file; kyso never overwrites what it signs".into());
     }
-    let pdf = read_limited(&args.file, config.max_size().max(kyso_pdf::sign::MAX_SIZE))?;
+    let pdf = read_limited(&args.file, kyso_pdf::sign::MAX_SIZE)?;
     let name = args
         .file
         .file_name()
@@ -282,7 +282,7 @@ pub fn sign(args: SignArgs) -> ExitCode {
 pub fn verify(args: VerifyArgs) -> ExitCode {
     let run = || -> Result<(String, bool), String> {
         let config = documents(args.config)?;
-        let pdf = read_limited(&args.file, config.max_size().max(kyso_pdf::sign::MAX_SIZE))?;
+        let pdf = read_limited(&args.file, kyso_pdf::sign::MAX_SIZE)?;
         let anchors = match args.trust.or(config.trust_anchors) {
             Some(dir) => kyso_pdf::config::read_trust_anchors(&dir)?,
             None => Vec::new(),
