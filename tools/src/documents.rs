@@ -154,9 +154,13 @@ fn read_image(path: Option<&PathBuf>) -> Result<Option<Vec<u8>>, String> {
 
 fn sign_file(args: SignArgs) -> Result<String, String> {
     let config = documents(args.config)?;
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+    // The same file under any name (a link, a hard link) is the input.
+    let same = |a: &Path, b: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
     };
     if same(&args.file, &args.out) {
         return Err("--out is the input file; kyso never overwrites what it signs".into());
