@@ -68,11 +68,22 @@ fn run(config: Config) -> Result<(), String> {
     let kyso_state = config.state_path().map_err(|e| e.to_string())?;
     let dir = kyso_bridge::config::bridge_dir(&config)?;
     let (paths, made) = kyso_bridge::cert::ensure(&dir).map_err(|e| e.to_string())?;
+    // A new certificate is registered at once in the user's own browsers (Chromium's NSS
+    // database, Firefox profiles), as `kyso bridge trust --user-only` would.
     if made {
-        tracing::warn!(
-            "made a new certificate ({}): run `kyso bridge trust` so browsers trust it",
-            paths.cert.display()
-        );
+        let registered = kyso_bridge::trust::home()
+            .and_then(|home| kyso_bridge::trust::trust(&dir, &home, false, &[]));
+        match registered {
+            Ok(done) => tracing::info!(
+                "made a new certificate ({}), trusted in: {}",
+                paths.cert.display(),
+                done.join(", ")
+            ),
+            Err(e) => tracing::warn!(
+                "made a new certificate ({}) but could not register it ({e}): run `kyso bridge trust`",
+                paths.cert.display()
+            ),
+        }
     }
     let tls = server::tls_acceptor(&paths)?;
     let mut configured = Vec::new();

@@ -99,10 +99,15 @@ impl Bridge {
             state: root.join("state/bridge"),
             log: root.join("bridge.log"),
             config: daemon.config_path().to_path_buf(),
-            env: std::iter::once((
-                "KYSO_SOCKET".to_string(),
-                daemon.socket().display().to_string(),
-            ))
+            // A home of its own: a new certificate is registered in the home's browsers.
+            env: [
+                (
+                    "KYSO_SOCKET".to_string(),
+                    daemon.socket().display().to_string(),
+                ),
+                ("HOME".to_string(), root.join("home").display().to_string()),
+            ]
+            .into_iter()
             .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect(),
         };

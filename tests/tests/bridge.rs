@@ -413,3 +413,39 @@ fn bad_input_gets_a_status_and_changes_nothing() {
     );
     assert!(s.journal().iter().all(|e| e["event"] != "signature"));
 }
+
+/// The bridge's first start makes its certificate and registers its CA in the browsers of the
+/// user running it (here the harness's home for the bridge): Chromium's NSS database.
+#[test]
+fn a_new_certificate_is_trusted_in_the_users_browsers_at_once() {
+    let s = Setup::new(Fixture::new(), &[]);
+    let home = s
+        .daemon
+        .config_path()
+        .parent()
+        .unwrap()
+        .join("home/.pki/nssdb");
+    let out = std::process::Command::new("certutil")
+        .args(["-L", "-d"])
+        .arg(format!("sql:{}", home.display()))
+        .output()
+        .expect("certutil (libnss3-tools)");
+    let list = String::from_utf8_lossy(&out.stdout);
+    // The nickname kyso-bridge gives its CA.
+    let name = "kyso bridge local CA (127.0.0.1, localhost)";
+    assert!(
+        list.contains(name),
+        "the CA in {}: {list}\n{}",
+        home.display(),
+        s.bridge.log()
+    );
+    let ca = std::fs::read_to_string(s.bridge.ca_pem()).expect("the bridge's CA");
+    let out = std::process::Command::new("certutil")
+        .args(["-L", "-a", "-n", name, "-d"])
+        .arg(format!("sql:{}", home.display()))
+        .output()
+        .expect("certutil");
+    let registered = String::from_utf8_lossy(&out.stdout);
+    let body = |pem: &str| -> String { pem.lines().filter(|l| !l.starts_with("-----")).collect() };
+    assert_eq!(body(&registered), body(&ca), "the bridge's own CA");
+}
