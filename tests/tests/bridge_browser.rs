@@ -38,6 +38,36 @@ impl Drop for Policy {
     }
 }
 
+impl Policy {
+    /// The managed LoopbackNetworkAllowedForUrls policy letting `origins` reach the bridge on
+    /// `port`, in a file of the test's own. Needs root.
+    fn allow(port: u16, origins: &[&str]) -> Policy {
+        let dir = Path::new("/etc/chromium/policies/managed");
+        std::fs::create_dir_all(dir).expect("policy directory (needs root)");
+        let policy = Policy(dir.join(format!("kyso-test-{port}.json")));
+        std::fs::write(
+            &policy.0,
+            serde_json::json!({ "LoopbackNetworkAllowedForUrls": origins }).to_string(),
+        )
+        .unwrap();
+        policy
+    }
+}
+
+/// As a user would: `kyso bridge trust --user-only` fills the NSS database of `home`, which
+/// Chromium then reads.
+fn trust_in(daemon: &Daemon, home: &Path) {
+    let out = run(
+        Command::new(target_dir().join("kyso"))
+            .args(["bridge", "trust", "--user-only", "--config"])
+            .arg(daemon.config_path())
+            .env("HOME", home),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "kyso bridge trust: {}", out.text());
+    assert!(home.join(".pki/nssdb/cert9.db").exists());
+}
+
 /// xmlsec1 verifies `xml` against the demo CA.
 fn xmlsec_verifies(xml: &[u8], ca: &Path, dir: &Path) -> (bool, String) {
     let file = dir.join("signed.xml");
@@ -70,29 +100,12 @@ fn chromium_signs_through_the_bridge_and_asks_about_unlisted_sites() {
             ..Default::default()
         },
     );
-    // As a user would: kyso bridge trust fills ~/.pki/nssdb.
     let home = fx.subdir("home");
-    let out = run(
-        Command::new(target_dir().join("kyso"))
-            .args(["bridge", "trust", "--user-only", "--config"])
-            .arg(daemon.config_path())
-            .env("HOME", &home),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "kyso bridge trust: {}", out.text());
-    assert!(home.join(".pki/nssdb/cert9.db").exists());
+    trust_in(&daemon, &home);
     let bridge = Bridge::start(&daemon, bridge_port, &[]);
 
     // The loopback policy names the configured site and the unlisted one, not the gated one.
-    let dir = Path::new("/etc/chromium/policies/managed");
-    std::fs::create_dir_all(dir).expect("policy directory (needs root)");
-    let policy = Policy(dir.join(format!("kyso-test-{bridge_port}.json")));
-    std::fs::write(
-        &policy.0,
-        serde_json::json!({ "LoopbackNetworkAllowedForUrls": [&site_origin, &ask_origin] })
-            .to_string(),
-    )
-    .unwrap();
+    let policy = Policy::allow(bridge_port, &[&site_origin, &ask_origin]);
 
     // The user's answers, in the order the pages ask: the certificate (RSA, first), the
     // batch, two XML signatures; the unlisted site: refuse; after the refusal is cleared on
@@ -237,23 +250,9 @@ fn chromium_has_a_document_approved_then_sealed() {
         },
     );
     let home = fx.subdir("home");
-    let out = run(
-        Command::new(target_dir().join("kyso"))
-            .args(["bridge", "trust", "--user-only", "--config"])
-            .arg(daemon.config_path())
-            .env("HOME", &home),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "kyso bridge trust: {}", out.text());
+    trust_in(&daemon, &home);
     let bridge = Bridge::start(&daemon, bridge_port, &[]);
-    let dir = Path::new("/etc/chromium/policies/managed");
-    std::fs::create_dir_all(dir).expect("policy directory (needs root)");
-    let policy = Policy(dir.join(format!("kyso-test-{bridge_port}.json")));
-    std::fs::write(
-        &policy.0,
-        serde_json::json!({ "LoopbackNetworkAllowedForUrls": [&site_origin] }).to_string(),
-    )
-    .unwrap();
+    let policy = Policy::allow(bridge_port, &[&site_origin]);
 
     let out_dir = fx.subdir("browser");
     let document = out_dir.join("van-ban.pdf");
